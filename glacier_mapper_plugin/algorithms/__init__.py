@@ -1,0 +1,4 @@
+"""Processing algorithms: each reads parameters, calls one core function, returns outputs."""
+from .synthetic_region import SyntheticRegionAlgorithm
+
+ALGORITHMS = [SyntheticRegionAlgorithm]

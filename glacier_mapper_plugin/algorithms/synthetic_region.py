@@ -1,0 +1,72 @@
+"""glacier_mapper:synthetic_region -> core.synthetic.make_region."""
+from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputRasterLayer,
+                       QgsProcessingOutputVectorLayer, QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterNumber)
+
+from ..core.synthetic import make_region
+from .base import GlacierMapperAlgorithm
+
+
+class SyntheticRegionAlgorithm(GlacierMapperAlgorithm):
+    ALG_ID = "synthetic_region"
+    DISPLAY = "Synthetic glacier region"
+    GROUP, GROUP_ID = "Data", "data"
+    HELP = ("Writes a deterministic synthetic glacier region for demos, tests and training "
+            "trials: a DEM with ridges and valleys (UTM 32N, 10 m), glaciers defined by the "
+            "terrain (some with debris-covered tongues), Sentinel-2 L2A-like imagery for two "
+            "dates (bands B2, B3, B4, B8, B12 as uint16 with the processing-baseline offset "
+            "where the baseline has one, plus SCL; clouds, shadows, a no-data strip), true "
+            "glacier-id rasters for both dates, and an inventory GeoPackage whose glaciers "
+            "retreat by a known rate between the dates (true_rate_pct_yr).")
+    PARAM_HELP = {
+        "OUTPUT_FOLDER": "Folder to write the region into (created if needed; files are "
+                         "replaced atomically).",
+        "SEED": "Random seed: the same seed and sizes give the same region.",
+        "SIZE_KM": "Side of the square region in km (10 m pixels).",
+        "N_GLACIERS": "Number of glaciers to place (fewer if the terrain has no room).",
+        "START_YEAR": "Inventory year: first scene and the inventory outlines.",
+        "END_YEAR": "Year of the second scene, after the glaciers have retreated.",
+    }
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"))
+        self.addParameter(QgsProcessingParameterNumber("SEED", "Seed", defaultValue=42, minValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            "SIZE_KM", "Region size (km)", QgsProcessingParameterNumber.Double, 4.0, False, 1.0, 60.0))
+        self.addParameter(QgsProcessingParameterNumber("N_GLACIERS", "Number of glaciers",
+                                                       defaultValue=8, minValue=1, maxValue=500))
+        self.addParameter(QgsProcessingParameterNumber("START_YEAR", "Inventory (start) year",
+                                                       defaultValue=2015, minValue=1984, maxValue=2100))
+        self.addParameter(QgsProcessingParameterNumber("END_YEAR", "End year", defaultValue=2023,
+                                                       minValue=1985, maxValue=2100))
+        self.addOutput(QgsProcessingOutputRasterLayer("IMAGERY_START", "Imagery, start date"))
+        self.addOutput(QgsProcessingOutputRasterLayer("IMAGERY_END", "Imagery, end date"))
+        self.addOutput(QgsProcessingOutputRasterLayer("DEM", "DEM"))
+        self.addOutput(QgsProcessingOutputVectorLayer("INVENTORY", "Inventory"))
+        self.addOutput(QgsProcessingOutputRasterLayer("TRUTH_START", "True glacier ids, start"))
+        self.addOutput(QgsProcessingOutputRasterLayer("TRUTH_END", "True glacier ids, end"))
+        self.addOutput(QgsProcessingOutputNumber("GLACIER_COUNT", "Glaciers placed"))
+        self.addOutput(QgsProcessingOutputNumber("TRUE_REGIONAL_RATE", "True regional rate (%/yr)"))
+
+    def execute(self, parameters, context, feedback, progress):
+        folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
+        region = make_region(
+            folder,
+            seed=self.parameterAsInt(parameters, "SEED", context),
+            size_km=self.parameterAsDouble(parameters, "SIZE_KM", context),
+            n_glaciers=self.parameterAsInt(parameters, "N_GLACIERS", context),
+            start_year=self.parameterAsInt(parameters, "START_YEAR", context),
+            end_year=self.parameterAsInt(parameters, "END_YEAR", context),
+            progress=progress)
+        inventory = f"{region.inventory}|layername=inventory"
+        self.load_on_completion(context, region.dem, "DEM", "DEM")
+        for key, path, date in (("IMAGERY_START", region.imagery_start, region.start_date),
+                                ("IMAGERY_END", region.imagery_end, region.end_date)):
+            self.load_on_completion(context, path, f"Sentinel-2 L2A {date}", key,
+                                    "s2_natural_colour.qml")
+        self.load_on_completion(context, inventory, "Inventory", "INVENTORY", "inventory.qml")
+        return {"OUTPUT_FOLDER": str(region.folder), "IMAGERY_START": str(region.imagery_start),
+                "IMAGERY_END": str(region.imagery_end), "DEM": str(region.dem),
+                "INVENTORY": inventory, "TRUTH_START": str(region.truth_start),
+                "TRUTH_END": str(region.truth_end), "GLACIER_COUNT": region.n_glaciers,
+                "TRUE_REGIONAL_RATE": region.true_regional_rate_pct_yr}

@@ -1,0 +1,1 @@
+"""The science and engineering of Glacier Mapper. Imports numpy/torch/rasterio, never qgis."""

@@ -1,0 +1,37 @@
+"""Files that are either complete or absent: every output is written under a temporary
+name beside its destination and moved into place only when complete."""
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+
+# Tiled, compressed GeoTIFF that QGIS and GDAL read fast by window.
+GTIFF_PROFILE = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256,
+                     compress="deflate", predictor=2, BIGTIFF="IF_SAFER")
+
+
+def partial_path(path: Path) -> Path:
+    """Temporary sibling of `path` keeping its extension, so drivers pick the right format."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.partial-{uuid.uuid4().hex[:8]}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yield a temporary path; on success move it onto `path`, on any error remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        for leftover in (tmp, Path(str(tmp) + ".aux.xml"), Path(str(tmp) + "-journal")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        raise
+    aux = Path(str(tmp) + ".aux.xml")
+    if aux.exists():
+        os.replace(aux, Path(str(path) + ".aux.xml"))

@@ -1,0 +1,31 @@
+"""The `glacier_mapper` Processing provider. It loads even when torch is missing: each
+algorithm that needs a dependency says how to install it when it is run."""
+from pathlib import Path
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .algorithms import ALGORITHMS
+
+ICON = Path(__file__).resolve().parent / "resources" / "icon.svg"
+
+
+class GlacierMapperProvider(QgsProcessingProvider):
+    def id(self):
+        return "glacier_mapper"
+
+    def name(self):
+        return "Glacier Mapper"
+
+    def longName(self):  # noqa: N802 (QGIS API name)
+        return "Glacier Mapper: glacier outlines and area change from Sentinel-2"
+
+    def icon(self):
+        return QIcon(str(ICON))
+
+    def svgIconPath(self):  # noqa: N802 (QGIS API name)
+        return str(ICON)
+
+    def loadAlgorithms(self):  # noqa: N802 (QGIS API name)
+        for cls in ALGORITHMS:
+            self.addAlgorithm(cls())

@@ -1,0 +1,52 @@
+"""Shared fixtures: the plugin on sys.path, its dependency folder, the provider registered in
+the pytest-qgis application, a synthetic region made once per session, and ../shared/data."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from glacier_mapper_plugin import dependencies  # noqa: E402
+
+dependencies.add_to_sys_path()
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def region(tmp_path_factory):
+    """The default synthetic region (seed 42), written once for the whole session."""
+    from glacier_mapper_plugin.core.synthetic import make_region
+    return make_region(tmp_path_factory.mktemp("region"), seed=42)
+
+
+@pytest.fixture(scope="session")
+def provider(qgis_app, qgis_processing):
+    from qgis.core import QgsApplication
+
+    from glacier_mapper_plugin.provider import GlacierMapperProvider
+    registry = QgsApplication.processingRegistry()
+    existing = registry.providerById("glacier_mapper")
+    if existing is not None:
+        return existing
+    prov = GlacierMapperProvider()
+    assert registry.addProvider(prov)
+    return prov
+
+
+@pytest.fixture(scope="session")
+def processing(provider):
+    """QGIS's `processing` module (importable once pytest-qgis has set up Processing)."""
+    import processing as qgis_processing_module
+    return qgis_processing_module

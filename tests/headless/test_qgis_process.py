@@ -1,0 +1,57 @@
+"""Tier 3: the installed plugin driven by `qgis_process` in a subprocess, as a user's script."""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import rasterio
+
+QGIS_PROCESS = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
+
+
+def qgis_process(*args, timeout=300):
+    if QGIS_PROCESS is None:
+        pytest.fail("qgis_process not found: run `make setup`")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    # pytest-qgis points QGIS at a throw-away profile; the user's default profile is the
+    # one that holds the installed plugin.
+    env.pop("QGIS_CUSTOM_CONFIG_PATH", None)
+    return subprocess.run([QGIS_PROCESS, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def test_plugin_is_installed_and_enabled():
+    out = qgis_process("plugins")
+    assert out.returncode == 0, out.stderr
+    line = next((ln for ln in out.stdout.splitlines() if "glacier_mapper_plugin" in ln), "")
+    assert line.strip().startswith("*"), f"plugin not enabled in the profile: {out.stdout}"
+
+
+def test_help_lists_parameters():
+    out = qgis_process("help", "glacier_mapper:synthetic_region")
+    assert out.returncode == 0, out.stderr
+    for name in ("OUTPUT_FOLDER", "SEED", "SIZE_KM", "N_GLACIERS", "START_YEAR", "END_YEAR"):
+        assert name in out.stdout
+
+
+def test_json_run_writes_the_region(tmp_path):
+    out = qgis_process("--json", "run", "glacier_mapper:synthetic_region", "--",
+                       f"OUTPUT_FOLDER={tmp_path}", "SEED=3", "SIZE_KM=2", "N_GLACIERS=2",
+                       "START_YEAR=2016", "END_YEAR=2022")
+    assert out.returncode == 0, out.stderr + out.stdout
+    result = json.loads(out.stdout)
+    results = result["results"]
+    assert results["GLACIER_COUNT"] == 2
+    assert results["IMAGERY_END"].endswith(".tif") and "2022" in results["IMAGERY_END"]
+    with rasterio.open(results["IMAGERY_START"]) as src:
+        assert src.count == 6 and src.crs.to_epsg() == 32632
+        assert src.tags()["DATE"].startswith("2016")
+    assert any("true regional rate" in line for line in result["log"]["info"])
+
+
+def test_bad_parameter_fails_with_its_name(tmp_path):
+    out = qgis_process("--json", "run", "glacier_mapper:synthetic_region", "--",
+                       f"OUTPUT_FOLDER={tmp_path}", "START_YEAR=2023", "END_YEAR=2020")
+    assert out.returncode != 0
+    assert "END_YEAR" in out.stdout + out.stderr
