@@ -6,10 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from qgis.core import (QgsApplication, QgsContrastEnhancement, QgsFillSymbol,
-                       QgsMultiBandColorRenderer, QgsPalLayerSettings, QgsRasterLayer,
-                       QgsSingleSymbolRenderer, QgsTextBufferSettings, QgsTextFormat,
-                       QgsVectorLayer, QgsVectorLayerSimpleLabeling)
+import rasterio.transform
+from qgis.core import (QgsApplication, QgsColorRampShader, QgsContrastEnhancement,
+                       QgsFillSymbol, QgsMultiBandColorRenderer, QgsPalettedRasterRenderer,
+                       QgsPalLayerSettings, QgsRasterLayer, QgsRasterShader,
+                       QgsSingleBandPseudoColorRenderer, QgsSingleSymbolRenderer,
+                       QgsTextBufferSettings, QgsTextFormat, QgsVectorLayer,
+                       QgsVectorLayerSimpleLabeling)
 from qgis.PyQt.QtGui import QColor
 
 STYLES = Path(__file__).resolve().parent.parent / "glacier_mapper_plugin" / "resources" / "styles"
@@ -36,12 +39,41 @@ def outline_style(path, colour, label_field=None):
     layer.saveNamedStyle(str(path))
 
 
+def _raster(tmp, count, dtype):
+    tif = Path(tmp) / f"x{count}{dtype}.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=2, height=2, count=count, dtype=dtype,
+                       crs="EPSG:32632", transform=rasterio.transform.from_origin(0, 20, 10, 10)) as dst:
+        dst.write(np.arange(4 * count).reshape(count, 2, 2).astype(dtype))
+    return QgsRasterLayer(str(tif), "x")
+
+
+def probability_style(path, maximum):
+    with tempfile.TemporaryDirectory() as tmp:
+        layer = _raster(tmp, 1, "float32")
+        ramp = QgsColorRampShader(0.0, maximum, None, QgsColorRampShader.Interpolated)
+        ramp.setColorRampItemList([
+            QgsColorRampShader.ColorRampItem(0.0, QColor(255, 255, 255, 0), "0"),
+            QgsColorRampShader.ColorRampItem(0.25 * maximum, QColor(199, 233, 180, 120), ""),
+            QgsColorRampShader.ColorRampItem(0.5 * maximum, QColor(65, 182, 196, 200), "0.5"),
+            QgsColorRampShader.ColorRampItem(maximum, QColor(8, 29, 88, 255), str(maximum))])
+        shader = QgsRasterShader()
+        shader.setRasterShaderFunction(ramp)
+        layer.setRenderer(QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader))
+        layer.saveNamedStyle(str(path))
+
+
+def mask_style(path):
+    with tempfile.TemporaryDirectory() as tmp:
+        layer = _raster(tmp, 1, "uint8")
+        classes = [QgsPalettedRasterRenderer.Class(0, QColor(0, 0, 0, 0), "not glacier"),
+                   QgsPalettedRasterRenderer.Class(1, QColor(0, 200, 255, 180), "glacier")]
+        layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
+        layer.saveNamedStyle(str(path))
+
+
 def natural_colour_style(path):
     with tempfile.TemporaryDirectory() as tmp:
-        tif = Path(tmp) / "x.tif"
-        with rasterio.open(tif, "w", driver="GTiff", width=2, height=2, count=6, dtype="uint16") as dst:
-            dst.write(np.ones((6, 2, 2), np.uint16))
-        layer = QgsRasterLayer(str(tif), "x")
+        layer = _raster(tmp, 6, "uint16")
         renderer = QgsMultiBandColorRenderer(layer.dataProvider(), 3, 2, 1)
         for setter in (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
                        renderer.setBlueContrastEnhancement):
@@ -61,6 +93,10 @@ if __name__ == "__main__":
     STYLES.mkdir(parents=True, exist_ok=True)
     outline_style(STYLES / "inventory.qml", "0,180,255,255", "name")
     natural_colour_style(STYLES / "s2_natural_colour.qml")
+    probability_style(STYLES / "probability.qml", 1.0)
+    probability_style(STYLES / "probability_percent.qml", 100.0)
+    mask_style(STYLES / "mask.qml")
+    outline_style(STYLES / "glacier_polygons.qml", "255,120,0,255")
     print("styles written to", STYLES)
     app.exitQgis()
     sys.exit(0)

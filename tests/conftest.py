@@ -50,3 +50,16 @@ def processing(provider):
     """QGIS's `processing` module (importable once pytest-qgis has set up Processing)."""
     import processing as qgis_processing_module
     return qgis_processing_module
+
+
+S2_DEM_BANDS = ["B2", "B3", "B4", "B8", "B12", "DEM"]
+
+
+@pytest.fixture(scope="session")
+def untrained_model(tmp_path_factory):
+    """An untrained resnet18 U-Net for B2..B12 + DEM with plausible normalisation."""
+    from glacier_mapper_plugin.core.model_file import new_model
+    path = tmp_path_factory.mktemp("models") / "untrained.gmm"
+    new_model(path, S2_DEM_BANDS, mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0],
+              encoder="resnet18", seed=1)
+    return path

@@ -72,6 +72,12 @@ def styler(qml: str) -> StyleOnLoad:
     return post
 
 
+def style_output(context, path, qml: str) -> None:
+    """Style a destination output that QGIS will load when the algorithm completes."""
+    if path and context.willLoadLayerOnCompletion(path):
+        context.layerToLoadOnCompletionDetails(path).setPostProcessor(styler(qml))
+
+
 class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
     """Subclasses set ALG_ID, DISPLAY, GROUP/GROUP_ID, HELP, PARAM_HELP and REQUIRES and
     implement initAlgorithm and execute()."""

@@ -55,3 +55,17 @@ def test_bad_parameter_fails_with_its_name(tmp_path):
                        f"OUTPUT_FOLDER={tmp_path}", "START_YEAR=2023", "END_YEAR=2020")
     assert out.returncode != 0
     assert "END_YEAR" in out.stdout + out.stderr
+
+
+def test_json_segment_run(tmp_path, region, untrained_model):
+    out = qgis_process("--json", "run", "glacier_mapper:segment_glaciers", "--",
+                       f"INPUT={region.imagery_end}", f"DEM={region.dem}", f"MODEL={untrained_model}",
+                       "TILE_SIZE=128", "OVERLAP=32", "DEVICE=cpu",
+                       f"OUTPUT_PROBABILITY={tmp_path / 'p.tif'}", f"OUTPUT_MASK={tmp_path / 'm.tif'}",
+                       f"OUTPUT_POLYGONS={tmp_path / 'g.gpkg'}")
+    assert out.returncode == 0, out.stderr + out.stdout
+    result = json.loads(out.stdout)
+    assert result["results"]["DEVICE_USED"] == "cpu"
+    assert any("device cpu" in line for line in result["log"]["info"])
+    with rasterio.open(result["results"]["OUTPUT_MASK"]) as src:
+        assert src.crs.to_epsg() == 32632 and src.nodata == 255

@@ -1,0 +1,135 @@
+"""glacier_mapper:segment_glaciers -> core.segment.segment."""
+from qgis.core import (QgsCoordinateTransform, QgsFeatureRequest, QgsProcessing,
+                       QgsProcessingException, QgsProcessingOutputNumber,
+                       QgsProcessingOutputString, QgsProcessingParameterDistance,
+                       QgsProcessingParameterEnum, QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterFile, QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
+                       QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
+from shapely import wkb
+
+from .base import GlacierMapperAlgorithm, style_output
+
+DEVICES = ["auto", "cuda", "cpu"]
+PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
+PROBABILITY_FORMATS = ["float32", "uint8"]
+
+
+def string_enum(name, description, options):
+    """An enum whose values are its option strings (DEVICE=cpu on the command line)."""
+    param = QgsProcessingParameterEnum(name, description, options, defaultValue=options[0])
+    param.setUsesStaticStrings(True)
+    return param
+
+
+def layer_geometries(source, crs, context):
+    """Shapely geometries of a feature source, transformed to `crs`."""
+    transform = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
+    geoms = []
+    for feat in source.getFeatures(QgsFeatureRequest()):
+        g = feat.geometry()
+        if g.isNull():
+            continue
+        g.transform(transform)
+        geoms.append(wkb.loads(bytes(g.asWkb())))
+    return geoms
+
+
+class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
+    ALG_ID = "segment_glaciers"
+    DISPLAY = "Segment glaciers"
+    GROUP, GROUP_ID = "Segmentation", "segmentation"
+    REQUIRES = ("torch", "segmentation_models_pytorch", "safetensors")
+    HELP = ("Runs a Glacier Mapper U-Net over a raster of any size, tile by tile with smooth "
+            "blending of overlapping tiles, on CUDA or the CPU, and writes the glacier "
+            "probability, a mask and glacier polygons. Bands are matched to the model by their "
+            "names (B2, B3, B4, B8, B12, DEM) or by the BANDS mapping; Sentinel-2 L2A numbers "
+            "are decoded to reflectance with the raster's scale/offset or processing baseline. "
+            "No-data pixels (0 in L2A, NaN, the raster's nodata) stay no data. Inputs in a "
+            "geographic CRS are refused: reproject them to their UTM zone first.")
+    PARAM_HELP = {
+        "INPUT": "Multi-band raster in a metric CRS (per-glacier chip or a whole tile).",
+        "DEM": "Elevation raster, reprojected and resampled on the fly onto the INPUT grid; "
+               "needed when the model uses elevation and INPUT has no DEM band.",
+        "MODEL": "Glacier Mapper model file (.gmm: safetensors + JSON header).",
+        "DEVICE": "auto uses CUDA when torch sees a GPU, else the CPU.",
+        "PRECISION": "auto: bf16 (or fp16) on CUDA, bf16 on CPUs with bf16 support, else fp32.",
+        "TILE_SIZE": "Tile side in pixels (multiple of 32). Memory grows with it.",
+        "OVERLAP": "Pixels shared by neighbouring tiles, blended with smooth weights.",
+        "BATCH_SIZE": "Tiles per forward pass.",
+        "THRESHOLD": "Probability above which a pixel is glacier; empty: the model's own.",
+        "BANDS": "Optional mapping model band = raster band number, e.g. B2=1,B3=2,B4=3,B8=4,B12=5,DEM=6.",
+        "MASK_LAYER": "Optional polygons (e.g. the inventory): only tiles touching them, "
+                      "buffered by MASK_BUFFER, are run; the rest is written as no data.",
+        "MASK_BUFFER": "Buffer around MASK_LAYER polygons.",
+        "PROBABILITY_FORMAT": "float32 (0-1, NaN = no data) or uint8 (0-100, 255 = no data).",
+        "MIN_AREA": "Polygons smaller than this (km2) are dropped from OUTPUT_POLYGONS.",
+        "SIMPLIFY": "Douglas-Peucker tolerance (m) for OUTPUT_POLYGONS; 0 keeps pixel edges.",
+        "OUTPUT_PROBABILITY": "Glacier probability raster (tiled, compressed GeoTIFF).",
+        "OUTPUT_MASK": "Glacier mask raster (uint8: 1 glacier, 0 not, 255 no data).",
+        "OUTPUT_POLYGONS": "Glacier polygons (GeoPackage) with area_km2 on the ellipsoid.",
+    }
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Input raster"))
+        self.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM", optional=True))
+        self.addParameter(QgsProcessingParameterFile("MODEL", "Model file", fileFilter="Glacier Mapper model (*.gmm *.safetensors)"))
+        self.addParameter(string_enum("DEVICE", "Device", DEVICES))
+        self.addParameter(string_enum("PRECISION", "Precision", PRECISIONS))
+        self.addParameter(QgsProcessingParameterNumber("TILE_SIZE", "Tile size (px)", defaultValue=512, minValue=32, maxValue=4096))
+        self.addParameter(QgsProcessingParameterNumber("OVERLAP", "Overlap (px)", defaultValue=64, minValue=0, maxValue=2047))
+        self.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", defaultValue=4, minValue=1, maxValue=512))
+        self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold", QgsProcessingParameterNumber.Double, None, True, 0.0, 1.0))
+        self.addParameter(QgsProcessingParameterString("BANDS", "Band mapping", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource("MASK_LAYER", "Only near these polygons", [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterDistance("MASK_BUFFER", "Buffer around MASK_LAYER", 500.0, "INPUT", minValue=0.0))
+        self.addParameter(string_enum("PROBABILITY_FORMAT", "Probability format", PROBABILITY_FORMATS))
+        self.addParameter(QgsProcessingParameterNumber("MIN_AREA", "Minimum polygon area (km2)", QgsProcessingParameterNumber.Double, 0.01, False, 0.0))
+        self.addParameter(QgsProcessingParameterNumber("SIMPLIFY", "Simplification tolerance (m)", QgsProcessingParameterNumber.Double, 0.0, False, 0.0))
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_PROBABILITY", "Glacier probability"))
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MASK", "Glacier mask", optional=True, createByDefault=True))
+        self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT_POLYGONS", "Glacier polygons", QgsProcessing.TypeVectorPolygon, optional=True, createByDefault=True))
+        self.addOutput(QgsProcessingOutputNumber("GLACIER_AREA_KM2", "Glacier area (km2, planar)"))
+        self.addOutput(QgsProcessingOutputString("DEVICE_USED", "Device used"))
+        self.addOutput(QgsProcessingOutputString("PRECISION_USED", "Precision used"))
+
+    def execute(self, parameters, context, feedback, progress):
+        from ..core.bands import parse_mapping
+        from ..core.segment import SegmentOptions, segment
+
+        raster = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        if raster is None:
+            raise QgsProcessingException("INPUT: raster layer not found")
+        dem = self.parameterAsRasterLayer(parameters, "DEM", context)
+        mask_source = self.parameterAsSource(parameters, "MASK_LAYER", context)
+        threshold = parameters.get("THRESHOLD")
+        options = SegmentOptions(
+            tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
+            overlap=self.parameterAsInt(parameters, "OVERLAP", context),
+            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
+            threshold=None if threshold in (None, "") else self.parameterAsDouble(parameters, "THRESHOLD", context),
+            device=self.parameterAsEnumString(parameters, "DEVICE", context),
+            precision=self.parameterAsEnumString(parameters, "PRECISION", context),
+            probability_dtype=self.parameterAsEnumString(parameters, "PROBABILITY_FORMAT", context),
+            bands=parse_mapping(self.parameterAsString(parameters, "BANDS", context)) or None,
+            mask_geometries=layer_geometries(mask_source, raster.crs(), context) if mask_source else [],
+            mask_buffer_m=self.parameterAsDouble(parameters, "MASK_BUFFER", context),
+            min_area_km2=self.parameterAsDouble(parameters, "MIN_AREA", context),
+            simplify_m=self.parameterAsDouble(parameters, "SIMPLIFY", context))
+        prob_path = self.parameterAsOutputLayer(parameters, "OUTPUT_PROBABILITY", context)
+        mask_path = self.parameterAsOutputLayer(parameters, "OUTPUT_MASK", context) or None
+        poly_path = self.parameterAsOutputLayer(parameters, "OUTPUT_POLYGONS", context) or None
+        if poly_path and not poly_path.lower().endswith(".gpkg"):
+            raise QgsProcessingException(f"OUTPUT_POLYGONS must be a GeoPackage (.gpkg), not {poly_path}")
+        if poly_path and not mask_path:
+            raise QgsProcessingException("OUTPUT_POLYGONS is made from the mask: set OUTPUT_MASK too")
+        result = segment(raster.source(), self.parameterAsFile(parameters, "MODEL", context),
+                         prob_path, mask_path, poly_path, dem.source() if dem else None,
+                         options, progress)
+        prob_qml = "probability_percent.qml" if options.probability_dtype == "uint8" else "probability.qml"
+        style_output(context, prob_path, prob_qml)
+        style_output(context, mask_path, "mask.qml")
+        style_output(context, poly_path, "glacier_polygons.qml")
+        return {"OUTPUT_PROBABILITY": prob_path, "OUTPUT_MASK": mask_path,
+                "OUTPUT_POLYGONS": poly_path, "GLACIER_AREA_KM2": result.glacier_area_km2,
+                "DEVICE_USED": result.device, "PRECISION_USED": result.precision}

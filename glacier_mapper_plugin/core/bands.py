@@ -1,0 +1,117 @@
+"""Which raster band is which model input, and how its numbers become physical units.
+
+Sentinel-2 L2A digital numbers are decoded to surface reflectance with the scale/offset the
+file declares (GDAL band scale/offset, else the BOA_ADD_OFFSET or PROCESSING_BASELINE tag),
+so that scenes from before and after processing baseline 04.00 (-1000 offset) look the same
+to a model. Elevation stays in metres.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import sentinel2 as s2
+
+ELEVATION_NAMES = ("DEM", "ELEVATION", "HEIGHT", "Z")
+
+
+def canonical(name: str | None) -> str:
+    """'B02' -> 'B2', 'b8a' -> 'B8A', 'dem' -> 'DEM'; first word only ('B4 (red)' -> 'B4')."""
+    if not name:
+        return ""
+    word = str(name).strip().split()[0].upper() if str(name).strip() else ""
+    m = re.fullmatch(r"B0*(\d+A?)", word)
+    if m:
+        return "B" + m.group(1)
+    return "DEM" if word in ELEVATION_NAMES else word
+
+
+def parse_mapping(text: str | None) -> dict[str, int]:
+    """'B2=1,B3=2,DEM=7' -> {'B2': 1, 'B3': 2, 'DEM': 7} (1-based raster band numbers)."""
+    mapping: dict[str, int] = {}
+    for part in (text or "").replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise ValueError(f"BANDS: {part.strip()!r} is not NAME=NUMBER (e.g. B2=1,B3=2)")
+        name, number = part.split("=", 1)
+        try:
+            mapping[canonical(name)] = int(number)
+        except ValueError:
+            raise ValueError(f"BANDS: band number {number.strip()!r} for {name.strip()} is not "
+                             "an integer") from None
+    return mapping
+
+
+def match_bands(descriptions, wanted, mapping: dict[str, int] | None = None,
+                external: tuple[str, ...] = ()) -> dict[str, int | None]:
+    """Model band name -> 1-based raster band (None when supplied by an external raster)."""
+    count = len(descriptions)
+    found = {canonical(d): i for i, d in enumerate(descriptions, start=1) if canonical(d)}
+    result: dict[str, int | None] = {}
+    missing = []
+    for name in wanted:
+        key = canonical(name)
+        if mapping and key in mapping:
+            if not 1 <= mapping[key] <= count:
+                raise ValueError(f"BANDS: {key}={mapping[key]} but the raster has {count} bands")
+            result[name] = mapping[key]
+        elif key in found:
+            result[name] = found[key]
+        elif key in external:
+            result[name] = None
+        else:
+            missing.append(name)
+    if missing:
+        have = ", ".join(canonical(d) or f"band {i} (no name)" for i, d in
+                         enumerate(descriptions, start=1))
+        raise ValueError(f"the raster has no band for {', '.join(missing)} (the model expects "
+                         f"{', '.join(wanted)}; the raster has {have}). Name the bands in the "
+                         "file or give a BANDS mapping such as B2=1,B3=2,B4=3,B8=4,B12=5"
+                         + ("" if "DEM" not in [canonical(m) for m in missing] else
+                            ", and give a DEM raster"))
+    return result
+
+
+@dataclass
+class Decoder:
+    """value = dn * scale + offset; `nodata` DN values (and NaN) are no data."""
+    scale: float = 1.0
+    offset: float = 0.0
+    nodata: tuple = ()
+
+    def __call__(self, dn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 values, boolean no-data mask)."""
+        values = dn.astype(np.float32)
+        invalid = ~np.isfinite(values)
+        for nd in self.nodata:
+            if nd is not None and not np.isnan(nd):
+                invalid |= dn == nd
+        if self.scale != 1.0 or self.offset != 0.0:
+            values = values * np.float32(self.scale) + np.float32(self.offset)
+        values[invalid] = 0.0
+        return values, invalid
+
+
+def decoder_for(src, band: int, name: str, warn=None) -> Decoder:
+    """How to decode band `band` of an open rasterio dataset as model input `name`."""
+    nodata = (src.nodatavals[band - 1],)
+    integer = np.issubdtype(np.dtype(src.dtypes[band - 1]), np.integer)
+    if canonical(name) == "DEM" or not integer:
+        return Decoder(1.0, 0.0, nodata)
+    nodata = nodata + (s2.NODATA,)
+    scale, offset = src.scales[band - 1], src.offsets[band - 1]
+    if scale not in (None, 1.0) or offset not in (None, 0.0):
+        return Decoder(float(scale), float(offset), nodata)
+    tags = {**src.tags(), **src.tags(band)}
+    if "BOA_ADD_OFFSET" in tags:
+        return Decoder(1.0 / s2.QUANTIFICATION, float(tags["BOA_ADD_OFFSET"]) / s2.QUANTIFICATION, nodata)
+    if tags.get("PROCESSING_BASELINE"):
+        off = s2.boa_offset(tags["PROCESSING_BASELINE"])
+        return Decoder(1.0 / s2.QUANTIFICATION, off / s2.QUANTIFICATION, nodata)
+    if warn:
+        warn(f"{name}: no scale/offset, BOA_ADD_OFFSET or PROCESSING_BASELINE in the raster; "
+             "assuming reflectance x 10000 without the -1000 offset of baselines >= 04.00")
+    return Decoder(1.0 / s2.QUANTIFICATION, 0.0, nodata)

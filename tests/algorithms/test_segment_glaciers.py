@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import rasterio
+from qgis.core import (QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback,
+                       QgsProject, QgsRasterLayer, QgsVectorLayer)
+
+
+def _params(region, model, tmp_path, **extra):
+    params = {"INPUT": str(region.imagery_end), "DEM": str(region.dem), "MODEL": str(model),
+              "TILE_SIZE": 128, "OVERLAP": 32, "BATCH_SIZE": 4, "PRECISION": "fp32",
+              "OUTPUT_PROBABILITY": str(tmp_path / "prob.tif"),
+              "OUTPUT_MASK": str(tmp_path / "mask.tif"),
+              "OUTPUT_POLYGONS": str(tmp_path / "glaciers.gpkg")}
+    params.update(extra)
+    return params
+
+
+def test_run_writes_three_outputs(processing, region, untrained_model, tmp_path):
+    res = processing.run("glacier_mapper:segment_glaciers", _params(region, untrained_model, tmp_path))
+    prob = QgsRasterLayer(res["OUTPUT_PROBABILITY"], "p")
+    assert prob.isValid() and prob.crs().authid() == "EPSG:32632" and prob.width() == 400
+    assert QgsRasterLayer(res["OUTPUT_MASK"], "m").isValid()
+    polys = QgsVectorLayer(res["OUTPUT_POLYGONS"], "g", "ogr")
+    assert polys.isValid() and "area_km2" in polys.fields().names()
+    assert res["DEVICE_USED"] == "cpu" and res["PRECISION_USED"] == "fp32"
+    assert res["GLACIER_AREA_KM2"] >= 0
+
+
+def test_mask_layer_in_another_crs(processing, region, untrained_model, tmp_path):
+    """An EPSG:4326 inventory restricts the run to tiles near its glaciers."""
+    inv4326 = tmp_path / "inv4326.gpkg"
+    processing.run("native:reprojectlayer", {"INPUT": f"{region.inventory}|layername=inventory",
+                                             "TARGET_CRS": "EPSG:4326", "OUTPUT": str(inv4326)})
+    res = processing.run("glacier_mapper:segment_glaciers",
+                         _params(region, untrained_model, tmp_path, MASK_LAYER=str(inv4326),
+                                 MASK_BUFFER=20, OUTPUT_MASK=None, OUTPUT_POLYGONS=None))
+    with rasterio.open(res["OUTPUT_PROBABILITY"]) as src:
+        prob = src.read(1)
+    with rasterio.open(region.truth_start) as src:
+        truth = src.read(1)
+    assert np.isfinite(prob[truth > 0]).mean() > 0.95  # glaciers (but the no-data strip) run
+
+
+def test_outputs_are_styled_on_load(processing, region, untrained_model, tmp_path, provider):
+    context = QgsProcessingContext()
+    context.setProject(QgsProject())
+    params = _params(region, untrained_model, tmp_path)
+    for key in ("OUTPUT_PROBABILITY", "OUTPUT_MASK", "OUTPUT_POLYGONS"):
+        context.addLayerToLoadOnCompletion(params[key], QgsProcessingContext.LayerDetails(key, context.project(), key))
+    alg = provider.algorithm("segment_glaciers").create()
+    _, ok = alg.run(params, context, QgsProcessingFeedback())
+    assert ok
+    details = context.layerToLoadOnCompletionDetails(params["OUTPUT_MASK"])
+    layer = QgsRasterLayer(params["OUTPUT_MASK"], "m")
+    details.postProcessor().postProcessLayer(layer, context, QgsProcessingFeedback())
+    assert layer.renderer().type() == "paletted"
+
+
+def test_band_mismatch_error_reaches_the_user(processing, region, untrained_model, tmp_path):
+    with pytest.raises(QgsProcessingException, match="no band for DEM"):
+        processing.run("glacier_mapper:segment_glaciers",
+                       _params(region, untrained_model, tmp_path, DEM=None))
+
+
+def test_bands_mapping_parameter(processing, region, untrained_model, tmp_path):
+    res = processing.run("glacier_mapper:segment_glaciers",
+                         _params(region, untrained_model, tmp_path, BANDS="B2=1,B3=2,B4=3,B8=4,B12=5",
+                                 OUTPUT_POLYGONS=None))
+    assert QgsRasterLayer(res["OUTPUT_PROBABILITY"], "p").isValid()
+
+
+def test_parameters_serialise_for_batch_and_scripts(provider, region, untrained_model, tmp_path):
+    alg = provider.algorithm("segment_glaciers")
+    context = QgsProcessingContext()
+    params = _params(region, untrained_model, tmp_path)
+    for definition in alg.parameterDefinitions():
+        value = params.get(definition.name(), definition.defaultValue())
+        assert isinstance(definition.valueAsPythonString(value, context), str)
+    ok, msg = alg.checkParameterValues(params, context)
+    assert ok, msg
+
+
+def test_cancelled_run_leaves_no_outputs(processing, region, untrained_model, tmp_path):
+    feedback = QgsProcessingFeedback()
+    feedback.cancel()
+    with pytest.raises(QgsProcessingException, match="Cancelled"):
+        processing.run("glacier_mapper:segment_glaciers", _params(region, untrained_model, tmp_path),
+                       feedback=feedback)
+    assert list(tmp_path.iterdir()) == []
