@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -279,6 +280,14 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         glacier_px = 0
         pixel_area_km2 = abs(src.transform.a * src.transform.e) / 1e6
 
+        def write_rows(out, mask, window):
+            prob_dst.write(out, 1, window=window)
+            if mask_dst is not None:
+                mask_dst.write(mask, 1, window=window)
+
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        writes = []
+
         def flush(upto: int):
             """Write rows [buf_y0, upto) and shift the strip accumulators."""
             nonlocal buf_y0, glacier_px
@@ -295,37 +304,52 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
             else:
                 out = p.astype(np.float32)
                 out[nodata] = np.nan
-            prob_dst.write(out, 1, window=window)
             mask = (np.nan_to_num(p) >= threshold).astype(np.uint8)
             mask[nodata] = MASK_NODATA
             glacier_px += int((mask == 1).sum())
-            if mask_dst is not None:
-                mask_dst.write(mask, 1, window=window)
+            # Compression and writing run in the I/O thread, beside the next forward passes.
+            writes.append(pool.submit(write_rows, out, mask, window))
             for arr in (acc, wsum, invalid_buf):
                 arr[:-n] = arr[n:].copy() if n < buf_h else 0
                 arr[-n:] = 0
             buf_y0 = upto
 
+        def load_strip(y, row_xs):
+            """Read, decode and normalise the strip under one tile row (runs in a thread,
+            overlapping the previous row's forward passes: both release the GIL)."""
+            if not row_xs:
+                return None
+            h = min(T, H - y)
+            x0, x1 = min(row_xs), min(max(row_xs) + T, W)
+            strip = np.empty((len(readers), h, x1 - x0), np.float32)
+            strip_invalid = np.zeros((h, x1 - x0), bool)
+            win = Window(x0, y, x1 - x0, h)
+            for c, (ds, b, decode) in enumerate(readers):
+                values, invalid = decode(ds.read(b, window=win))
+                strip[c] = values
+                strip_invalid |= invalid
+            strip -= mean
+            strip *= inv_std
+            strip[:, strip_invalid] = 0.0
+            return strip, strip_invalid, x0, x1
+
+        pending = pool.submit(load_strip, ys[0], plan[0])
         for row, (y, row_xs) in enumerate(zip(ys, plan)):
             progress.check()
             flush(y)
             h = min(T, H - y)
-            if row_xs:
-                x0, x1 = min(row_xs), min(max(row_xs) + T, W)
-                strip = np.empty((len(readers), h, x1 - x0), np.float32)
-                strip_invalid = np.zeros((h, x1 - x0), bool)
-                win = Window(x0, y, x1 - x0, h)
-                for c, (ds, b, decode) in enumerate(readers):
-                    values, invalid = decode(ds.read(b, window=win))
-                    strip[c] = values
-                    strip_invalid |= invalid
-                strip -= mean
-                strip *= inv_std
-                strip[:, strip_invalid] = 0.0
+            loaded = pending.result()
+            if row + 1 < len(ys):
+                pending = pool.submit(load_strip, ys[row + 1], plan[row + 1])
+            if loaded is not None:
+                strip, strip_invalid, x0, x1 = loaded
                 invalid_buf[y - buf_y0:y - buf_y0 + h, x0:x1] |= strip_invalid
-                for b0 in range(0, len(row_xs), opts.batch_size):
+                # Even batches (9 tiles at batch 4 -> 3+3+3, not 4+4+1): no tiny last batch.
+                n_batches = -(-len(row_xs) // opts.batch_size)
+                size = -(-len(row_xs) // n_batches)
+                for b0 in range(0, len(row_xs), size):
                     progress.check()
-                    batch_xs = row_xs[b0:b0 + opts.batch_size]
+                    batch_xs = row_xs[b0:b0 + size]
                     tiles = np.stack([_pad_tile(strip[:, :, x - x0:x - x0 + T], T) for x in batch_xs])
                     probs = net(tiles)
                     progress.check()
@@ -337,6 +361,10 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
                     progress.update(0.95 * done / max(n_tiles, 1), None)
             if row == len(ys) - 1:
                 flush(H)
+            while writes and writes[0].done():
+                writes.pop(0).result()  # surface write errors early
+        for w in writes:
+            w.result()
         progress.info(f"{done} tiles in {time.perf_counter() - t0:.1f} s")
         polygons = None
         if polygons_path:

@@ -1,0 +1,171 @@
+"""Segmentation benchmark: our streaming pipeline versus the raw model forward and versus
+onnxruntime on the same tiles, measured in one run; and peak memory on a full S2 tile.
+
+    .venv/bin/python scripts/bench_segment.py [--size 4096] [--encoder resnet34]
+    .venv/bin/python scripts/bench_segment.py --memory   # 10980 x 10980, peak RSS
+
+Ratios are what matter (this is a 2-core CPU); results go to docs/benchmarks.md.
+"""
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from glacier_mapper_plugin import dependencies  # noqa: E402
+
+dependencies.add_to_sys_path()
+
+from glacier_mapper_plugin.core.io import GTIFF_PROFILE  # noqa: E402
+from glacier_mapper_plugin.core.model_file import new_model  # noqa: E402
+from glacier_mapper_plugin.core.segment import (Network, SegmentOptions, pick_precision,  # noqa: E402
+                                                segment, tile_origins)
+from glacier_mapper_plugin.core.synthetic import make_region  # noqa: E402
+
+BANDS = ["B2", "B3", "B4", "B8", "B12", "DEM"]
+
+
+def make_big_raster(path: Path, size: int, seed: int = 0) -> Path:
+    """A size x size 6-band uint16 raster tiled from a synthetic region (real-looking
+    content, so compression and decoding cost what they cost on real scenes)."""
+    region = make_region(path.parent / "region", seed=seed, size_km=4.0)
+    with rasterio.open(region.imagery_end) as src, rasterio.open(region.dem) as dem:
+        block = np.concatenate([src.read([1, 2, 3, 4, 5]), dem.read().astype(np.uint16)])
+        prof = dict(GTIFF_PROFILE, width=size, height=size, count=6, dtype="uint16", nodata=0,
+                    crs=src.crs, transform=src.transform)
+        tags = src.tags()
+    block[:, block[0] == 0] = 1000  # no no-data strip in the benchmark raster
+    n = block.shape[1]
+    with rasterio.open(path, "w", **prof) as dst:
+        dst.descriptions = tuple(BANDS)
+        dst.update_tags(**tags)
+        for y in range(0, size, n):
+            for x in range(0, size, n):
+                h, w = min(n, size - y), min(n, size - x)
+                flip = block[:, ::-1] if (y // n) % 2 else block
+                flip = flip[:, :, ::-1] if (x // n) % 2 else flip
+                dst.write(flip[:, :h, :w], window=Window(x, y, w, h))
+    return path
+
+
+def count_tiles(size, tile, overlap):
+    return len(tile_origins(size, tile, tile - overlap)) ** 2
+
+
+def bench_raw(model, n_tiles, opts, precision):
+    net = Network(model, "cpu", precision)
+    rng = np.random.default_rng(0)
+    batch = rng.standard_normal((opts.batch_size, len(BANDS), opts.tile_size, opts.tile_size)).astype(np.float32)
+    net(batch[:1])  # warm-up
+    t0 = time.perf_counter()
+    done = 0
+    while done < n_tiles:
+        b = min(opts.batch_size, n_tiles - done)
+        net(batch[:b])
+        done += b
+    return n_tiles / (time.perf_counter() - t0)
+
+
+def bench_onnx(model, n_tiles, opts, tmp):
+    import onnxruntime as ort
+    import torch
+    net = Network(model, "cpu", "fp32")
+    onnx_path = tmp / "model.onnx"
+    dummy = torch.zeros(1, len(BANDS), opts.tile_size, opts.tile_size)
+    torch.onnx.export(net.model.to(memory_format=torch.contiguous_format), dummy, str(onnx_path),
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+                      dynamo=False)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    batch = rng.standard_normal((opts.batch_size, len(BANDS), opts.tile_size, opts.tile_size)).astype(np.float32)
+    sess.run(None, {"x": batch[:1]})
+    t0 = time.perf_counter()
+    done = 0
+    while done < n_tiles:
+        b = min(opts.batch_size, n_tiles - done)
+        sess.run(None, {"x": batch[:b]})
+        done += b
+    return n_tiles / (time.perf_counter() - t0)
+
+
+def run_speed(args):
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        raster = make_big_raster(tmp / "big.tif", args.size)
+        model = tmp / "m.gmm"
+        new_model(model, BANDS, mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0],
+                  encoder=args.encoder)
+        precision = pick_precision(args.precision, "cpu")
+        opts = SegmentOptions(tile_size=args.tile, overlap=args.overlap, batch_size=args.batch,
+                              precision=precision, device="cpu")
+        n = count_tiles(args.size, args.tile, args.overlap)
+        print(f"{args.size}x{args.size} x6, {n} tiles of {args.tile} (overlap {args.overlap}), "
+              f"batch {args.batch}, {args.encoder}, precision {precision}", flush=True)
+        raw = bench_raw(model, n, opts, precision)
+        print(f"raw forward ({precision}):       {raw:.3f} tiles/s", flush=True)
+        t0 = time.perf_counter()
+        segment(raster, model, tmp / "p.tif", tmp / "m.tif", options=opts)
+        ours = n / (time.perf_counter() - t0)
+        print(f"pipeline end to end ({precision}): {ours:.3f} tiles/s  -> {ours / raw:.3f} x raw forward", flush=True)
+        result = dict(size=args.size, tiles=n, encoder=args.encoder, precision=precision,
+                      raw_tiles_s=raw, pipeline_tiles_s=ours, pipeline_vs_raw=ours / raw)
+        if not args.no_onnx:
+            onnx = bench_onnx(model, n, opts, tmp)
+            print(f"onnxruntime fp32 CPU:         {onnx:.3f} tiles/s  -> pipeline is {ours / onnx:.3f} x onnxruntime", flush=True)
+            result.update(onnx_tiles_s=onnx, pipeline_vs_onnx=ours / onnx)
+        print(json.dumps(result))
+
+
+def run_memory(args):
+    """Peak RSS of a child process that segments a 10980 x 10980 raster (compute limited to
+    the tiles along its left and right edges by MASK_LAYER: every strip is still read, decoded
+    and accumulated across the full width, which is what scales with raster size)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        size = 10980
+        raster = make_big_raster(tmp / "s2tile.tif", size)
+        model = tmp / "m.gmm"
+        new_model(model, BANDS, mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0], encoder=args.encoder)
+        code = f"""
+import resource, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from glacier_mapper_plugin import dependencies; dependencies.add_to_sys_path()
+import rasterio
+from shapely.geometry import box
+from glacier_mapper_plugin.core.segment import SegmentOptions, segment
+with rasterio.open({str(raster)!r}) as src:
+    b = src.bounds
+edges = [box(b.left, b.bottom, b.left + 100, b.top), box(b.right - 100, b.bottom, b.right, b.top)]
+t0 = time.time()
+r = segment({str(raster)!r}, {str(model)!r}, {str(tmp / 'p.tif')!r}, {str(tmp / 'm.tif')!r},
+            options=SegmentOptions(tile_size={args.tile}, overlap={args.overlap}, batch_size={args.batch},
+                                   mask_geometries=edges))
+print("tiles", r.tiles, "skipped", r.tiles_skipped, "seconds", round(time.time() - t0, 1))
+print("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        print(out.stdout, out.stderr[-2000:])
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=int, default=4096)
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--overlap", type=int, default=64)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--encoder", default="resnet34")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--memory", action="store_true")
+    a = p.parse_args()
+    (run_memory if a.memory else run_speed)(a)
+    print("benchmark process peak RSS MB:", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
