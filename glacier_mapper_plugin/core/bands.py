@@ -82,17 +82,31 @@ class Decoder:
     offset: float = 0.0
     nodata: tuple = ()
 
-    def __call__(self, dn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(float32 values, boolean no-data mask)."""
-        values = dn.astype(np.float32)
-        invalid = ~np.isfinite(values)
+    def invalid(self, dn: np.ndarray) -> np.ndarray:
+        """Boolean no-data mask of raw values."""
+        invalid = np.zeros(dn.shape, bool)
+        if np.issubdtype(dn.dtype, np.floating):
+            invalid |= ~np.isfinite(dn)
         for nd in self.nodata:
             if nd is not None and not np.isnan(nd):
                 invalid |= dn == nd
-        if self.scale != 1.0 or self.offset != 0.0:
-            values = values * np.float32(self.scale) + np.float32(self.offset)
-        values[invalid] = 0.0
-        return values, invalid
+        return invalid
+
+    def __call__(self, dn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 values, boolean no-data mask); no-data values are 0."""
+        return self.standardise(dn, 0.0, 1.0)
+
+    def standardise(self, dn: np.ndarray, mean: float, std: float, out=None):
+        """((value - mean) / std as float32, no-data mask) in two passes over the data:
+        decoding and standardising fold into one multiply-add (this runs on every pixel)."""
+        a = np.float32(self.scale / std)
+        b = np.float32((self.offset - mean) / std)
+        out = np.empty(dn.shape, np.float32) if out is None else out
+        np.multiply(dn, a, out=out, casting="unsafe")
+        out += b
+        invalid = self.invalid(dn)
+        out[invalid] = 0.0
+        return out, invalid
 
 
 def decoder_for(src, band: int, name: str, warn=None) -> Decoder:

@@ -123,9 +123,11 @@ def load_model(path, device="cpu"):
         tensors = load_file(str(path), device=str(device))
     except Exception as err:
         raise ModelFileError(f"{path}: tensors cannot be read (corrupt or truncated?): {err}") from None
-    network = build_network(header)
+    import torch
+    with torch.device("meta"):  # no random initialisation of weights about to be replaced
+        network = build_network(header)
     try:
-        network.load_state_dict(tensors, strict=True)
+        network.load_state_dict(tensors, strict=True, assign=True)
     except RuntimeError as err:
         first = str(err).splitlines()[0:3]
         raise ModelFileError(f"{path}: weights do not fit a {header.architecture} with a "

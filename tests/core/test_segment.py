@@ -188,3 +188,26 @@ def test_small_raster_is_mirrored_not_zero_padded(region, untrained_model, tmp_p
                   options=SegmentOptions(**SMALL))
     prob, prof = _read(res.probability)
     assert prob.shape == (40, 50) and np.isfinite(prob).all()
+
+
+def test_conv_bn_fusion_keeps_outputs(untrained_model):
+    import torch
+
+    from glacier_mapper_plugin.core.model_file import load_model
+    from glacier_mapper_plugin.core.segment import fuse_conv_bn
+    net, _ = load_model(untrained_model)
+    # Non-trivial BatchNorm statistics, as in a trained network.
+    gen = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5, generator=gen)
+            m.running_var.uniform_(0.5, 2.0, generator=gen)
+    x = torch.randn(2, 6, 64, 64, generator=gen)
+    with torch.inference_mode():
+        before = net(x)
+        n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+        fuse_conv_bn(net)
+        after = net(x)
+    assert n_bn > 20
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 0
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
