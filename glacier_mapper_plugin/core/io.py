@@ -35,3 +35,18 @@ def atomic_output(path):
     aux = Path(str(tmp) + ".aux.xml")
     if aux.exists():
         os.replace(aux, Path(str(path) + ".aux.xml"))
+
+
+@contextlib.contextmanager
+def gdal_cache_limit(max_bytes: int = 256 * 1024 ** 2):
+    """Cap GDAL's block cache (by default 5 % of RAM) while streaming a large raster, so
+    memory depends on our windows and not on GDAL's caching; restored afterwards."""
+    from osgeo import gdal
+    previous = gdal.GetCacheMax()
+    if previous > max_bytes:
+        gdal.SetCacheMax(max_bytes)
+    try:
+        yield
+    finally:
+        if previous > max_bytes:
+            gdal.SetCacheMax(previous)

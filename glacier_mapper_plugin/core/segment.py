@@ -27,7 +27,7 @@ from shapely.prepared import prep
 
 from .bands import decoder_for, match_bands
 from .geodesy import ellipsoidal_area_km2, utm_epsg
-from .io import GTIFF_PROFILE, atomic_output
+from .io import GTIFF_PROFILE, atomic_output, gdal_cache_limit
 from .model_file import load_model
 from .progress import Progress
 from .vector import VectorLayer, write_gpkg
@@ -227,6 +227,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
                   + f", precision {precision}")
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(gdal_cache_limit())
         src = stack.enter_context(rasterio.open(input_path))
         _check_grid(src, header, progress)
         external = ("DEM",) if dem_path else ()
