@@ -63,3 +63,10 @@ def untrained_model(tmp_path_factory):
     new_model(path, S2_DEM_BANDS, mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0],
               encoder="resnet18", seed=1)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_region(tmp_path_factory):
+    """A 2 km region with 3 glaciers: fast training tests."""
+    from glacier_mapper_plugin.core.synthetic import make_region
+    return make_region(tmp_path_factory.mktemp("small"), seed=5, size_km=2.0, n_glaciers=3)

@@ -129,3 +129,33 @@ def decoder_for(src, band: int, name: str, warn=None) -> Decoder:
         warn(f"{name}: no scale/offset, BOA_ADD_OFFSET or PROCESSING_BASELINE in the raster; "
              "assuming reflectance x 10000 without the -1000 offset of baselines >= 04.00")
     return Decoder(1.0 / s2.QUANTIFICATION, 0.0, nodata)
+
+
+def band_readers(stack, src, wanted, mapping=None, dem_path=None, progress=None):
+    """[(dataset, band number, Decoder)] for each wanted band, in order. A DEM that is not a
+    band of `src` is read from `dem_path`, warped on the fly onto the grid of `src`
+    (bilinear); datasets opened here are closed by the ExitStack `stack`."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    index = match_bands(src.descriptions, wanted, mapping, ("DEM",) if dem_path else ())
+    readers, dem_vrt = [], None
+    warn = progress.warning if progress is not None else None
+    for name in wanted:
+        if index[name] is not None:
+            readers.append((src, index[name], decoder_for(src, index[name], name, warn)))
+            continue
+        if dem_vrt is None:
+            dem_src = stack.enter_context(rasterio.open(dem_path))
+            if dem_src.crs is None:
+                raise ValueError("DEM has no CRS: georeference it first")
+            dem_vrt = stack.enter_context(WarpedVRT(
+                dem_src, crs=src.crs, transform=src.transform, width=src.width,
+                height=src.height, resampling=Resampling.bilinear, src_nodata=dem_src.nodata,
+                nodata=np.nan if dem_src.nodata is None else dem_src.nodata, dtype="float32"))
+        readers.append((dem_vrt, 1, decoder_for(dem_vrt, 1, "DEM")))
+    if progress is not None:
+        progress.info("bands: " + ", ".join(
+            f"{n}<-{'DEM raster' if index[n] is None else f'band {index[n]}'}" for n in wanted))
+    return readers

@@ -18,14 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from shapely.geometry import box, shape
 from shapely.ops import unary_union
 from shapely.prepared import prep
 
-from .bands import decoder_for, match_bands
+from .bands import band_readers
 from .geodesy import ellipsoidal_area_km2, utm_epsg
 from .io import GTIFF_PROFILE, atomic_output, gdal_cache_limit
 from .model_file import load_model
@@ -230,27 +228,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         stack.enter_context(gdal_cache_limit())
         src = stack.enter_context(rasterio.open(input_path))
         _check_grid(src, header, progress)
-        external = ("DEM",) if dem_path else ()
-        index = match_bands(src.descriptions, header.bands, opts.bands, external)
-        readers = []  # per model band: (dataset, band number, decoder)
-        dem_vrt = None
-        for name in header.bands:
-            if index[name] is None:
-                if dem_vrt is None:
-                    dem_src = stack.enter_context(rasterio.open(dem_path))
-                    if dem_src.crs is None:
-                        raise ValueError("DEM has no CRS: georeference it first")
-                    # On-the-fly reprojection/resampling of the DEM onto the INPUT grid.
-                    dem_vrt = stack.enter_context(WarpedVRT(
-                        dem_src, crs=src.crs, transform=src.transform, width=src.width,
-                        height=src.height, resampling=Resampling.bilinear,
-                        src_nodata=dem_src.nodata, nodata=np.nan if dem_src.nodata is None else dem_src.nodata,
-                        dtype="float32"))
-                readers.append((dem_vrt, 1, decoder_for(dem_vrt, 1, "DEM")))
-            else:
-                readers.append((src, index[name], decoder_for(src, index[name], name, progress.warning)))
-        progress.info("bands: " + ", ".join(
-            f"{n}<-{'DEM raster' if index[n] is None else f'band {index[n]}'}" for n in header.bands))
+        readers = band_readers(stack, src, header.bands, opts.bands, dem_path, progress)
 
         H, W, T = src.height, src.width, opts.tile_size
         stride = T - opts.overlap

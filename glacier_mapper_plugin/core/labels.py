@@ -1,0 +1,79 @@
+"""Inventory outlines on a raster grid, and which pixels say nothing about the surface.
+
+Inventories come in any CRS (RGI is EPSG:4326), imagery in UTM: outlines are transformed to
+the raster's CRS before they are burnt into its grid.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pyproj import CRS, Transformer
+from rasterio import features
+from shapely.ops import transform as shapely_transform
+
+from . import sentinel2 as s2
+from .bands import canonical
+
+QUALITY_NAMES = ("SCL", "QUALITY")
+
+
+@dataclass
+class Inventory:
+    """Glacier outlines with ids, in one CRS."""
+    ids: list
+    geometries: list
+    crs: str
+    records: list | None = None
+
+    def to_crs(self, crs) -> "Inventory":
+        src, dst = CRS.from_user_input(self.crs), CRS.from_user_input(crs)
+        if src == dst:
+            return self
+        tr = Transformer.from_crs(src, dst, always_xy=True)
+        geoms = [None if g is None else shapely_transform(tr.transform, g) for g in self.geometries]
+        return Inventory(self.ids, geoms, dst.to_wkt(), self.records)
+
+    @classmethod
+    def from_layer(cls, layer, id_field: str | None = "id") -> "Inventory":
+        """From a core.vector.VectorLayer; ids from `id_field` or the feature order."""
+        if id_field and layer.records and id_field not in layer.records[0]:
+            raise ValueError(f"ID_FIELD: the inventory has no field {id_field!r} (fields: "
+                             f"{', '.join(layer.records[0])})")
+        ids = [r[id_field] for r in layer.records] if id_field else list(range(1, len(layer.records) + 1))
+        return cls(ids, layer.geometries, layer.crs, layer.records)
+
+
+def rasterize_ids(inventory: Inventory, crs, transform, shape, all_touched=False) -> np.ndarray:
+    """int32 raster: k + 1 where glacier k of the inventory is, 0 elsewhere."""
+    inv = inventory.to_crs(crs)
+    shapes = [(g, k + 1) for k, g in enumerate(inv.geometries) if g is not None and not g.is_empty]
+    if not shapes:
+        return np.zeros(shape, np.int32)
+    return features.rasterize(shapes, out_shape=shape, transform=transform, fill=0,
+                              dtype="int32", all_touched=all_touched)
+
+
+def quality_band(src, name: str | None = "auto") -> int | None:
+    """1-based index of the quality (SCL) band of an open dataset; None when there is none.
+    `name` auto finds a band described SCL or QUALITY; a number or a name picks one."""
+    if name in (None, "", "none"):
+        return None
+    descriptions = [canonical(d) for d in src.descriptions]
+    if name == "auto":
+        for q in QUALITY_NAMES:
+            if q in descriptions:
+                return descriptions.index(q) + 1
+        return None
+    if str(name).isdigit():
+        if not 1 <= int(name) <= src.count:
+            raise ValueError(f"QUALITY: band {name} but the raster has {src.count} bands")
+        return int(name)
+    if canonical(name) not in descriptions:
+        raise ValueError(f"QUALITY: the raster has no band named {name!r}")
+    return descriptions.index(canonical(name)) + 1
+
+
+def masked_from_quality(values: np.ndarray) -> np.ndarray:
+    """True where the SCL-coded quality says no data, saturated, cloud, shadow or cirrus."""
+    return np.isin(values, s2.SCL_MASKED)

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from glacier_mapper_plugin.core.labels import Inventory, rasterize_ids
+from glacier_mapper_plugin.core.patches import (extract_patches, glacier_centres, patch_origin,
+                                                sample_patches)
+from glacier_mapper_plugin.core.vector import read_layer
+
+
+def test_centres_lie_on_the_glacier_and_include_extremes():
+    ids = np.zeros((100, 100), np.int32)
+    ids[10:60, 20:90] = 3
+    centres = glacier_centres(ids, 3, 32)
+    assert all(ids[r, c] == 3 for r, c in centres)
+    rows = [r for r, _ in centres]
+    cols = [c for _, c in centres]
+    assert min(rows) == 10 and max(rows) == 59 and min(cols) == 20 and max(cols) == 89
+    grid = {(r, c) for r in range(10, 60, 16) for c in range(20, 90, 16)}
+    assert grid <= set(centres)
+
+
+def test_small_glacier_gets_a_patch():
+    ids = np.zeros((50, 50), np.int32)
+    ids[30, 30] = 1
+    assert glacier_centres(ids, 1, 256) == [(30, 30)]
+
+
+def test_patches_shift_inside_the_raster():
+    assert patch_origin(5, 32, 100) == 0
+    assert patch_origin(98, 32, 100) == 68
+    assert patch_origin(50, 32, 100) == 34
+    assert patch_origin(10, 256, 100) == 0  # raster smaller than a patch
+
+
+def test_sample_counts_and_glacier_subset():
+    ids = np.zeros((128, 128), np.int32)
+    ids[10:40, 10:40] = 1
+    ids[80:120, 70:120] = 2
+    all_p = sample_patches(ids, 32)
+    only2 = sample_patches(ids, 32, glaciers=[2])
+    assert {p.glacier for p in all_p} == {1, 2}
+    assert {p.glacier for p in only2} == {2}
+    assert len(all_p) == len(sample_patches(ids, 32, glaciers=[1])) + len(only2)
+    assert all(0 <= p.row <= 96 and 0 <= p.col <= 96 for p in all_p)
+
+
+def test_extract_labels_and_validity_from_scl(region):
+    inv = Inventory.from_layer(read_layer(region.inventory, "inventory"))
+    ps = extract_patches([region.imagery_start], inv, ["B2", "B3", "B4", "B8", "B12", "DEM"], 64,
+                         dem_path=region.dem)
+    assert ps.x.shape[1:] == (6, 64, 64) and ps.y.shape == ps.valid.shape == (len(ps.patches), 64, 64)
+    # Each patch is centred on its glacier, so that glacier is in its label.
+    assert all(ps.y[i].any() for i in range(len(ps.patches)))
+    # Cloud and no-data pixels are invalid; so the SCL decides validity.
+    import rasterio
+    with rasterio.open(region.imagery_start) as src:
+        scl = src.read(6)
+    p = ps.patches[0]
+    window_scl = scl[p.row:p.row + 64, p.col:p.col + 64]
+    assert np.array_equal(~ps.valid[0], np.isin(window_scl, (0, 1, 3, 8, 9, 10)))
+
+
+def test_inventory_in_wgs84_burns_the_same_pixels(region):
+    import rasterio
+    layer = read_layer(region.inventory, "inventory")
+    inv = Inventory.from_layer(layer)
+    with rasterio.open(region.imagery_start) as src:
+        a = rasterize_ids(inv, src.crs, src.transform, (src.height, src.width))
+        b = rasterize_ids(inv.to_crs("EPSG:4326"), src.crs, src.transform, (src.height, src.width))
+    assert np.mean(a == b) > 0.999
+
+
+def test_missing_id_field_is_named(region):
+    with pytest.raises(ValueError, match="ID_FIELD.*RGIId"):
+        Inventory.from_layer(read_layer(region.inventory, "inventory"), "RGIId")

@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import torch
+
+from glacier_mapper_plugin.core.labels import Inventory
+from glacier_mapper_plugin.core.model_file import load_model, read_header
+from glacier_mapper_plugin.core.patches import extract_patches
+from glacier_mapper_plugin.core.progress import Cancelled, Progress
+from glacier_mapper_plugin.core.train import (TrainOptions, band_statistics, d4, default_bands,
+                                              masked_bce, resume_path, split_glaciers,
+                                              train_model)
+from glacier_mapper_plugin.core.vector import read_layer
+
+FAST = dict(patch_size=64, encoder="resnet18", epochs=2, batch_size=4, device="cpu", seed=3)
+
+
+def _inventory(region):
+    return Inventory.from_layer(read_layer(region.inventory, "inventory"))
+
+
+def test_cloud_pixel_changes_nothing():
+    logits = torch.randn(1, 8, 8, requires_grad=True)
+    target = torch.randint(0, 2, (1, 8, 8)).float()
+    valid = torch.ones(1, 8, 8, dtype=torch.bool)
+    valid[0, 3, 3] = False
+    loss = masked_bce(logits, target, valid)
+    loss.backward()
+    assert logits.grad[0, 3, 3] == 0
+    changed = logits.detach().clone()
+    changed[0, 3, 3] += 100
+    target2 = target.clone()
+    target2[0, 3, 3] = 1 - target2[0, 3, 3]
+    assert masked_bce(changed, target2, valid) == pytest.approx(float(loss.detach()))
+
+
+def test_d4_applies_the_same_transform_to_image_and_label():
+    x = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
+    y = (x[:, 0] > 10).astype(np.uint8)
+    for k in range(4):
+        for flip in (False, True):
+            tx, ty = d4([x, y], k, flip)
+            assert np.array_equal(tx[:, 0] > 10, ty.astype(bool))
+
+
+def test_split_is_by_glacier_and_seeded():
+    train, val = split_glaciers(range(1, 11), 0.2, seed=1)
+    assert len(val) == 2 and not set(train) & set(val) and set(train) | set(val) == set(range(1, 11))
+    assert split_glaciers(range(1, 11), 0.2, seed=1) == (train, val)
+    assert split_glaciers([4], 0.2, seed=1) == ([4], [])
+
+
+def test_default_bands_skip_scl_and_add_dem(region):
+    assert default_bands(region.imagery_start, region.dem) == ["B2", "B3", "B4", "B8", "B12", "DEM"]
+    assert default_bands(region.imagery_start) == ["B2", "B3", "B4", "B8", "B12"]
+
+
+def test_normalisation_from_training_patches_stored_in_model(small_region, tmp_path):
+    inv = _inventory(small_region)
+    res = train_model([small_region.imagery_start], inv, tmp_path / "m.gmm", small_region.dem,
+                      TrainOptions(**dict(FAST, epochs=1, val_fraction=0.0)))
+    ps = extract_patches([small_region.imagery_start], inv, res.header.bands, 64, small_region.dem)
+    mean, std = band_statistics(ps.x, ps.valid)
+    header = read_header(tmp_path / "m.gmm")
+    np.testing.assert_allclose(header.mean, mean, rtol=1e-5)
+    np.testing.assert_allclose(header.std, std, rtol=1e-5)
+    assert header.bands == ["B2", "B3", "B4", "B8", "B12", "DEM"]
+    assert header.training["patches_train"] == len(ps.patches)
+    assert 0.5 < header.mean[3] < 0.8 or 0.05 < header.mean[3] < 0.5  # reflectance, not DN
+    assert 1500 < header.mean[5] < 4000  # metres
+
+
+def _weights(path):
+    net, _ = load_model(path)
+    return net.state_dict()
+
+
+def test_same_seed_same_model(small_region, tmp_path):
+    inv = _inventory(small_region)
+    for name in ("a", "b"):
+        train_model([small_region.imagery_start], inv, tmp_path / f"{name}.gmm", small_region.dem,
+                    TrainOptions(**FAST))
+    a, b = _weights(tmp_path / "a.gmm"), _weights(tmp_path / "b.gmm")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_header(tmp_path / "a.gmm").training["history"] == read_header(tmp_path / "b.gmm").training["history"]
+
+
+class _StopAtEpoch(Progress):
+    """Cancels as soon as training moves past `epochs` epochs."""
+
+    def __init__(self, epochs, total):
+        super().__init__()
+        self.limit = epochs / total
+
+    def update(self, fraction, message=None):
+        self.cancelled = fraction > self.limit + 1e-9
+        super().update(fraction, message)
+
+
+def test_stopped_run_resumes_from_its_last_epoch(small_region, tmp_path):
+    inv = _inventory(small_region)
+    opts = TrainOptions(**dict(FAST, epochs=3))
+    out = tmp_path / "m.gmm"
+    with pytest.raises(Cancelled):
+        train_model([small_region.imagery_start], inv, out, small_region.dem, opts,
+                    _StopAtEpoch(1, 3))
+    assert not out.exists() and resume_path(out).exists()
+    res = train_model([small_region.imagery_start], inv, out, small_region.dem, opts)
+    assert res.resumed_from == 1 and out.exists() and not resume_path(out).exists()
+    train_model([small_region.imagery_start], inv, tmp_path / "straight.gmm", small_region.dem, opts)
+    a, b = _weights(out), _weights(tmp_path / "straight.gmm")
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+def test_bad_parameters_are_named(small_region, tmp_path):
+    inv = _inventory(small_region)
+    with pytest.raises(ValueError, match="PATCH_SIZE"):
+        train_model([small_region.imagery_start], inv, tmp_path / "m.gmm", options=TrainOptions(patch_size=50))
+    with pytest.raises(ValueError, match="INPUT"):
+        train_model([], inv, tmp_path / "m.gmm")
