@@ -1,0 +1,187 @@
+"""Geographic cross-validation (Diaconu & Bamber 2023): glaciers sorted west to east are cut
+into K folds of equal glacierised area; each fold is predicted by a model that never saw
+it, so the whole region gets out-of-sample predictions for area change.
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+from scipy import ndimage
+
+from .geodesy import ellipsoidal_area_km2, to_lonlat
+from .io import GTIFF_PROFILE, atomic_output
+from .labels import Inventory, rasterize_ids
+from .metrics import add, confusion, mean_std, scores
+from .patches import extract_patches
+from .progress import Progress
+from .segment import SegmentOptions, pick_device, segment
+from .train import TrainOptions, default_bands, split_glaciers, train_model
+
+
+def geographic_folds(inventory: Inventory, k: int) -> list[int]:
+    """Fold (0..k-1) of each glacier: west to east by centroid longitude, equal area."""
+    if k < 2:
+        raise ValueError(f"FOLDS must be at least 2, not {k}")
+    n = len(inventory.geometries)
+    if n < k:
+        raise ValueError(f"FOLDS ({k}) exceeds the number of glaciers ({n})")
+    lon = np.array([to_lonlat(g, inventory.crs).centroid.x if g is not None else np.inf
+                    for g in inventory.geometries])
+    area = np.array([ellipsoidal_area_km2(g, inventory.crs) for g in inventory.geometries])
+    order = np.argsort(lon, kind="stable")
+    cum = np.cumsum(area[order]) - area[order] / 2  # each glacier's area midpoint
+    folds = np.empty(n, int)
+    folds[order] = np.minimum((cum / area.sum() * k).astype(int), k - 1)
+    # Never an empty fold (one huge glacier can swallow a fold's share): fill from neighbours.
+    for f in range(k):
+        if not (folds == f).any():
+            donor = max(range(k), key=lambda d: (folds == d).sum())
+            members = order[folds[order] == donor]
+            folds[members[0] if f < donor else members[-1]] = f
+    return folds.tolist()
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    n_patches: int
+    n_glaciers: int
+    scores: dict
+    model: Path
+
+
+@dataclass
+class CrossValidation:
+    folds: list            # fold of each inventory glacier
+    results: list          # FoldResult per fold
+    mean: dict
+    std: dict
+    predictions: list = field(default_factory=list)  # out-of-fold probability raster per input
+
+    def table(self) -> list[dict]:
+        """Rows in the layout of the paper's Table 1, then mean and std."""
+        rows = [dict(subregion=f"fold {r.fold + 1}", patches=r.n_patches, glaciers=r.n_glaciers,
+                     **r.scores) for r in self.results]
+        rows.append(dict(subregion="mean", patches=sum(r.n_patches for r in self.results),
+                         glaciers=sum(r.n_glaciers for r in self.results), **self.mean))
+        rows.append(dict(subregion="std", patches=None, glaciers=None, **self.std))
+        return rows
+
+
+def compose_out_of_fold(raster, fold_probabilities, inventory: Inventory, folds, output,
+                        block_rows: int = 1024):
+    """One probability raster: each pixel from the model of the fold of its nearest glacier."""
+    with rasterio.open(raster) as src:
+        ids = rasterize_ids(inventory, src.crs, src.transform, (src.height, src.width))
+        profile = dict(GTIFF_PROFILE, width=src.width, height=src.height, count=1,
+                       crs=src.crs, transform=src.transform, dtype="float32",
+                       nodata=float("nan"), predictor=3)
+        tags = {k: v for k, v in src.tags().items() if k in ("DATE", "DATETIME", "SCENE_ID")}
+    if not ids.any():
+        raise ValueError(f"no inventory glacier on {raster}")
+    _, (ri, ci) = ndimage.distance_transform_edt(ids == 0, return_indices=True)
+    fold_of_id = np.concatenate([[-1], np.asarray(folds)])
+    fold_map = fold_of_id[ids[ri, ci]]
+    with contextlib.ExitStack() as stack:
+        srcs = [stack.enter_context(rasterio.open(p)) for p in fold_probabilities]
+        tmp = stack.enter_context(atomic_output(output))
+        dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
+        dst.set_band_description(1, "glacier probability (out of fold)")
+        dst.update_tags(**tags, CROSS_VALIDATION="each pixel from the model of its nearest glacier's fold")
+        for y in range(0, profile["height"], block_rows):
+            h = min(block_rows, profile["height"] - y)
+            win = Window(0, y, profile["width"], h)
+            out = np.full((h, profile["width"]), np.nan, np.float32)
+            for f, s in enumerate(srcs):
+                sel = fold_map[y:y + h] == f
+                out[sel] = s.read(1, window=win)[sel]
+            dst.write(out, 1, window=win)
+    return Path(output)
+
+
+def cross_validate(rasters, inventory: Inventory, output_folder, dem_path=None, k: int = 5,
+                   options: TrainOptions | None = None, progress: Progress | None = None,
+                   predict: bool = True) -> CrossValidation:
+    """One model per geographic fold, its test metrics, and out-of-fold predictions."""
+    opts = options or TrainOptions()
+    progress = progress or Progress()
+    output_folder = Path(output_folder)
+    output_folder.mkdir(parents=True, exist_ok=True)
+    folds = geographic_folds(inventory, k)
+    bands = list(opts.bands) if opts.bands else default_bands(rasters[0], dem_path)
+    ps = extract_patches(rasters, inventory, bands, opts.patch_size, dem_path, opts.mapping,
+                         opts.quality, progress=progress)
+    results = []
+    share = 0.85 if predict else 1.0
+    for f in range(k):
+        test_g = [i + 1 for i, fo in enumerate(folds) if fo == f]
+        rest = [i + 1 for i, fo in enumerate(folds) if fo != f]
+        train_g, val_g = split_glaciers(rest, opts.val_fraction, opts.seed + f)
+        progress.info(f"fold {f + 1}/{k}: {len(test_g)} test glaciers, {len(train_g)} training, "
+                      f"{len(val_g)} validation")
+        fold_opts = TrainOptions(**{**opts.__dict__, "bands": bands, "train_glaciers": train_g + val_g,
+                                    "val_glaciers": val_g})
+        model = output_folder / f"fold_{f + 1}.gmm"
+        res = train_model(rasters, inventory, model, dem_path, fold_opts,
+                          progress.sub(share * f / k, share * (f + 1) / k), patches=ps)
+        test_idx = [i for i, p in enumerate(ps.patches) if p.glacier in set(test_g)]
+        conf = _test_confusion(model, ps, test_idx, res.header, pick_device(opts.device))
+        results.append(FoldResult(f, len(test_idx), len({ps.patches[i].glacier for i in test_idx}),
+                                  scores(conf), model))
+        progress.info(f"fold {f + 1}: IoU {results[-1].scores['iou']:.4f}, "
+                      f"F1 {results[-1].scores['f1']:.4f} on {len(test_idx)} test patches")
+    mean, std = mean_std([r.scores for r in results])
+    cv = CrossValidation(folds, results, mean, std)
+    if predict:
+        scratch = Path(tempfile.mkdtemp(prefix=".folds-", dir=output_folder))
+        try:
+            for j, raster in enumerate(rasters):
+                fold_probs = []
+                for r in results:
+                    geoms = [g for g, fo in zip(inventory.to_crs(_crs(raster)).geometries, folds) if fo == r.fold]
+                    out = scratch / f"{j}_fold{r.fold + 1}.tif"
+                    segment(raster, r.model, out, dem_path=dem_path,
+                            options=SegmentOptions(tile_size=max(256, opts.patch_size * 2),
+                                                   overlap=opts.patch_size // 4, device=opts.device,
+                                                   bands=opts.mapping, mask_geometries=geoms,
+                                                   mask_buffer_m=500.0),
+                            progress=progress.sub(share + (1 - share) * j / len(rasters),
+                                                  share + (1 - share) * (j + 1) / len(rasters)))
+                    fold_probs.append(out)
+                cv.predictions.append(compose_out_of_fold(
+                    raster, fold_probs, inventory, folds,
+                    output_folder / f"{Path(raster).stem}_out_of_fold_probability.tif"))
+                progress.update(share + (1 - share) * (j + 1) / len(rasters),
+                                f"out-of-fold prediction: {cv.predictions[-1].name}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return cv
+
+
+def _crs(raster):
+    with rasterio.open(raster) as src:
+        return src.crs.to_wkt()
+
+
+def _test_confusion(model_path, ps, indices, header, device):
+    """Pooled confusion of a fold model on its test patches (valid pixels only)."""
+    from .segment import Network
+    net = Network(model_path, device, "fp32")
+    mean = np.asarray(header.mean, np.float32)[None, :, None, None]
+    std = np.asarray(header.std, np.float32)[None, :, None, None]
+    total = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    for b0 in range(0, len(indices), 8):
+        idx = indices[b0:b0 + 8]
+        x = (ps.x[idx] - mean) / std
+        x[~np.broadcast_to(ps.valid[idx][:, None], x.shape)] = 0.0
+        prob = net(x.astype(np.float32))
+        for j, i in enumerate(idx):
+            total = add(total, confusion(prob[j] >= header.threshold, ps.y[i] > 0, ps.valid[i]))
+    return total

@@ -1,0 +1,98 @@
+"""A prediction (probability or mask) against an inventory: pixel metrics overall and, per
+glacier, the numbers area change needs: inventory area, predicted area inside the outline,
+recall, masked fraction, and false positives in rings just outside the outline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from scipy import ndimage
+
+from .geodesy import ellipsoidal_area_km2
+from .labels import Inventory, masked_from_quality, quality_band, rasterize_ids
+from .metrics import confusion, scores
+
+RINGS_M = ((0, 10), (10, 20), (20, 50))
+
+
+@dataclass
+class Evaluation:
+    overall: dict           # accuracy, iou, precision, recall, f1 + confusion counts
+    glaciers: list[dict]    # one record per inventory glacier
+
+
+def read_prediction(src, threshold: float = 0.5):
+    """(glacier bool, no-data bool) from a probability (0-1 float or 0-100 uint8) or mask."""
+    band = src.read(1, masked=True)
+    nodata = np.ma.getmaskarray(band)
+    values = band.filled(0)
+    if np.issubdtype(values.dtype, np.floating):
+        nodata |= ~np.isfinite(values)
+        glacier = np.nan_to_num(values) >= threshold
+    elif values.max(initial=0) <= 1:
+        glacier = values == 1
+    else:  # uint8 percent
+        glacier = values >= threshold * 100
+    return glacier & ~nodata, nodata
+
+
+def evaluate(prediction, inventory: Inventory, quality_raster=None, quality="auto",
+             threshold: float = 0.5) -> Evaluation:
+    """Compare a prediction raster with the inventory outlines (any CRS)."""
+    with rasterio.open(prediction) as src:
+        if src.crs is None or src.crs.is_geographic:
+            raise ValueError("PREDICTION must be in a metric CRS (the one segment_glaciers wrote)")
+        glacier, nodata = read_prediction(src, threshold)
+        crs, transform = src.crs, src.transform
+        shape = (src.height, src.width)
+    masked = nodata.copy()
+    if quality_raster:
+        with rasterio.open(quality_raster) as q:
+            if (q.height, q.width) != shape or q.transform != transform:
+                raise ValueError("QUALITY raster must share the prediction's grid")
+            qb = quality_band(q, quality)
+            if qb is None:
+                raise ValueError(f"QUALITY raster {quality_raster} has no SCL/QUALITY band")
+            masked |= masked_from_quality(q.read(qb))
+    ids = rasterize_ids(inventory, crs, transform, shape)
+    truth = ids > 0
+    valid = ~masked
+    c = confusion(glacier, truth, valid)
+    overall = dict(scores(c), **c)
+
+    pixel = abs(transform.a)
+    # Distance (m) from every outside pixel to its nearest glacier, and which glacier that is.
+    dist, (ri, ci) = ndimage.distance_transform_edt(~truth, sampling=pixel, return_indices=True)
+    nearest = ids[ri, ci]
+    inv = inventory.to_crs(crs.to_wkt())
+    n = len(inv.geometries)
+    counts = lambda mask: np.bincount(ids[mask], minlength=n + 1)  # noqa: E731
+    n_px = counts(truth)
+    n_masked = counts(truth & masked)
+    n_pred_valid = counts(truth & glacier & valid)
+    n_valid = counts(truth & valid)
+    n_pred_all = counts(truth & glacier)
+    ring_counts = []
+    for lo, hi in RINGS_M:
+        ring = ~truth & (dist > lo) & (dist <= hi) & valid
+        ring_counts.append((np.bincount(nearest[ring], minlength=n + 1),
+                            np.bincount(nearest[ring & glacier], minlength=n + 1)))
+    records = []
+    pixel_km2 = abs(transform.a * transform.e) / 1e6
+    for k, (gid, geom) in enumerate(zip(inv.ids, inv.geometries), start=1):
+        area_inv = ellipsoidal_area_km2(geom, inv.crs) if geom is not None else 0.0
+        # Pixel counts are planar in the raster CRS: scale them to the ellipsoid per glacier.
+        planar = geom.area / 1e6 if geom is not None and geom.area > 0 else 0.0
+        factor = area_inv / planar if planar else 1.0
+        rec = dict(id=gid, area_inventory_km2=area_inv,
+                   area_predicted_km2=n_pred_all[k] * pixel_km2 * factor,
+                   recall=(n_pred_valid[k] / n_valid[k]) if n_valid[k] else float("nan"),
+                   masked_fraction=(n_masked[k] / n_px[k]) if n_px[k] else float("nan"),
+                   pixels=int(n_px[k]))
+        for (lo, hi), (ring_n, ring_fp) in zip(RINGS_M, ring_counts):
+            rec[f"fp_{lo}_{hi}m_km2"] = ring_fp[k] * pixel_km2 * factor
+            rec[f"fp_{lo}_{hi}m_fraction"] = (ring_fp[k] / ring_n[k]) if ring_n[k] else float("nan")
+        records.append(rec)
+    return Evaluation(overall, records)

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from shapely.geometry import box
+
+from glacier_mapper_plugin.core.evaluate import evaluate
+from glacier_mapper_plugin.core.labels import Inventory
+
+T = from_origin(600000, 5200100, 10, 10)
+
+
+def _write(path, arr, nodata=None):
+    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0], count=1,
+                       dtype=arr.dtype, crs="EPSG:32632", transform=T, nodata=nodata) as dst:
+        dst.write(arr, 1)
+    return path
+
+
+def _inventory():
+    # Glacier A: rows 2-5, cols 2-5 (16 px); glacier B: rows 2-5, cols 12-15 (16 px).
+    a = box(600020, 5200100 - 60, 600060, 5200100 - 20)
+    b = box(600120, 5200100 - 60, 600160, 5200100 - 20)
+    return Inventory(["A", "B"], [a, b], "EPSG:32632")
+
+
+def test_hand_made_prediction(tmp_path):
+    mask = np.zeros((10, 20), np.uint8)
+    mask[2:6, 2:6] = 1          # A fully found
+    mask[2:4, 12:16] = 1        # half of B found
+    mask[2:6, 6] = 1            # 4 false-positive pixels right next to A (0-10 m ring)
+    mask[2:6, 8] = 1            # 4 more 25-30 m away from A (20-50 m ring)
+    ev = evaluate(_write(tmp_path / "m.tif", mask), _inventory())
+    a, b = ev.glaciers
+    assert a["recall"] == 1.0 and b["recall"] == 0.5
+    assert a["area_predicted_km2"] == pytest.approx(16 * 100 / 1e6, rel=2e-3)
+    assert a["area_inventory_km2"] == pytest.approx(16 * 100 / 1e6, rel=2e-3)
+    assert a["fp_0_10m_km2"] == pytest.approx(4 * 100 / 1e6, rel=2e-3)
+    assert a["fp_10_20m_km2"] == 0
+    assert a["fp_20_50m_km2"] == pytest.approx(4 * 100 / 1e6, rel=2e-3)
+    assert b["fp_0_10m_km2"] == 0
+    c = ev.overall
+    assert (c["tp"], c["fp"], c["fn"]) == (24, 8, 8)
+
+
+def test_probability_quality_and_wgs84_inventory(tmp_path):
+    prob = np.zeros((10, 20), np.float32)
+    prob[2:6, 2:6] = 0.9
+    prob[2:6, 12:16] = 0.8
+    prob[0, 0] = np.nan
+    scl = np.full((10, 20), 4, np.uint8)
+    scl[2:4, 12:16] = 9         # cloud over half of B
+    q = tmp_path / "q.tif"
+    with rasterio.open(q, "w", driver="GTiff", width=20, height=10, count=1, dtype="uint8",
+                       crs="EPSG:32632", transform=T) as dst:
+        dst.write(scl, 1)
+        dst.set_band_description(1, "SCL")
+    ev = evaluate(_write(tmp_path / "p.tif", prob, nodata=float("nan")),
+                  _inventory().to_crs("EPSG:4326"), quality_raster=q)
+    a, b = ev.glaciers
+    assert b["masked_fraction"] == pytest.approx(0.5)
+    assert b["recall"] == 1.0  # on the unmasked half
+    assert a["masked_fraction"] == 0
+    assert ev.overall["iou"] == 1.0
