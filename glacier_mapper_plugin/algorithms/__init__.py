@@ -1,5 +1,10 @@
 """Processing algorithms: each reads parameters, calls one core function, returns outputs."""
+from .cross_validate import CrossValidateAlgorithm
+from .evaluate_segmentation import EvaluateSegmentationAlgorithm
 from .segment_glaciers import SegmentGlaciersAlgorithm
 from .synthetic_region import SyntheticRegionAlgorithm
+from .train_model import TrainModelAlgorithm
 
-ALGORITHMS = [SyntheticRegionAlgorithm, SegmentGlaciersAlgorithm]
+# Pipeline order, as they appear in the toolbox's groups.
+ALGORITHMS = [SyntheticRegionAlgorithm, TrainModelAlgorithm, CrossValidateAlgorithm,
+              SegmentGlaciersAlgorithm, EvaluateSegmentationAlgorithm]

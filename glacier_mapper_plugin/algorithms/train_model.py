@@ -1,0 +1,101 @@
+"""glacier_mapper:train_model -> core.train.train_model."""
+from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterField, QgsProcessingParameterFileDestination,
+                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
+
+from .base import GlacierMapperAlgorithm
+from .layers import inventory_from_source
+from .segment_glaciers import DEVICES, string_enum
+
+ENCODERS = ["resnet34", "resnet18", "resnet50"]
+
+TRAINING_HELP = {
+    "INPUT": "One or more imagery rasters (per-glacier chips or mosaics) in a metric CRS.",
+    "INVENTORY": "Glacier outlines used as labels (any CRS; selected features only if the "
+                 "layer has a selection and 'selected features only' is ticked).",
+    "ID_FIELD": "Field with the glacier id (default: feature id).",
+    "DEM": "Elevation raster, warped onto each INPUT grid when the bands include DEM.",
+    "QUALITY": "Band with SCL classes whose no-data/cloud/shadow/cirrus pixels the loss "
+               "ignores: auto (a band named SCL or QUALITY), a band name or number, or none.",
+    "BANDS": "Model bands: names (B2,B3,B4,B8,B12,DEM) or a mapping (B2=1,...,DEM=7). "
+             "Default: all bands in file order except SCL/QUALITY, plus DEM when given.",
+    "PATCH_SIZE": "Side of the training patches in pixels (multiple of 32).",
+    "ENCODER": "U-Net encoder (segmentation-models-pytorch, random initialisation).",
+    "EPOCHS": "Passes over the training patches.",
+    "BATCH_SIZE": "Patches per optimisation step.",
+    "LEARNING_RATE": "AdamW learning rate.",
+    "DEVICE": "auto uses CUDA (with mixed precision) when torch sees a GPU, else the CPU.",
+    "SEED": "Random seed: the same seed gives the same model on the CPU.",
+    "VAL_FRACTION": "Share of glaciers (not patches) held out for validation and model selection.",
+}
+
+
+def add_training_parameters(alg):
+    alg.addParameter(QgsProcessingParameterMultipleLayers("INPUT", "Imagery", QgsProcessing.TypeRaster))
+    alg.addParameter(QgsProcessingParameterFeatureSource("INVENTORY", "Inventory", [QgsProcessing.TypeVectorPolygon]))
+    alg.addParameter(QgsProcessingParameterField("ID_FIELD", "Glacier id field", parentLayerParameterName="INVENTORY", optional=True))
+    alg.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM", optional=True))
+    alg.addParameter(QgsProcessingParameterString("QUALITY", "Quality (SCL) band", defaultValue="auto"))
+    alg.addParameter(QgsProcessingParameterString("BANDS", "Bands", optional=True))
+    alg.addParameter(QgsProcessingParameterNumber("PATCH_SIZE", "Patch size (px)", defaultValue=256, minValue=32, maxValue=2048))
+    alg.addParameter(string_enum("ENCODER", "Encoder", ENCODERS))
+    alg.addParameter(QgsProcessingParameterNumber("EPOCHS", "Epochs", defaultValue=30, minValue=1, maxValue=10000))
+    alg.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", defaultValue=8, minValue=1, maxValue=1024))
+    alg.addParameter(QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate", QgsProcessingParameterNumber.Double, 1e-3, False, 1e-7, 1.0))
+    alg.addParameter(string_enum("DEVICE", "Device", DEVICES))
+    alg.addParameter(QgsProcessingParameterNumber("SEED", "Seed", defaultValue=42, minValue=0))
+    alg.addParameter(QgsProcessingParameterNumber("VAL_FRACTION", "Validation share of glaciers", QgsProcessingParameterNumber.Double, 0.2, False, 0.0, 0.9))
+
+
+def training_inputs(alg, parameters, context):
+    """(raster paths, Inventory, DEM path or None, TrainOptions) from the parameters."""
+    from ..core.bands import canonical, parse_mapping
+    from ..core.train import TrainOptions
+    rasters = [layer.source() for layer in alg.parameterAsLayerList(parameters, "INPUT", context)]
+    source = alg.parameterAsSource(parameters, "INVENTORY", context)
+    inventory = inventory_from_source(source, alg.parameterAsString(parameters, "ID_FIELD", context) or None)
+    dem = alg.parameterAsRasterLayer(parameters, "DEM", context)
+    text = alg.parameterAsString(parameters, "BANDS", context).strip()
+    mapping = parse_mapping(text) if "=" in text else None
+    bands = list(mapping) if mapping else ([canonical(b) for b in text.split(",") if b.strip()] or None)
+    options = TrainOptions(
+        patch_size=alg.parameterAsInt(parameters, "PATCH_SIZE", context),
+        encoder=alg.parameterAsEnumString(parameters, "ENCODER", context),
+        epochs=alg.parameterAsInt(parameters, "EPOCHS", context),
+        batch_size=alg.parameterAsInt(parameters, "BATCH_SIZE", context),
+        learning_rate=alg.parameterAsDouble(parameters, "LEARNING_RATE", context),
+        device=alg.parameterAsEnumString(parameters, "DEVICE", context),
+        seed=alg.parameterAsInt(parameters, "SEED", context),
+        val_fraction=alg.parameterAsDouble(parameters, "VAL_FRACTION", context),
+        quality=alg.parameterAsString(parameters, "QUALITY", context) or "none",
+        bands=bands, mapping=mapping)
+    return rasters, inventory, (dem.source() if dem else None), options
+
+
+class TrainModelAlgorithm(GlacierMapperAlgorithm):
+    ALG_ID = "train_model"
+    DISPLAY = "Train glacier model"
+    GROUP, GROUP_ID = "Segmentation", "segmentation"
+    REQUIRES = ("torch", "segmentation_models_pytorch", "safetensors")
+    HELP = ("Trains a U-Net on imagery with an existing inventory as labels (Diaconu & Bamber "
+            "2023): patches centred on glaciers, binary cross-entropy that ignores no-data, "
+            "cloud and shadow pixels, per-band standardisation from the training patches, D4 "
+            "augmentation, validation on held-out glaciers, and the epoch with the best "
+            "per-glacier validation IoU kept. A stopped run resumes from its last epoch when "
+            "started again with the same settings (a .resume file beside the output).")
+    PARAM_HELP = dict(TRAINING_HELP, OUTPUT_MODEL="The model file to write (.gmm).")
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        add_training_parameters(self)
+        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_MODEL", "Model file", "Glacier Mapper model (*.gmm)"))
+        self.addOutput(QgsProcessingOutputNumber("VAL_IOU", "Validation IoU per glacier"))
+        self.addOutput(QgsProcessingOutputNumber("BEST_EPOCH", "Best epoch"))
+
+    def execute(self, parameters, context, feedback, progress):
+        from ..core.train import train_model
+        rasters, inventory, dem, options = training_inputs(self, parameters, context)
+        output = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
+        result = train_model(rasters, inventory, output, dem, options, progress)
+        return {"OUTPUT_MODEL": output, "BEST_EPOCH": result.best_epoch,
+                "VAL_IOU": result.header.metrics.get("val_iou_per_glacier")}
