@@ -41,16 +41,22 @@ def main():
     sys.path.insert(0, str(ROOT))
     from glacier_mapper_plugin import dependencies
     dependencies.add_to_sys_path()
-    from glacier_mapper_plugin.core.model_file import new_model
+    from glacier_mapper_plugin.core.model_file import read_header
     from glacier_mapper_plugin.core.vector import read_layer
 
-    # Segmentation plumbing on both dates. Until train_model lands (issue 4) the model is an
-    # UNTRAINED network: this checks the pipeline (bands, offsets, tiling, outputs, device),
-    # its outlines mean nothing yet.
-    model = OUT / "untrained_resnet34.gmm"
-    new_model(model, ["B2", "B3", "B4", "B8", "B12", "DEM"], mean=[0.25] * 5 + [2600.0],
-              std=[0.2] * 5 + [400.0], encoder="resnet34", seed=0)
-    segmented = {}
+    # Train a small model on the inventory-year scene (defaults scaled down for a laptop CPU).
+    # An interrupted demo resumes training from its last epoch (model.gmm.resume).
+    model = OUT / "model.gmm"
+    run("train_model", INPUT=region["IMAGERY_START"], INVENTORY=region["INVENTORY"],
+        ID_FIELD="id", DEM=region["DEM"], PATCH_SIZE=128, ENCODER="resnet18", EPOCHS=15,
+        BATCH_SIZE=8, LEARNING_RATE=0.002, DEVICE="auto", SEED=42, OUTPUT_MODEL=model)
+    header = read_header(model)
+
+    # Segment both dates, then score each against its true outlines.
+    segmented, scores = {}, {}
+    truth_layers = {"IMAGERY_START": region["INVENTORY"],
+                    "IMAGERY_END": region["INVENTORY"].replace("layername=inventory",
+                                                               "layername=outlines_2023")}
     for key in ("IMAGERY_START", "IMAGERY_END"):
         stem = Path(region[key]).stem
         segmented[key] = run("segment_glaciers", INPUT=region[key], DEM=region["DEM"], MODEL=model,
@@ -58,7 +64,13 @@ def main():
                              OUTPUT_PROBABILITY=OUT / f"{stem}_probability.tif",
                              OUTPUT_MASK=OUT / f"{stem}_mask.tif",
                              OUTPUT_POLYGONS=OUT / f"{stem}_glaciers.gpkg")
+        scores[key] = run("evaluate_segmentation", PREDICTION=segmented[key]["OUTPUT_PROBABILITY"],
+                          INVENTORY=truth_layers[key], ID_FIELD="id", QUALITY=region[key],
+                          OUTPUT_TABLE=OUT / f"{stem}_evaluation.gpkg",
+                          OUTPUT=OUT / f"{stem}_evaluated_outlines.gpkg")
+
     inventory = read_layer(region["INVENTORY"].split("|")[0], "inventory")
+    region_years = (inventory.records[0]["year"], int(Path(region["IMAGERY_END"]).stem[7:11]))
     lines = ["Glacier Mapper demo: synthetic region (seed 42)", "",
              f"{'id':6} {'name':22} {'area 2015 km2':>14} {'true area 2023':>15} {'true %/yr':>10}"]
     for rec in inventory.records:
@@ -68,11 +80,14 @@ def main():
                   f"{region['TRUE_REGIONAL_RATE']:.2f} %/yr",
               f"imagery: {region['IMAGERY_START']}", f"         {region['IMAGERY_END']}",
               f"inventory: {region['INVENTORY']}", "",
-              "segment_glaciers ran on both dates with an UNTRAINED model (pipeline check only; "
-              "training arrives with train_model):"]
-    for key, res in segmented.items():
-        lines.append(f"  {Path(res['OUTPUT_PROBABILITY']).name}: device {res['DEVICE_USED']}, "
-                     f"precision {res['PRECISION_USED']}")
+              f"model: {model} ({header.encoder}, best epoch {header.metrics['best_epoch']}, "
+              f"validation IoU per glacier {header.metrics['val_iou_per_glacier']:.3f})", "",
+              "segmentation scored against the true outlines (pixels not masked by SCL):"]
+    for key, year in (("IMAGERY_START", region_years[0]), ("IMAGERY_END", region_years[1])):
+        sc, seg = scores[key], segmented[key]
+        lines.append(f"  {year}: IoU {sc['IOU']:.3f}  F1 {sc['F1']:.3f}  precision "
+                     f"{sc['PRECISION']:.3f}  recall {sc['RECALL']:.3f}   "
+                     f"({seg['DEVICE_USED']}, {seg['PRECISION_USED']})")
     summary = "\n".join(lines)
     (OUT / "summary.txt").write_text(summary + "\n")
     print("\n" + summary + f"\n\nwritten to {OUT}")
