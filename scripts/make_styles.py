@@ -8,7 +8,8 @@ import numpy as np
 import rasterio
 import rasterio.transform
 from qgis.core import (QgsApplication, QgsColorRampShader, QgsContrastEnhancement,
-                       QgsFillSymbol, QgsMultiBandColorRenderer, QgsPalettedRasterRenderer,
+                       QgsFillSymbol, QgsGraduatedSymbolRenderer, QgsMultiBandColorRenderer,
+                       QgsRendererRange, QgsPalettedRasterRenderer,
                        QgsPalLayerSettings, QgsRasterLayer, QgsRasterShader,
                        QgsSingleBandPseudoColorRenderer, QgsSingleSymbolRenderer,
                        QgsTextBufferSettings, QgsTextFormat, QgsVectorLayer,
@@ -36,6 +37,22 @@ def outline_style(path, colour, label_field=None):
         settings.setFormat(fmt)
         layer.setLabeling(QgsVectorLayerSimpleLabeling(settings))
         layer.setLabelsEnabled(True)
+    layer.saveNamedStyle(str(path))
+
+
+def rate_style(path):
+    """Glaciers coloured by area change rate (%/yr): dark red = fastest shrinking."""
+    layer = QgsVectorLayer("Polygon?crs=EPSG:32632&field=rate_pct_yr:double", "x", "memory")
+    classes = [(-100, -4, "#67001f", "< -4"), (-4, -3, "#b2182b", "-4 to -3"),
+               (-3, -2, "#d6604d", "-3 to -2"), (-2, -1, "#f4a582", "-2 to -1"),
+               (-1, 0, "#fddbc7", "-1 to 0"), (0, 100, "#92c5de", ">= 0")]
+    ranges = []
+    for lo, hi, colour, label in classes:
+        symbol = QgsFillSymbol.createSimple({"color": colour, "outline_color": "60,60,60,255",
+                                             "outline_width": "0.2"})
+        ranges.append(QgsRendererRange(lo, hi, symbol, label))
+    renderer = QgsGraduatedSymbolRenderer("rate_pct_yr", ranges)
+    layer.setRenderer(renderer)
     layer.saveNamedStyle(str(path))
 
 
@@ -97,6 +114,7 @@ if __name__ == "__main__":
     probability_style(STYLES / "probability_percent.qml", 100.0)
     mask_style(STYLES / "mask.qml")
     outline_style(STYLES / "glacier_polygons.qml", "255,120,0,255")
+    rate_style(STYLES / "area_change.qml")
     print("styles written to", STYLES)
     app.exitQgis()
     sys.exit(0)

@@ -1,4 +1,5 @@
 """Processing algorithms: each reads parameters, calls one core function, returns outputs."""
+from .area_change import AreaChangeAlgorithm
 from .cross_validate import CrossValidateAlgorithm
 from .evaluate_segmentation import EvaluateSegmentationAlgorithm
 from .segment_glaciers import SegmentGlaciersAlgorithm
@@ -7,4 +8,4 @@ from .train_model import TrainModelAlgorithm
 
 # Pipeline order, as they appear in the toolbox's groups.
 ALGORITHMS = [SyntheticRegionAlgorithm, TrainModelAlgorithm, CrossValidateAlgorithm,
-              SegmentGlaciersAlgorithm, EvaluateSegmentationAlgorithm]
+              SegmentGlaciersAlgorithm, EvaluateSegmentationAlgorithm, AreaChangeAlgorithm]

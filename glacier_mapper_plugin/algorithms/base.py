@@ -143,7 +143,9 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
                                          + dependencies.install_hint())
         progress = FeedbackProgress(feedback)
         try:
-            return self.execute(parameters, context, feedback, progress)
+            results = self.execute(parameters, context, feedback, progress)
+            # numpy scalars do not survive QVariant (qgis_process --json would print "").
+            return {k: (v.item() if hasattr(v, "item") else v) for k, v in results.items()}
         except Cancelled:
             raise QgsProcessingException("Cancelled: no output was written.") from None
         except (ValueError, FileNotFoundError) as err:

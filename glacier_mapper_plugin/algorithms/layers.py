@@ -81,6 +81,7 @@ def write_rows(sink, fields: QgsFields, rows: list[dict], geometries=None):
             feat.setGeometry(geometries[i])
         if not sink.addFeature(feat, QgsFeatureSink.FastInsert):
             raise QgsProcessingException(f"could not write row {i + 1}: {sink.lastError()}")
+    sink.flushBuffer()
 
 
 def source_geometries(source):

@@ -360,14 +360,26 @@ def make_region(folder, seed: int = 42, size_km: float = 4.0, n_glaciers: int = 
             debris |= (labels0 == g) & (dem < zmin + rng.uniform(0.15, 0.3) * (zmax - zmin))
     debris &= smooth_noise(rng, dem.shape, 2.5) > -0.8
 
-    # A valley lake, and a proglacial lake where the most-retreating glacier left its snout.
+    # Lakes: one in the valley floor, proglacial lakes dammed below the snouts of some
+    # glaciers already at the start, and a new one where the fastest-retreating glacier left
+    # its snout (water next to ice is a classic confuser, so the model must see it).
+    yy, xx = np.mgrid[0:size_px, 0:size_px]
     lakes0 = np.zeros(dem.shape, bool)
     low = np.argwhere((labels0 == 0) & (dem < np.quantile(dem, 0.08)))
     if len(low):
         cy, cx = low[rng.integers(len(low))]
-        yy, xx = np.mgrid[0:size_px, 0:size_px]
         lakes0 = (((yy - cy) / 6.0) ** 2 + ((xx - cx) / 9.0) ** 2 <= 1) & (labels0 == 0)
     g_fast = min(rates, key=rates.get)
+    near_ice = ndimage.binary_dilation(labels0 > 0, iterations=2)
+    for g in range(1, n + 1):
+        if g == g_fast or rng.random() > 0.4:
+            continue
+        rows, cols = np.nonzero(labels0 == g)
+        snout = int(np.argmin(dem[rows, cols]))
+        path = _descent_path(dem, (rows[snout], cols[snout]), 25)
+        cy, cx = path[min(len(path) - 1, 12)]
+        r = rng.uniform(4, 7)
+        lakes0 |= ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & ~near_ice
     freed = (labels0 == g_fast) & (labels1 == 0)
     freed_z = dem[freed]
     lakes1 = lakes0 | (freed & (dem < np.quantile(freed_z, 0.35))) if freed_z.size else lakes0

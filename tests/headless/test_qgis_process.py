@@ -69,3 +69,17 @@ def test_json_segment_run(tmp_path, region, untrained_model):
     assert any("device cpu" in line for line in result["log"]["info"])
     with rasterio.open(result["results"]["OUTPUT_MASK"]) as src:
         assert src.crs.to_epsg() == 32632 and src.nodata == 255
+
+
+def test_json_area_change_run(tmp_path):
+    from tests.algorithms.test_area_change import _inputs
+    inv, s, e = _inputs(tmp_path)
+    out = qgis_process("--json", "run", "glacier_mapper:area_change", "--", f"INVENTORY={inv}",
+                       "ID_FIELD=rgi_id", f"START={s}", f"END={e}", "TRIM_PERCENT=0",
+                       f"OUTPUT={tmp_path / 'o.gpkg'}", f"OUTPUT_SUMMARY={tmp_path / 's.gpkg'}",
+                       f"OUTPUT_SIZE_CLASSES={tmp_path / 'c.gpkg'}",
+                       f"OUTPUT_REPORT={tmp_path / 'r.html'}")
+    assert out.returncode == 0, out.stderr + out.stdout
+    results = json.loads(out.stdout)["results"]
+    assert results["N_KEPT"] == 3 and results["REGIONAL_RATE"] < 0
+    assert (tmp_path / "r.html").exists()

@@ -1,0 +1,316 @@
+"""Per-glacier and regional glacier area change (Diaconu & Bamber 2023; DL4GAM).
+
+Per glacier, the predicted glacier area *inside the inventory outline* is measured at the
+start (inventory) date and the end date; pixels masked by cloud, shadow or no data are
+filled in with the recall seen on the unmasked pixels of the same outline (the paper's
+recall correction). Rate = (A_end - A_start) / dt, also in %/yr of A_start. Filters, each
+with its published default: recall of the start prediction against the inventory >= 0.75,
+masked share <= 0.20 at either date, and the 5 % most extreme rates dropped (half from each
+tail). With an ensemble of predictions per date, each area gets a standard deviation and
+each rate sigma_rate = sqrt(s0^2 + s1^2) / dt, and an optional signal-to-noise filter.
+A filtered glacier stays in the output with the reason.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+
+from .evaluate import read_prediction
+from .geodesy import ellipsoidal_area_km2
+from .labels import Inventory, masked_from_quality, quality_band, rasterize_ids
+from .progress import Progress
+
+# Paul et al. (2020) size classes, km2.
+SIZE_CLASSES = ((0.1, 0.2), (0.2, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 5.0), (5.0, 10.0),
+                (10.0, 20.0), (20.0, float("inf")))
+
+
+@dataclass
+class AreaChangeOptions:
+    min_recall: float = 0.75
+    max_masked: float = 0.20
+    trim_percent: float = 5.0
+    min_snr: float = 0.0            # 0: no signal-to-noise filter
+    threshold: float = 0.5
+    start_year: float | None = None  # None: from raster DATE tags, else the inventory dates
+    end_year: float | None = None
+    quality: str = "auto"
+
+
+@dataclass
+class DateCounts:
+    """Per-glacier pixel counts of one prediction on its grid (index = inventory index + 1)."""
+    pixels: np.ndarray       # outline pixels on this raster
+    masked: np.ndarray       # of which masked
+    predicted: np.ndarray    # unmasked and predicted glacier
+    km2: np.ndarray          # area of one pixel on the ellipsoid, per glacier
+    year: np.ndarray         # decimal year of the raster (NaN if unknown), per glacier
+
+
+class InventoryIndex:
+    """Bounds and ellipsoidal areas of the outlines, computed once for all rasters."""
+
+    def __init__(self, inventory: Inventory):
+        self.inventory = inventory
+        self.n = len(inventory.geometries)
+        self.bounds = np.array([g.bounds if g is not None and not g.is_empty else (np.inf,) * 4
+                                for g in inventory.geometries], float).reshape(-1, 4)
+        self.area = np.array([0.0] + [ellipsoidal_area_km2(g, inventory.crs) if g is not None else 0.0
+                                      for g in inventory.geometries])
+
+    def near(self, src) -> np.ndarray:
+        """Indices of outlines whose bounding box meets the raster (in the inventory CRS)."""
+        from rasterio.warp import transform_bounds
+        left, bottom, right, top = transform_bounds(src.crs, self.inventory.crs, *src.bounds,
+                                                    densify_pts=21)
+        b = self.bounds
+        return np.nonzero((b[:, 0] <= right) & (b[:, 2] >= left) & (b[:, 1] <= top) & (b[:, 3] >= bottom))[0]
+
+
+@dataclass
+class AreaChange:
+    glaciers: list[dict]
+    regional: dict
+    size_classes: list[dict]
+    options: AreaChangeOptions
+    filter_counts: dict = field(default_factory=dict)
+
+
+def decimal_year(date: dt.date) -> float:
+    start = dt.date(date.year, 1, 1)
+    return date.year + (date - start).days / (dt.date(date.year + 1, 1, 1) - start).days
+
+
+def raster_year(src) -> float | None:
+    tags = src.tags()
+    text = tags.get("DATE") or tags.get("DATETIME", "")[:10] or tags.get("TIFFTAG_DATETIME", "")[:10]
+    try:
+        return decimal_year(dt.date.fromisoformat(text.replace(":", "-")))
+    except ValueError:
+        return None
+
+
+def count_pixels(prediction, index: InventoryIndex, quality_raster=None, quality="auto",
+                 threshold=0.5) -> DateCounts:
+    """Outline, masked and predicted pixel counts per glacier on one prediction raster. Only
+    outlines near the raster are burnt (5000 per-glacier chips must not cost 5000^2)."""
+    n = index.n + 1
+    with rasterio.open(prediction) as src:
+        if src.crs is None or src.crs.is_geographic:
+            raise ValueError(f"{prediction}: predictions must be in a metric CRS")
+        glacier, masked = read_prediction(src, threshold)
+        near = index.near(src)
+        sub = Inventory([k + 1 for k in near], [index.inventory.geometries[k] for k in near],
+                        index.inventory.crs).to_crs(src.crs.to_wkt())
+        local = rasterize_ids(sub, src.crs, src.transform, (src.height, src.width))
+        ids = np.concatenate([[0], near + 1])[local]
+        pixel_km2 = abs(src.transform.a * src.transform.e) / 1e6
+        year = raster_year(src)
+        grid = (src.height, src.width, src.transform)
+        # Pixel counts are planar in the raster CRS: scale each glacier to the ellipsoid.
+        km2 = np.full(n, pixel_km2)
+        for k, g in zip(near, sub.geometries):
+            if g is not None and g.area > 0:
+                km2[k + 1] = pixel_km2 * index.area[k + 1] / (g.area / 1e6)
+    if quality_raster:
+        with rasterio.open(quality_raster) as q:
+            if (q.height, q.width, q.transform) != grid:
+                raise ValueError(f"quality raster {quality_raster} does not share the grid of "
+                                 f"{prediction}")
+            band = quality_band(q, quality)
+            if band is None:
+                raise ValueError(f"quality raster {quality_raster} has no SCL/QUALITY band")
+            masked = masked | masked_from_quality(q.read(band))
+            year = year if year is not None else raster_year(q)
+    inside = ids > 0
+    return DateCounts(np.bincount(ids[inside], minlength=n),
+                      np.bincount(ids[inside & masked], minlength=n),
+                      np.bincount(ids[inside & ~masked & glacier], minlength=n), km2,
+                      np.full(n, np.nan if year is None else year))
+
+
+def combine(counts: list[DateCounts]) -> DateCounts:
+    """Per glacier, the counts of the raster that covers most of its outline (per-glacier
+    chips overlap their neighbours: summing them would count pixels twice)."""
+    best = np.stack([c.pixels for c in counts]).argmax(axis=0)[None]
+    return DateCounts(*(np.take_along_axis(np.stack([getattr(c, f) for c in counts]), best, 0)[0]
+                        for f in ("pixels", "masked", "predicted", "km2", "year")))
+
+
+def corrected_area(c: DateCounts):
+    """(area km2 on the ellipsoid with masked pixels recall-corrected, recall, masked share)."""
+    unmasked = c.pixels - c.masked
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(unmasked > 0, c.predicted / unmasked, np.nan)
+        masked = np.where(c.pixels > 0, c.masked / c.pixels, np.nan)
+    area = np.where(unmasked > 0, c.predicted * c.pixels / np.maximum(unmasked, 1), np.nan)
+    return area * c.km2, recall, masked
+
+
+def _years(counts_years, option, inventory_years, name):
+    if option is not None:
+        return np.full(counts_years.shape, float(option))
+    years = np.where(np.isfinite(counts_years), counts_years, inventory_years)
+    if not np.isfinite(years[1:]).all():
+        raise ValueError(f"{name}: the year of some predictions is unknown (no DATE tag in the "
+                         f"raster, no inventory date): set {name}")
+    return years
+
+
+def area_change(inventory: Inventory, start, end, start_quality=None, end_quality=None,
+                options: AreaChangeOptions | None = None, inventory_years=None,
+                start_ensemble=None, end_ensemble=None,
+                progress: Progress | None = None) -> AreaChange:
+    """The paper's per-glacier and regional area change with its filters.
+
+    start/end: lists of prediction rasters (one mosaic, or per-glacier chips); quality lists
+    align with them (or are None); ensembles: lists of lists of rasters (members)."""
+    opts = options or AreaChangeOptions()
+    progress = progress or Progress()
+    n = len(inventory.geometries)
+    index = InventoryIndex(inventory)
+    if not start or not end:
+        raise ValueError("START and END need at least one prediction raster each")
+
+    def measure(rasters, qualities, label):
+        qualities = qualities or [None] * len(rasters)
+        if len(qualities) != len(rasters):
+            raise ValueError(f"{label}_QUALITY must give one raster per {label} raster")
+        per = []
+        for r, q in zip(rasters, qualities):
+            progress.check()
+            per.append(count_pixels(r, index, q, opts.quality, opts.threshold))
+        return combine(per)
+
+    progress.update(0.05, f"measuring {len(start)} start and {len(end)} end prediction raster(s)")
+    c0 = measure(start, start_quality, "START")
+    c1 = measure(end, end_quality, "END")
+    inv_years = np.concatenate([[np.nan], np.asarray(inventory_years if inventory_years is not None
+                                                     else [np.nan] * n, float)])
+    y0 = _years(c0.year, opts.start_year, inv_years, "START_YEAR")
+    y1 = _years(c1.year, opts.end_year, np.full(n + 1, np.nan), "END_YEAR")
+    if np.any((y1 - y0)[1:][c0.pixels[1:] > 0] <= 0):
+        raise ValueError("END_YEAR must be after START_YEAR for every glacier")
+
+    inv_area = index.area
+    a0, recall0, masked0 = corrected_area(c0)
+    a1, recall1, masked1 = corrected_area(c1)
+    dt_years = y1 - y0
+
+    sig0 = sig1 = None
+    if start_ensemble and end_ensemble:
+        progress.update(0.4, f"ensemble: {len(start_ensemble)} + {len(end_ensemble)} members")
+        sig0 = _ensemble_std(start_ensemble, start_quality, measure)
+        sig1 = _ensemble_std(end_ensemble, end_quality, measure)
+
+    rows, reasons = [], {}
+    for k in range(1, n + 1):
+        rate = (a1[k] - a0[k]) / dt_years[k] if np.isfinite(a0[k]) and np.isfinite(a1[k]) else np.nan
+        rate_pct = rate / a0[k] * 100 if np.isfinite(rate) and a0[k] > 0 else np.nan
+        row = dict(id=inventory.ids[k - 1], area_inventory_km2=inv_area[k],
+                   area_start_km2=a0[k], area_end_km2=a1[k], recall=recall0[k],
+                   recall_end=recall1[k], masked_start=masked0[k], masked_end=masked1[k],
+                   year_start=y0[k], year_end=y1[k], rate_km2_yr=rate, rate_pct_yr=rate_pct)
+        if sig0 is not None:
+            s_rate = np.sqrt(sig0[k] ** 2 + sig1[k] ** 2) / dt_years[k]
+            row.update(area_start_sigma_km2=sig0[k], area_end_sigma_km2=sig1[k],
+                       rate_sigma_km2_yr=s_rate,
+                       rate_sigma_pct_yr=s_rate / a0[k] * 100 if a0[k] > 0 else np.nan)
+            row["snr"] = abs(rate) / s_rate if s_rate > 0 else np.inf
+        reason = _filter_reason(row, c0.pixels[k], opts)
+        row["kept"], row["filter_reason"] = reason == "", reason
+        rows.append(row)
+    _trim(rows, opts.trim_percent)
+    for r in rows:
+        reasons[r["filter_reason"] or "kept"] = reasons.get(r["filter_reason"] or "kept", 0) + 1
+    regional = _regional(rows)
+    progress.update(1.0, f"{regional['n_kept']} of {n} glaciers kept ({regional['area_share_kept']:.1%} "
+                         f"of the inventory area); regional rate {regional['rate_pct_yr']:.3f} %/yr")
+    return AreaChange(rows, regional, size_class_table(rows), opts, reasons)
+
+
+def _ensemble_std(members, qualities, measure):
+    """Per-glacier standard deviation of the (corrected) area across ensemble members."""
+    areas = np.stack([corrected_area(measure(rasters, qualities, "ENSEMBLE"))[0] for rasters in members])
+    if len(areas) < 2:
+        return np.zeros(areas.shape[1])
+    with warnings.catch_warnings():  # glaciers no member covers: NaN, as they should be
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanstd(areas, axis=0, ddof=1)
+
+
+def _filter_reason(row, pixels, opts) -> str:
+    if pixels == 0:
+        return "not covered by the predictions"
+    if not np.isfinite(row["masked_start"]) or row["masked_start"] > opts.max_masked:
+        return f"masked_start > {opts.max_masked:g}"
+    if not np.isfinite(row["masked_end"]) or row["masked_end"] > opts.max_masked:
+        return f"masked_end > {opts.max_masked:g}"
+    if not row["area_start_km2"] > 0:
+        return "no glacier predicted at the start date"
+    if not np.isfinite(row["recall"]) or row["recall"] < opts.min_recall:
+        return f"recall < {opts.min_recall:g}"
+    if opts.min_snr > 0 and row.get("snr", np.inf) < opts.min_snr:
+        return f"snr < {opts.min_snr:g}"
+    return ""
+
+
+def _trim(rows, percent):
+    """Drop the `percent` % most extreme rates of the glaciers still kept, half from each tail."""
+    kept = [r for r in rows if r["kept"]]
+    n_drop = int(round(len(kept) * percent / 100.0))
+    if percent <= 0 or n_drop == 0:
+        return
+    order = sorted(kept, key=lambda r: r["rate_pct_yr"])
+    low = n_drop // 2
+    high = n_drop - low
+    for r in order[:low] + order[len(order) - high:]:
+        r["kept"], r["filter_reason"] = False, f"among the {percent:g} % most extreme rates"
+
+
+def _regional(rows) -> dict:
+    kept = [r for r in rows if r["kept"]]
+    a0 = sum(r["area_start_km2"] for r in kept)
+    a1 = sum(r["area_end_km2"] for r in kept)
+    rate_km2 = sum(r["rate_km2_yr"] for r in kept)
+    inv_total = sum(r["area_inventory_km2"] for r in rows)
+    out = dict(n_glaciers=len(rows), n_kept=len(kept), area_inventory_km2=inv_total,
+               area_inventory_kept_km2=sum(r["area_inventory_km2"] for r in kept),
+               area_start_km2=a0, area_end_km2=a1, rate_km2_yr=rate_km2,
+               rate_pct_yr=rate_km2 / a0 * 100 if a0 > 0 else float("nan"))
+    out["area_share_kept"] = out["area_inventory_kept_km2"] / inv_total if inv_total else float("nan")
+    if kept and "rate_sigma_km2_yr" in kept[0]:
+        # Independent glaciers: variances add.
+        s = float(np.sqrt(sum(r["rate_sigma_km2_yr"] ** 2 for r in kept)))
+        out.update(rate_sigma_km2_yr=s, rate_sigma_pct_yr=s / a0 * 100 if a0 > 0 else float("nan"))
+    return out
+
+
+def size_class_table(rows) -> list[dict]:
+    """Paul et al. (2020) classes by inventory area: counts, area shares, rate distribution."""
+    total = sum(r["area_inventory_km2"] for r in rows) or float("nan")
+    table = []
+    for lo, hi in SIZE_CLASSES:
+        members = [r for r in rows if lo <= r["area_inventory_km2"] < hi]
+        kept = [r["rate_pct_yr"] for r in members if r["kept"]]
+        label = f"[{lo:g}, {hi:g})" if np.isfinite(hi) else f">= {lo:g}"
+        q = np.percentile(kept, [25, 50, 75]) if kept else [np.nan] * 3
+        table.append(dict(size_class=label, n=len(members), n_kept=len(kept),
+                          area_share=sum(r["area_inventory_km2"] for r in members) / total,
+                          rate_pct_yr_mean=float(np.mean(kept)) if kept else float("nan"),
+                          rate_pct_yr_p25=float(q[0]), rate_pct_yr_median=float(q[1]),
+                          rate_pct_yr_p75=float(q[2])))
+    small = [r for r in rows if r["area_inventory_km2"] < SIZE_CLASSES[0][0]]
+    if small:
+        kept = [r["rate_pct_yr"] for r in small if r["kept"]]
+        q = np.percentile(kept, [25, 50, 75]) if kept else [np.nan] * 3
+        table.insert(0, dict(size_class="< 0.1", n=len(small), n_kept=len(kept),
+                             area_share=sum(r["area_inventory_km2"] for r in small) / total,
+                             rate_pct_yr_mean=float(np.mean(kept)) if kept else float("nan"),
+                             rate_pct_yr_p25=float(q[0]), rate_pct_yr_median=float(q[1]),
+                             rate_pct_yr_p75=float(q[2])))
+    return table

@@ -1,0 +1,197 @@
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from shapely.geometry import box
+
+from glacier_mapper_plugin.core.area_change import (AreaChangeOptions, area_change, decimal_year,
+                                                    size_class_table)
+from glacier_mapper_plugin.core.geodesy import ellipsoidal_area_km2
+from glacier_mapper_plugin.core.labels import Inventory
+
+X0, Y0, PX = 600000.0, 5200000.0, 10.0
+T = from_origin(X0, Y0, PX, PX)
+
+
+def write(path, arr, date=None, crs="EPSG:32632", transform=T, scl=False):
+    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0], count=1,
+                       dtype=arr.dtype, crs=crs, transform=transform) as dst:
+        dst.write(arr, 1)
+        if date:
+            dst.update_tags(DATE=date)
+        if scl:
+            dst.set_band_description(1, "SCL")
+    return str(path)
+
+
+def squares(n, size_px=20, gap=10):
+    """n square glaciers in a row; returns inventory and their pixel slices."""
+    geoms, slices = [], []
+    for i in range(n):
+        c0 = i * (size_px + gap) + 5
+        geoms.append(box(X0 + c0 * PX, Y0 - (5 + size_px) * PX, X0 + (c0 + size_px) * PX, Y0 - 5 * PX))
+        slices.append((slice(5, 5 + size_px), slice(c0, c0 + size_px)))
+    return Inventory([f"G{i}" for i in range(n)], geoms, "EPSG:32632"), slices
+
+
+def shrink(arr, sl, rows_lost):
+    """Remove the bottom `rows_lost` rows of a square glacier (its snout)."""
+    r, c = sl
+    arr[r.stop - rows_lost:r.stop, c] = 0
+
+
+def test_known_rates(tmp_path):
+    inv, sl = squares(3)
+    start = np.zeros((40, 100), np.uint8)
+    end = np.zeros_like(start)
+    for s in sl:
+        start[s] = 1
+        end[s] = 1
+    shrink(end, sl[0], 2)    # 10 % smaller
+    shrink(end, sl[1], 4)    # 20 % smaller
+    res = area_change(inv, [write(tmp_path / "s.tif", start, "2015-08-28")],
+                      [write(tmp_path / "e.tif", end, "2023-08-28")],
+                      options=AreaChangeOptions(trim_percent=0))
+    dt = decimal_year(__import__("datetime").date(2023, 8, 28)) - decimal_year(__import__("datetime").date(2015, 8, 28))
+    rates = [r["rate_pct_yr"] for r in res.glaciers]
+    assert rates == pytest.approx([-10 / dt, -20 / dt, 0.0], abs=1e-6)
+    a = res.glaciers[0]
+    assert a["area_start_km2"] == pytest.approx(ellipsoidal_area_km2(inv.geometries[0], inv.crs), rel=1e-9)
+    assert a["area_end_km2"] == pytest.approx(0.9 * a["area_start_km2"], rel=1e-9)
+    assert a["recall"] == 1.0 and a["masked_start"] == 0 and a["kept"]
+    reg = res.regional
+    assert reg["rate_pct_yr"] == pytest.approx(-10 / dt, abs=1e-6)  # equal areas: mean of rates
+    assert reg["n_kept"] == 3 and reg["area_share_kept"] == pytest.approx(1.0)
+
+
+def test_filters_and_reasons(tmp_path):
+    inv, sl = squares(4)
+    start = np.zeros((40, 130), np.uint8)
+    for s in sl:
+        start[s] = 1
+    start[sl[1][0].start:sl[1][0].start + 10, sl[1][1]] = 0   # G1: recall 0.5
+    start[sl[3]] = 0                                          # G3: nothing predicted
+    end = start.copy()
+    scl = np.full(start.shape, 4, np.uint8)
+    scl[sl[2][0].start:sl[2][0].start + 6, sl[2][1]] = 9      # G2: 30 % cloud at start
+    res = area_change(inv, [write(tmp_path / "s.tif", start, "2015-08-28")],
+                      [write(tmp_path / "e.tif", end, "2023-08-28")],
+                      [write(tmp_path / "q.tif", scl, scl=True)], None,
+                      AreaChangeOptions(trim_percent=0))
+    reasons = [r["filter_reason"] for r in res.glaciers]
+    assert reasons == ["", "recall < 0.75", "masked_start > 0.2", "no glacier predicted at the start date"]
+    assert [r["kept"] for r in res.glaciers] == [True, False, False, False]
+    assert res.glaciers[2]["masked_start"] == pytest.approx(0.3)
+    assert res.filter_counts == {"kept": 1, "recall < 0.75": 1, "masked_start > 0.2": 1,
+                                 "no glacier predicted at the start date": 1}
+
+
+def test_recall_correction_of_masked_pixels(tmp_path):
+    inv, sl = squares(1)
+    start = np.zeros((40, 40), np.uint8)
+    start[sl[0]] = 1
+    end = start.copy()
+    end[sl[0][0].start:sl[0][0].start + 4, sl[0][1]] = 0     # cloud hides the top 4 rows (20 %)
+    scl = np.full(start.shape, 4, np.uint8)
+    scl[sl[0][0].start:sl[0][0].start + 4, sl[0][1]] = 9
+    res = area_change(inv, [write(tmp_path / "s.tif", start, "2015-08-28")],
+                      [write(tmp_path / "e.tif", end, "2023-08-28")], None,
+                      [write(tmp_path / "q.tif", scl, scl=True)], AreaChangeOptions(trim_percent=0))
+    g = res.glaciers[0]
+    assert g["masked_end"] == pytest.approx(0.2) and g["kept"]
+    assert g["area_end_km2"] == pytest.approx(g["area_start_km2"])  # recall 1 on the rest
+    assert g["rate_pct_yr"] == pytest.approx(0.0)
+
+
+def test_trim_drops_extremes_from_both_tails(tmp_path):
+    inv, sl = squares(40, size_px=10, gap=2)
+    start = np.zeros((25, 490), np.uint8)
+    end = np.zeros_like(start)
+    for i, s in enumerate(sl):
+        start[s] = 1
+        end[s] = 1
+        shrink(end, s, i % 5)
+    res = area_change(inv, [write(tmp_path / "s.tif", start, "2015-01-01")],
+                      [write(tmp_path / "e.tif", end, "2020-01-01")],
+                      options=AreaChangeOptions(trim_percent=5))
+    trimmed = [r for r in res.glaciers if r["filter_reason"].startswith("among")]
+    assert len(trimmed) == 2
+    rates = sorted(r["rate_pct_yr"] for r in res.glaciers)
+    assert sorted(r["rate_pct_yr"] for r in trimmed) == [rates[0], rates[-1]]
+
+
+def test_wgs84_inventory_and_zone_boundary(tmp_path):
+    """A glacier across 12 E (UTM 32/33): the same area from rasters in either zone."""
+    from pyproj import Transformer
+    lon_lat = box(11.99, 46.80, 12.01, 46.81)
+    inv = Inventory(["X"], [lon_lat], "EPSG:4326")
+    truth = ellipsoidal_area_km2(lon_lat, "EPSG:4326")
+    areas = []
+    for epsg in (32632, 32633):
+        tr = Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True)
+        xs, ys = zip(*[tr.transform(x, y) for x, y in lon_lat.exterior.coords])
+        t = from_origin(min(xs) - 100, max(ys) + 100, 10, 10)
+        w, h = int((max(xs) - min(xs) + 200) / 10), int((max(ys) - min(ys) + 200) / 10)
+        ones = np.ones((h, w), np.uint8)
+        p0 = write(tmp_path / f"s{epsg}.tif", ones, "2016-09-01", f"EPSG:{epsg}", t)
+        p1 = write(tmp_path / f"e{epsg}.tif", ones, "2023-09-01", f"EPSG:{epsg}", t)
+        res = area_change(inv, [p0], [p1], options=AreaChangeOptions(trim_percent=0))
+        areas.append(res.glaciers[0]["area_start_km2"])
+    assert areas[0] == pytest.approx(truth, rel=0.01)
+    assert areas[1] == pytest.approx(truth, rel=0.01)
+
+
+def test_per_glacier_chips_are_not_double_counted(tmp_path):
+    inv, sl = squares(2)
+    full = np.zeros((40, 70), np.uint8)
+    for s in sl:
+        full[s] = 1
+    chips = []
+    for i, (cols, name) in enumerate(((slice(0, 50), "a"), (slice(20, 70), "b"))):
+        t = from_origin(X0 + cols.start * PX, Y0, PX, PX)
+        chips.append(write(tmp_path / f"{name}.tif", np.ascontiguousarray(full[:, cols]), "2015-08-28", transform=t))
+    ends = [write(tmp_path / f"e{i}.tif", rasterio.open(c).read(1), "2023-08-28",
+                  transform=rasterio.open(c).transform) for i, c in enumerate(chips)]
+    res = area_change(inv, chips, ends, options=AreaChangeOptions(trim_percent=0))
+    for g, geom in zip(res.glaciers, inv.geometries):
+        assert g["area_start_km2"] == pytest.approx(ellipsoidal_area_km2(geom, inv.crs), rel=1e-9)
+
+
+def test_ensemble_sigma(tmp_path):
+    inv, sl = squares(1)
+    base = np.zeros((40, 40), np.uint8)
+    base[sl[0]] = 1
+    members0, members1 = [], []
+    for m, lost in enumerate((0, 2, 4)):
+        a = base.copy()
+        shrink(a, sl[0], lost)
+        members0.append([write(tmp_path / f"s{m}.tif", a, "2015-08-28")])
+        members1.append([write(tmp_path / f"e{m}.tif", base, "2023-08-28")])
+    res = area_change(inv, members0[0], members1[0], options=AreaChangeOptions(trim_percent=0),
+                      start_ensemble=members0, end_ensemble=members1)
+    g = res.glaciers[0]
+    area = g["area_inventory_km2"]
+    s0 = np.std([area, 0.9 * area, 0.8 * area], ddof=1)
+    assert g["area_start_sigma_km2"] == pytest.approx(s0, rel=1e-6)
+    assert g["area_end_sigma_km2"] == pytest.approx(0.0, abs=1e-12)
+    dt = g["year_end"] - g["year_start"]
+    assert g["rate_sigma_km2_yr"] == pytest.approx(s0 / dt, rel=1e-6)
+    assert "rate_sigma_pct_yr" in g and "snr" in g
+
+
+def test_unknown_years_are_an_error(tmp_path):
+    inv, sl = squares(1)
+    a = np.zeros((40, 40), np.uint8)
+    a[sl[0]] = 1
+    with pytest.raises(ValueError, match="START_YEAR"):
+        area_change(inv, [write(tmp_path / "s.tif", a)], [write(tmp_path / "e.tif", a, "2023-01-01")])
+
+
+def test_size_classes():
+    rows = [dict(area_inventory_km2=a, kept=True, rate_pct_yr=r) for a, r in
+            ((0.15, -2.0), (0.3, -1.5), (0.35, -1.0), (25.0, -0.5), (0.05, -3.0))]
+    table = size_class_table(rows)
+    by = {t["size_class"]: t for t in table}
+    assert by["[0.2, 0.5)"]["n"] == 2 and by["[0.2, 0.5)"]["rate_pct_yr_median"] == pytest.approx(-1.25)
+    assert by[">= 20"]["n"] == 1 and by["< 0.1"]["n"] == 1
+    assert sum(t["area_share"] for t in table) == pytest.approx(1.0)
