@@ -1,4 +1,5 @@
 """Processing algorithms: each reads parameters, calls one core function, returns outputs."""
+from .acquire_imagery import AcquireImageryAlgorithm
 from .area_change import AreaChangeAlgorithm
 from .cross_validate import CrossValidateAlgorithm
 from .evaluate_segmentation import EvaluateSegmentationAlgorithm
@@ -7,5 +8,5 @@ from .synthetic_region import SyntheticRegionAlgorithm
 from .train_model import TrainModelAlgorithm
 
 # Pipeline order, as they appear in the toolbox's groups.
-ALGORITHMS = [SyntheticRegionAlgorithm, TrainModelAlgorithm, CrossValidateAlgorithm,
+ALGORITHMS = [SyntheticRegionAlgorithm, AcquireImageryAlgorithm, TrainModelAlgorithm, CrossValidateAlgorithm,
               SegmentGlaciersAlgorithm, EvaluateSegmentationAlgorithm, AreaChangeAlgorithm]

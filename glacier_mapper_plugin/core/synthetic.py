@@ -315,8 +315,10 @@ def _polygons(labels, transform):
 
 def make_region(folder, seed: int = 42, size_km: float = 4.0, n_glaciers: int = 8,
                 start_year: int = 2015, end_year: int = 2023,
-                progress: Progress | None = None) -> SyntheticRegion:
-    """Write DEM, two L2A-like scenes, truth masks and the inventory into `folder`."""
+                progress: Progress | None = None, origin=ORIGIN,
+                clouds: bool = True) -> SyntheticRegion:
+    """Write DEM, two L2A-like scenes, truth masks and the inventory into `folder`.
+    `origin` moves the region (UTM 32N coordinates); `clouds=False` leaves the sky clear."""
     progress = progress or Progress()
     if size_km <= 0.5 or size_km > 60:
         raise ValueError(f"SIZE_KM must be between 0.5 and 60 km, got {size_km}")
@@ -331,7 +333,7 @@ def make_region(folder, seed: int = 42, size_km: float = 4.0, n_glaciers: int = 
     if size_px ** 2 / max(n_glaciers, 1) < 1500:
         raise ValueError(f"{n_glaciers} glaciers do not fit in {size_km} km: lower N_GLACIERS "
                          "or raise SIZE_KM")
-    transform = from_origin(ORIGIN[0], ORIGIN[1], PIXEL, PIXEL)
+    transform = from_origin(origin[0], origin[1], PIXEL, PIXEL)
     years = end_year - start_year
     start_date, end_date = dt.date(start_year, 8, 28), dt.date(end_year, 9, 2)
 
@@ -370,16 +372,16 @@ def make_region(folder, seed: int = 42, size_km: float = 4.0, n_glaciers: int = 
         cy, cx = low[rng.integers(len(low))]
         lakes0 = (((yy - cy) / 6.0) ** 2 + ((xx - cx) / 9.0) ** 2 <= 1) & (labels0 == 0)
     g_fast = min(rates, key=rates.get)
-    near_ice = ndimage.binary_dilation(labels0 > 0, iterations=2)
     for g in range(1, n + 1):
-        if g == g_fast or rng.random() > 0.4:
+        if g == g_fast or rng.random() > 0.5:
             continue
         rows, cols = np.nonzero(labels0 == g)
         snout = int(np.argmin(dem[rows, cols]))
         path = _descent_path(dem, (rows[snout], cols[snout]), 25)
-        cy, cx = path[min(len(path) - 1, 12)]
-        r = rng.uniform(4, 7)
-        lakes0 |= ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & ~near_ice
+        # Ice-contact or nearly: the lake's shore reaches (or almost reaches) the snout.
+        cy, cx = path[min(len(path) - 1, int(rng.integers(3, 9)))]
+        r = rng.uniform(4, 8)
+        lakes0 |= ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (labels0 == 0)
     freed = (labels0 == g_fast) & (labels1 == 0)
     freed_z = dem[freed]
     lakes1 = lakes0 | (freed & (dem < np.quantile(freed_z, 0.35))) if freed_z.size else lakes0
@@ -394,6 +396,8 @@ def make_region(folder, seed: int = 42, size_km: float = 4.0, n_glaciers: int = 
         n_clouds = max(1, round(n / 4))
         cloud_over = [glacier_peaks[i] for i in rng.choice(n, size=min(n_clouds, n), replace=False)]
         cloud_over = [(p[0] + rng.uniform(-15, 15), p[1] + rng.uniform(-15, 15)) for p in cloud_over]
+        if not clouds:  # a cloud-free variant (tests that place their own clouds)
+            cloud_over = []
         yy, xx = np.mgrid[0:size_px, 0:size_px]
         # A swath edge: a diagonal no-data strip in one corner.
         strip = (xx + yy > 1.85 * size_px) if strip_side == 0 else (xx - yy > 0.85 * size_px)

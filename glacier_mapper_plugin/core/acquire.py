@@ -1,0 +1,439 @@
+"""Per-glacier Sentinel-2 L2A and DEM acquisition from STAC APIs (Diaconu & Bamber 2023).
+
+For each glacier: search the collection within +-WINDOW_DAYS of DATE; group the items into
+scenes (one acquisition, possibly over several MGRS tiles); keep the MAX_CANDIDATES scenes
+with the least scene cloud cover; for each, read only the SCL pixels over the glacier and
+measure the share of its outline that is no data, saturated, cloud, shadow or cirrus; take
+the scene with the smallest share (ties: the date closest to DATE). Then read only the
+windows needed of each band from the cloud-optimised GeoTIFFs (HTTP range reads through
+GDAL), warped onto the glacier's own UTM grid at 10 m (B12 bilinear from 20 m, SCL
+nearest), mosaicked across tiles and UTM zones, decoded to surface reflectance with each
+item's own offset, plus the DEM (bilinear) on the same grid; one float32 GeoTIFF per glacier
+(B2, B3, B4, B8, B12, DEM, QUALITY=SCL), written atomically. Existing complete outputs are
+skipped, so a rerun resumes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio import features
+from rasterio.enums import Resampling
+from rasterio.transform import from_origin
+from rasterio.vrt import WarpedVRT
+
+from . import sentinel2 as s2
+from .geodesy import to_lonlat, utm_epsg
+from .io import GTIFF_PROFILE, atomic_output
+from .progress import Cancelled, Progress
+
+EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
+PLANETARY_COMPUTER = "https://planetarycomputer.microsoft.com/api/stac/v1"
+PC_SAS = "https://planetarycomputer.microsoft.com/api/sas/v1/token"
+# STAC asset keys of each band, in the order they are tried (Earth Search v1, Planetary
+# Computer / ESA names): the one place where API naming lives.
+ASSET_KEYS = {"B2": ("blue", "B02"), "B3": ("green", "B03"), "B4": ("red", "B04"),
+              "B8": ("nir", "B08"), "B12": ("swir22", "B12"), "SCL": ("scl", "SCL")}
+DEM_ASSET_KEYS = ("data", "elevation", "dem")
+RESAMPLING = {"B12": Resampling.bilinear, "SCL": Resampling.nearest}
+OUTPUT_BANDS = list(s2.BANDS) + ["DEM", "QUALITY"]
+FORMAT_TAG = "GLACIER_MAPPER_ACQUISITION"
+# GDAL settings for cloud-optimised reads: no directory listings, merged ranges, retries
+# with exponential backoff on 429/5xx, timeouts.
+GDAL_HTTP = dict(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GDAL_HTTP_MERGE_CONSECUTIVE_RANGES="YES",
+                 GDAL_HTTP_MULTIPLEX="YES", VSI_CACHE="TRUE", GDAL_HTTP_MAX_RETRY="5",
+                 GDAL_HTTP_RETRY_DELAY="1", GDAL_HTTP_TIMEOUT="60", GDAL_HTTP_CONNECTTIMEOUT="20",
+                 CPL_VSIL_CURL_ALLOWED_EXTENSIONS=".tif,.tiff,.TIF")
+
+
+@dataclass
+class AcquireOptions:
+    date: dt.date
+    window_days: int = 15
+    max_candidates: int = 5
+    stac_url: str = EARTH_SEARCH
+    collection: str = "sentinel-2-l2a"
+    buffer_m: float = 1280.0
+    dem: str | None = None               # local raster path, or "stac:<collection>"
+    dem_stac_url: str | None = None      # default: stac_url
+    max_workers: int = 4
+    pixel_size: float = 10.0
+    http_timeout: float = 60.0
+    http_retries: int = 5
+    sign: str = "auto"                   # auto, none, planetary-computer
+    sas_url: str = PC_SAS                # Planetary Computer token endpoint
+
+
+@dataclass
+class GlacierResult:
+    id: object
+    status: str
+    file: str = ""
+    scene_id: str = ""
+    date: str = ""
+    cloud_pct: float = float("nan")
+    masked_pct: float = float("nan")
+    candidates: int = 0
+    detail: str = ""
+
+
+@dataclass
+class Scene:
+    """One acquisition: the items of one platform, day and orbit over the glacier."""
+    items: list
+    datetime: dt.datetime
+    cloud_cover: float
+    key: tuple = field(default=())
+
+    @property
+    def id(self) -> str:
+        return "+".join(sorted(i.id for i in self.items))
+
+
+# --------------------------------------------------------------------------- STAC access
+
+def _signer(options: AcquireOptions):
+    """Planetary Computer needs SAS tokens appended to asset URLs (fetched per collection)."""
+    mode = options.sign
+    if mode == "auto":
+        mode = "planetary-computer" if "planetarycomputer" in options.stac_url else "none"
+    if mode == "none":
+        return None
+    if mode != "planetary-computer":
+        raise ValueError(f"unknown signing {options.sign!r}: use auto, none or planetary-computer")
+    import requests
+    tokens: dict[str, tuple[str, float]] = {}
+    lock = threading.Lock()
+
+    def token(collection):
+        with lock:
+            tok, expiry = tokens.get(collection, ("", 0.0))
+            if time.time() < expiry - 60:
+                return tok
+            r = requests.get(f"{options.sas_url}/{collection}", timeout=options.http_timeout)
+            r.raise_for_status()
+            tok = r.json()["token"]
+            tokens[collection] = (tok, time.time() + 3000)
+            return tok
+
+    def sign(item):
+        tok = token(item.collection_id or options.collection)
+        for asset in item.assets.values():
+            if "?" not in asset.href and asset.href.startswith("http"):
+                asset.href = f"{asset.href}?{tok}"
+        return item
+
+    return sign
+
+
+def open_catalog(options: AcquireOptions, url: str | None = None):
+    """A pystac-client Client for an API, or a static catalog/collection on disk."""
+    url = url or options.stac_url
+    local = Path(url)
+    if local.exists():
+        import pystac
+        return pystac.read_file(str(local))
+    from pystac_client import Client
+    from pystac_client.stac_api_io import StacApiIO
+    from urllib3.util.retry import Retry
+    retry = Retry(total=options.http_retries, backoff_factor=0.5, allowed_methods=None,
+                  status_forcelist=(429, 500, 502, 503, 504), respect_retry_after_header=True)
+    io = StacApiIO(timeout=options.http_timeout, max_retries=retry)
+    return Client.open(url, stac_io=io)
+
+
+def search_items(catalog, collection, geometry_lonlat, start: dt.date, end: dt.date) -> list:
+    """Items of `collection` meeting the glacier between start and end (inclusive)."""
+    from shapely.geometry import mapping, shape
+    window = f"{start.isoformat()}T00:00:00Z/{end.isoformat()}T23:59:59Z"
+    if hasattr(catalog, "search"):
+        search = catalog.search(collections=[collection], intersects=mapping(geometry_lonlat),
+                                datetime=window, max_items=1000, limit=100)
+        return list(search.items())
+    # Static catalog: walk it and filter here.
+    found = []
+    for item in catalog.get_items(recursive=True):
+        if item.collection_id not in (None, collection) or item.geometry is None:
+            continue
+        day = (item.datetime or item.common_metadata.start_datetime).date()
+        if start <= day <= end and shape(item.geometry).intersects(geometry_lonlat):
+            found.append(item)
+    return found
+
+
+def group_scenes(items) -> list[Scene]:
+    """Items of one platform, day and relative orbit form one scene (adjacent MGRS tiles)."""
+    groups: dict[tuple, list] = {}
+    for item in items:
+        p = item.properties
+        when = item.datetime or dt.datetime.fromisoformat(p["start_datetime"].replace("Z", "+00:00"))
+        orbit = p.get("sat:relative_orbit", p.get("s2:relative_orbit", p.get("sentinel:relative_orbit")))
+        key = (p.get("platform", ""), when.date().isoformat(), orbit)
+        groups.setdefault(key, []).append(item)
+    scenes = []
+    for key, members in groups.items():
+        clouds = [m.properties.get("eo:cloud_cover") for m in members]
+        clouds = [c for c in clouds if c is not None]
+        scenes.append(Scene(members, min(m.datetime for m in members),
+                            float(np.mean(clouds)) if clouds else 100.0, key))
+    return scenes
+
+
+# --------------------------------------------------------------------------- pixels
+
+@dataclass
+class Grid:
+    crs: str
+    transform: object
+    width: int
+    height: int
+
+
+def glacier_grid(geom_lonlat, buffer_m: float, pixel: float) -> tuple[Grid, object]:
+    """The glacier's own UTM grid (zone of its centroid), snapped to `pixel` metres, and the
+    glacier outline in that CRS."""
+    from pyproj import Transformer
+    from shapely.ops import transform as shp_transform
+    c = geom_lonlat.centroid
+    crs = f"EPSG:{utm_epsg(c.x, c.y)}"
+    tr = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    geom = shp_transform(tr.transform, geom_lonlat)
+    left, bottom, right, top = geom.buffer(buffer_m).bounds
+    left, bottom = math.floor(left / pixel) * pixel, math.floor(bottom / pixel) * pixel
+    right, top = math.ceil(right / pixel) * pixel, math.ceil(top / pixel) * pixel
+    return Grid(crs, from_origin(left, top, pixel, pixel), int(round((right - left) / pixel)),
+                int(round((top - bottom) / pixel))), geom
+
+
+def asset_for(item, band: str):
+    for key in ASSET_KEYS[band]:
+        if key in item.assets:
+            return item.assets[key]
+    raise KeyError(f"item {item.id} has no asset for {band} (looked for {', '.join(ASSET_KEYS[band])})")
+
+
+def band_scaling(item, asset) -> tuple[float, float, str]:
+    """(scale, offset, how) turning this item's DN into reflectance."""
+    bands = asset.extra_fields.get("raster:bands") or []
+    if bands and ("offset" in bands[0] or "scale" in bands[0]):
+        return float(bands[0].get("scale", 1.0)), float(bands[0].get("offset", 0.0)), "raster:bands"
+    p = item.properties
+    if p.get("earthsearch:boa_offset_applied"):
+        return 1.0 / s2.QUANTIFICATION, 0.0, "earthsearch:boa_offset_applied"
+    baseline = p.get("s2:processing_baseline") or p.get("processing:version")
+    if baseline:
+        return 1.0 / s2.QUANTIFICATION, s2.boa_offset(baseline) / s2.QUANTIFICATION, f"baseline {baseline}"
+    raise ValueError(f"item {item.id}: neither raster:bands scale/offset nor a processing "
+                     "baseline: cannot decode its digital numbers safely")
+
+
+def read_warped(href, grid: Grid, resampling, dtype="float32") -> tuple[np.ndarray, np.ndarray]:
+    """(values, valid) of band 1 of `href` warped onto `grid`; only the needed window is read."""
+    with rasterio.open(href) as src:
+        nodata = src.nodata
+        if nodata is None and np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+            nodata = s2.NODATA  # L2A convention: DN 0 is no data
+        with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
+                       height=grid.height, resampling=resampling, src_nodata=nodata,
+                       nodata=np.nan if nodata is None else nodata) as vrt:
+            data = vrt.read(1, out_dtype=dtype)
+    valid = np.isfinite(data)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= data != nodata
+    return data, valid
+
+
+def read_scene_band(scene: Scene, band: str, grid: Grid, sign=None, decode=True):
+    """A band of a scene on the grid, tiles mosaicked (first valid value wins)."""
+    out = np.full((grid.height, grid.width), np.nan, np.float32)
+    how = set()
+    for item in scene.items:
+        item = sign(item) if sign else item
+        asset = asset_for(item, band)
+        data, valid = read_warped(asset.href, grid, RESAMPLING.get(band, Resampling.nearest))
+        if decode:
+            scale, offset, h = band_scaling(item, asset)
+            how.add(h)
+            data = data * np.float32(scale) + np.float32(offset)
+        fill = valid & np.isnan(out)
+        out[fill] = data[fill]
+    return out, how
+
+
+def masked_share(scl: np.ndarray, outline_mask: np.ndarray) -> float:
+    """Share of the outline that is no data or SCL-masked (cloud, shadow, cirrus, ...)."""
+    inside = outline_mask.sum()
+    if inside == 0:
+        return 1.0
+    bad = ~np.isfinite(scl) | np.isin(np.nan_to_num(scl, nan=0).astype(int), s2.SCL_MASKED)
+    return float((bad & outline_mask).sum() / inside)
+
+
+def read_dem(options: AcquireOptions, grid: Grid, geom_lonlat, sign=None) -> np.ndarray:
+    if not options.dem:
+        return np.full((grid.height, grid.width), np.nan, np.float32)
+    if not options.dem.startswith("stac:"):
+        data, valid = read_warped(options.dem, grid, Resampling.bilinear)
+        data[~valid] = np.nan
+        return data.astype(np.float32)
+    catalog = open_catalog(options, options.dem_stac_url or options.stac_url)
+    from shapely.geometry import mapping
+    collection = options.dem[len("stac:"):]
+    if hasattr(catalog, "search"):
+        items = list(catalog.search(collections=[collection], intersects=mapping(geom_lonlat),
+                                    max_items=50).items())
+    else:
+        items = [i for i in catalog.get_items(recursive=True) if i.collection_id in (None, collection)]
+    if not items:
+        raise ValueError(f"DEM: no item of {collection} covers the glacier")
+    out = np.full((grid.height, grid.width), np.nan, np.float32)
+    for item in items:
+        item = sign(item) if sign else item
+        key = next((k for k in DEM_ASSET_KEYS if k in item.assets), None) or next(iter(item.assets))
+        data, valid = read_warped(item.assets[key].href, grid, Resampling.bilinear)
+        fill = valid & np.isnan(out)
+        out[fill] = data[fill]
+    return out
+
+
+# --------------------------------------------------------------------------- per glacier
+
+def _params_hash(options: AcquireOptions) -> str:
+    d = {k: str(v) for k, v in options.__dict__.items() if k not in ("max_workers",)}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def output_complete(path: Path, params_hash: str) -> dict | None:
+    """Tags of an existing output written with the same parameters, else None."""
+    if not path.is_file():
+        return None
+    try:
+        with rasterio.open(path) as src:
+            tags = src.tags()
+            if tags.get(FORMAT_TAG) == params_hash and src.count == len(OUTPUT_BANDS):
+                return tags
+    except rasterio.errors.RasterioIOError:
+        return None
+    return None
+
+
+def safe_name(value) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(value))
+
+
+def acquire_glacier(gid, geom_lonlat, options: AcquireOptions, folder: Path, catalog,
+                    progress: Progress, sign=None) -> GlacierResult:
+    path = folder / f"{safe_name(gid)}.tif"
+    params = _params_hash(options)
+    done = output_complete(path, params)
+    if done is not None:
+        return GlacierResult(gid, "exists", str(path), done.get("SCENE_ID", ""), done.get("DATE", ""),
+                             float(done.get("CLOUD_COVER", "nan")), float(done.get("MASKED_PCT", "nan")),
+                             int(done.get("CANDIDATES", 0)), "already acquired with these parameters")
+    progress.check()
+    grid, geom = glacier_grid(geom_lonlat, options.buffer_m, options.pixel_size)
+    outline = features.rasterize([(geom, 1)], out_shape=(grid.height, grid.width),
+                                 transform=grid.transform, fill=0, dtype="uint8").astype(bool)
+    start = options.date - dt.timedelta(days=options.window_days)
+    end = options.date + dt.timedelta(days=options.window_days)
+    scenes = group_scenes(search_items(catalog, options.collection, geom_lonlat, start, end))
+    if not scenes:
+        return GlacierResult(gid, "no scene", detail=f"no {options.collection} item between "
+                                                       f"{start} and {end}")
+    candidates = sorted(scenes, key=lambda s: (s.cloud_cover, abs((s.datetime.date() - options.date).days)))
+    candidates = candidates[:options.max_candidates]
+    scored = []
+    for scene in candidates:
+        progress.check()
+        scl, _ = read_scene_band(scene, "SCL", grid, sign, decode=False)
+        scored.append((masked_share(scl, outline), abs((scene.datetime.date() - options.date).days),
+                       scene, scl))
+    scored.sort(key=lambda t: (round(t[0], 6), t[1]))
+    share, _, best, scl = scored[0]
+    if share >= 1.0:
+        return GlacierResult(gid, "no usable scene", candidates=len(candidates),
+                             detail=f"all {len(candidates)} candidates leave the glacier fully "
+                                    "masked (cloud, shadow or no data)")
+    bands, how = [], set()
+    for band in s2.BANDS:
+        progress.check()
+        data, h = read_scene_band(best, band, grid, sign)
+        bands.append(data)
+        how |= h
+    dem = read_dem(options, grid, geom_lonlat, sign)
+    quality = np.where(np.isfinite(scl), scl, 0).astype(np.float32)
+    stack = np.stack(bands + [dem, quality]).astype(np.float32)
+    first = best.items[0]
+    tags = {FORMAT_TAG: params, "GLACIER_ID": str(gid), "SCENE_ID": best.id,
+            "DATETIME": best.datetime.isoformat(), "DATE": best.datetime.date().isoformat(),
+            "PLATFORM": str(first.properties.get("platform", "")),
+            "CLOUD_COVER": f"{best.cloud_cover:.2f}", "MASKED_PCT": f"{100 * share:.2f}",
+            "CANDIDATES": str(len(candidates)), "SCL_MASKED_CLASSES": ",".join(map(str, s2.SCL_MASKED)),
+            "PROCESSING_BASELINE": ",".join(sorted({str(i.properties.get("s2:processing_baseline", ""))
+                                                    for i in best.items})),
+            "REFLECTANCE_DECODED_WITH": ",".join(sorted(how)), "BOA_ADD_OFFSET": "0",
+            "UNITS": "B2-B12: surface reflectance; DEM: m; QUALITY: SCL class",
+            "STAC_URL": options.stac_url, "COLLECTION": options.collection,
+            "TARGET_DATE": options.date.isoformat()}
+    profile = dict(GTIFF_PROFILE, driver="GTiff", width=grid.width, height=grid.height,
+                   count=len(OUTPUT_BANDS), dtype="float32", crs=grid.crs,
+                   transform=grid.transform, nodata=float("nan"), predictor=3)
+    with atomic_output(path) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(stack)
+            dst.descriptions = tuple(OUTPUT_BANDS)
+            dst.update_tags(**tags)
+    return GlacierResult(gid, "ok", str(path), best.id, tags["DATE"], best.cloud_cover,
+                         100 * share, len(candidates))
+
+
+def acquire(glaciers, options: AcquireOptions, folder, progress: Progress | None = None,
+            catalog=None) -> list[GlacierResult]:
+    """glaciers: [(id, shapely geometry, crs)]. One result per glacier, in input order."""
+    progress = progress or Progress()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if options.window_days < 0 or options.max_candidates < 1 or options.max_workers < 1:
+        raise ValueError("WINDOW_DAYS must be >= 0, MAX_CANDIDATES and MAX_WORKERS >= 1")
+    try:
+        catalog = catalog or open_catalog(options)
+    except Exception as err:  # the API is down or not a STAC API
+        raise ValueError(f"STAC_URL {options.stac_url}: cannot open the catalog ({err})") from None
+    sign = _signer(options)
+    results: list = [None] * len(glaciers)
+    lonlat = [to_lonlat(g, crs) for _, g, crs in glaciers]
+
+    def work(i):
+        with rasterio.Env(**GDAL_HTTP):
+            try:
+                return acquire_glacier(glaciers[i][0], lonlat[i], options, folder, catalog,
+                                       progress, sign)
+            except Cancelled:
+                raise
+            except Exception as err:  # one glacier's failure never stops the others
+                return GlacierResult(glaciers[i][0], "error", detail=f"{type(err).__name__}: {err}")
+
+    with ThreadPoolExecutor(max_workers=options.max_workers) as pool:
+        futures = {pool.submit(work, i): i for i in range(len(glaciers))}
+        try:
+            for n, fut in enumerate(as_completed(futures), start=1):
+                i = futures[fut]
+                results[i] = fut.result()
+                r = results[i]
+                progress.update(n / len(glaciers), f"{r.id}: {r.status}"
+                                + (f" {r.scene_id} ({r.date}, {r.masked_pct:.1f} % masked)" if r.file else
+                                   f" ({r.detail})"))
+        except Cancelled:
+            for f in futures:
+                f.cancel()
+            raise
+    return results

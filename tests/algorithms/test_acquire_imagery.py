@@ -1,0 +1,70 @@
+import datetime as dt
+
+import pytest
+import rasterio
+from qgis.core import (QgsProcessingException, QgsProcessingFeatureSourceDefinition, QgsProject,
+                       QgsVectorLayer)
+
+from glacier_mapper_plugin.core.synthetic import make_region
+from tests.s2_archive import build_archive, scenes_for
+from tests.servers import RangeServer, StacApi
+
+TARGET = dt.date(2023, 9, 1)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("served")
+    region = make_region(root / "region", seed=5, size_km=2.0, n_glaciers=3, clouds=False)
+    with RangeServer(root) as files:
+        items, _ = build_archive(region, root, files.url, scenes_for(TARGET))
+        api = StacApi([items])
+        try:
+            yield region, api
+        finally:
+            api.close()
+
+
+def test_selected_glaciers_in_wgs84(processing, served, tmp_path):
+    region, api = served
+    wgs84 = tmp_path / "inv4326.gpkg"
+    processing.run("native:reprojectlayer", {"INPUT": f"{region.inventory}|layername=inventory",
+                                             "TARGET_CRS": "EPSG:4326", "OUTPUT": str(wgs84)})
+    layer = QgsVectorLayer(str(wgs84), "inventory", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        layer.selectByExpression("\"id\" IN ('G002', 'G003')")
+        res = processing.run("glacier_mapper:acquire_imagery", {
+            "INVENTORY": QgsProcessingFeatureSourceDefinition(layer.id(), True), "ID_FIELD": "id",
+            "DATE": TARGET.isoformat(), "STAC_URL": api.url, "BUFFER_M": 200, "DEM": str(region.dem),
+            "OUTPUT_FOLDER": str(tmp_path / "chips"), "OUTPUT": str(tmp_path / "table.gpkg")})
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+    assert res["N_OK"] == 2 and sorted(p.split("/")[-1] for p in res["FILES"]) == ["G002.tif", "G003.tif"]
+    table = QgsVectorLayer(res["OUTPUT"], "t", "ogr")
+    rows = {f["glacier_id"]: f for f in table.getFeatures()}
+    assert set(rows) == {"G002", "G003"} and all(r["status"] == "ok" for r in rows.values())
+    with rasterio.open(res["FILES"][0]) as src:
+        assert src.count == 7 and src.crs.to_epsg() == 32632
+
+
+def test_bad_date_is_named(processing, served, tmp_path):
+    region, api = served
+    with pytest.raises(QgsProcessingException, match="DATE"):
+        processing.run("glacier_mapper:acquire_imagery", {
+            "INVENTORY": f"{region.inventory}|layername=inventory", "DATE": "1 Sept 2023",
+            "STAC_URL": api.url, "OUTPUT_FOLDER": str(tmp_path), "OUTPUT": "TEMPORARY_OUTPUT"})
+
+
+def test_acquired_chip_segments_directly(processing, served, tmp_path, untrained_model):
+    """The acquisition output (float reflectance, DEM and QUALITY bands) is a valid INPUT."""
+    region, api = served
+    res = processing.run("glacier_mapper:acquire_imagery", {
+        "INVENTORY": f"{region.inventory}|layername=inventory", "ID_FIELD": "id",
+        "DATE": TARGET.isoformat(), "STAC_URL": api.url, "BUFFER_M": 100, "DEM": str(region.dem),
+        "OUTPUT_FOLDER": str(tmp_path / "chips"), "OUTPUT": "TEMPORARY_OUTPUT"})
+    seg = processing.run("glacier_mapper:segment_glaciers", {
+        "INPUT": res["FILES"][0], "MODEL": str(untrained_model), "TILE_SIZE": 128, "OVERLAP": 32,
+        "OUTPUT_PROBABILITY": str(tmp_path / "p.tif"), "OUTPUT_MASK": None, "OUTPUT_POLYGONS": None})
+    with rasterio.open(seg["OUTPUT_PROBABILITY"]) as p:
+        assert p.read(1).size > 0

@@ -1,0 +1,266 @@
+"""acquire_imagery against real servers on 127.0.0.1: rustac's STAC API and a range-capable
+HTTP file server holding cloud-optimised GeoTIFFs built from a synthetic region."""
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import rasterio
+
+from glacier_mapper_plugin.core import sentinel2 as s2
+from glacier_mapper_plugin.core.acquire import (AcquireOptions, acquire, glacier_grid,
+                                                masked_share, read_warped)
+from glacier_mapper_plugin.core.geodesy import to_lonlat
+from glacier_mapper_plugin.core.labels import Inventory
+from glacier_mapper_plugin.core.progress import Cancelled, Progress
+from glacier_mapper_plugin.core.synthetic import make_region
+from glacier_mapper_plugin.core.vector import read_layer
+from tests.s2_archive import build_archive, scenes_for
+from tests.servers import RangeServer, StacApi, free_port
+
+TARGET = dt.date(2023, 9, 1)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    root = tmp_path_factory.mktemp("archive")
+    region = make_region(root / "region", seed=5, size_km=2.0, n_glaciers=3, clouds=False)
+    with RangeServer(root) as files:
+        items, centres = build_archive(region, root, files.url, scenes_for(TARGET))
+        api = StacApi([items])
+        try:
+            yield dict(region=region, files=files, api=api, items=items, root=root,
+                       inventory=Inventory.from_layer(read_layer(region.inventory, "inventory")))
+        finally:
+            api.close()
+
+
+def _glaciers(inv):
+    return [(i, g, inv.crs) for i, g in zip(inv.ids, inv.geometries)]
+
+
+def _options(archive, **kw):
+    base = dict(date=TARGET, stac_url=archive["api"].url, dem=str(archive["region"].dem),
+                buffer_m=200.0, max_workers=2, http_retries=3)
+    base.update(kw)
+    return AcquireOptions(**base)
+
+
+def test_least_cloudy_scene_over_each_glacier(archive, tmp_path):
+    archive["files"].reset()
+    res = acquire(_glaciers(archive["inventory"]), _options(archive), tmp_path)
+    by_id = {r.id: r for r in res}
+    assert [r.status for r in res] == ["ok"] * 3
+    # Scene b is least cloudy overall but clouds glacier 1: glacier 1 takes scene a; the
+    # others tie at 0 % masked and take b, the closer date. c is outside +-15 days.
+    assert by_id["G001"].scene_id.endswith("_a") or "_a" in by_id["G001"].scene_id
+    assert all("_b" in by_id[g].scene_id for g in ("G002", "G003"))
+    assert by_id["G001"].date == (TARGET - dt.timedelta(days=10)).isoformat()
+    assert all(r.candidates == 3 for r in res)
+
+
+def test_output_grid_bands_tags_and_reflectance(archive, tmp_path):
+    res = acquire(_glaciers(archive["inventory"])[1:2], _options(archive), tmp_path)
+    with rasterio.open(res[0].file) as out:
+        assert out.descriptions == ("B2", "B3", "B4", "B8", "B12", "DEM", "QUALITY")
+        assert out.crs.to_epsg() == 32632 and out.res == (10.0, 10.0)
+        assert out.transform.c % 10 == 0 and out.transform.f % 10 == 0
+        assert out.dtypes[0] == "float32" and np.isnan(out.nodata)
+        tags = out.tags()
+        for key in ("SCENE_ID", "DATETIME", "PLATFORM", "CLOUD_COVER", "MASKED_PCT",
+                    "PROCESSING_BASELINE", "SCL_MASKED_CLASSES"):
+            assert tags[key]
+        assert tags["PROCESSING_BASELINE"] == "05.09"
+        data = out.read()
+        bounds, transform = out.bounds, out.transform
+    # 10 m bands are the archive's pixels, decoded with the -1000 offset of baseline 05.09.
+    with rasterio.open(archive["region"].imagery_end) as src:
+        win = rasterio.windows.from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+        dn = src.read(4, window=win, boundless=True, fill_value=0)
+    from scipy import ndimage
+    cloud = ndimage.binary_dilation(data[6] == 9, iterations=2)  # SCL is 20 m: pad its edge
+    ok = (dn > 0) & np.isfinite(data[3]) & ~cloud
+    np.testing.assert_allclose(data[3][ok], (dn[ok].astype(np.float32) - 1000) / 10000, atol=1e-6)
+    assert np.nanmax(data[5]) > 2000  # DEM in metres, bilinear
+    assert set(np.unique(data[6][np.isfinite(data[6])])) <= set(s2.SCL)
+
+
+def test_glacier_across_two_tiles_is_mosaicked(archive, tmp_path):
+    inv = archive["inventory"]
+    with rasterio.open(archive["region"].imagery_end) as src:
+        w = src.width
+        split_x = src.transform.c + 0.5 * w * 10
+    crossing = [(i, g, inv.crs) for i, g in zip(inv.ids, inv.geometries)
+                if g.bounds[0] < split_x - 200 < split_x + 200 < g.bounds[2]]
+    if not crossing:  # make one: a box across the tile seam
+        from shapely.geometry import box
+        crossing = [("seam", box(split_x - 300, 5200000 - 1200, split_x + 300, 5200000 - 800), inv.crs)]
+    res = acquire(crossing, _options(archive, buffer_m=50.0), tmp_path)
+    with rasterio.open(res[0].file) as out:
+        b8 = out.read(4)
+    assert np.isfinite(b8).mean() > 0.95
+
+
+def test_wgs84_inventory_gives_the_same_result(archive, tmp_path):
+    inv = archive["inventory"]
+    geo = inv.to_crs("EPSG:4326")
+    a = acquire(_glaciers(inv)[2:], _options(archive), tmp_path / "utm")
+    b = acquire(_glaciers(geo)[2:], _options(archive), tmp_path / "geo")
+    with rasterio.open(a[0].file) as ra, rasterio.open(b[0].file) as rb:
+        assert ra.transform == rb.transform and ra.shape == rb.shape
+        np.testing.assert_array_equal(ra.read(4), rb.read(4))
+
+
+def test_http_500_then_success(archive, tmp_path):
+    archive["files"].reset(fail_next=2, fail_code=500)  # GDAL retries with backoff
+    res = acquire(_glaciers(archive["inventory"])[:1], _options(archive), tmp_path)
+    assert res[0].status == "ok"
+    assert archive["files"].httpd.requests > 2
+    archive["files"].reset()
+
+
+def test_slow_server_still_works(archive, tmp_path):
+    archive["files"].reset(delay=0.05)
+    res = acquire(_glaciers(archive["inventory"])[:1], _options(archive), tmp_path)
+    archive["files"].reset()
+    assert res[0].status == "ok"
+
+
+def test_server_down_is_a_clear_error(tmp_path, archive):
+    with pytest.raises(ValueError, match="STAC_URL"):
+        acquire(_glaciers(archive["inventory"]), AcquireOptions(
+            date=TARGET, stac_url=f"http://127.0.0.1:{free_port()}", http_retries=0,
+            http_timeout=2), tmp_path)
+
+
+def test_empty_search_and_fully_clouded(archive, tmp_path):
+    res = acquire(_glaciers(archive["inventory"]), _options(archive, date=dt.date(2019, 1, 1)), tmp_path)
+    assert {r.status for r in res} == {"no scene"} and all("no sentinel-2-l2a item" in r.detail for r in res)
+    # Only scene d (every glacier under cloud) within +-2 days of its date.
+    res = acquire(_glaciers(archive["inventory"]),
+                  _options(archive, date=TARGET + dt.timedelta(days=5), window_days=2), tmp_path / "d")
+    assert {r.status for r in res} == {"no usable scene"}
+    assert list((tmp_path / "d").glob("*.tif")) == []
+
+
+class _CancelAfterFirst(Progress):
+    def update(self, fraction, message=None):
+        self.cancelled = True
+        super().update(fraction, message)
+
+
+def test_resume_after_cancel(archive, tmp_path):
+    opts = _options(archive, max_workers=1)
+    with pytest.raises(Cancelled):
+        acquire(_glaciers(archive["inventory"]), opts, tmp_path, _CancelAfterFirst())
+    first = sorted(p.name for p in tmp_path.glob("*.tif"))
+    assert len(first) == 1 and not list(tmp_path.glob(".*partial*"))
+    res = acquire(_glaciers(archive["inventory"]), opts, tmp_path)
+    assert sorted(r.status for r in res) == ["exists", "ok", "ok"]
+    # Different parameters: nothing is reused.
+    res = acquire(_glaciers(archive["inventory"]), _options(archive, buffer_m=300.0), tmp_path)
+    assert [r.status for r in res] == ["ok"] * 3
+
+
+def test_dem_from_a_stac_collection(archive, tmp_path):
+    res = acquire(_glaciers(archive["inventory"])[:1], _options(archive, dem="stac:cop-dem-glo-30"), tmp_path)
+    local = acquire(_glaciers(archive["inventory"])[:1], _options(archive), tmp_path / "local")
+    with rasterio.open(res[0].file) as a, rasterio.open(local[0].file) as b:
+        np.testing.assert_allclose(a.read(6), b.read(6), rtol=1e-5)
+
+
+def test_static_catalog_on_disk(archive, tmp_path):
+    import pystac
+    cat = pystac.Catalog("offline", "static copy of the archive")
+    for feature in json.loads(archive["items"].read_text())["features"]:
+        cat.add_item(pystac.Item.from_dict(feature))
+    cat.normalize_and_save(str(tmp_path / "catalog"), pystac.CatalogType.SELF_CONTAINED)
+    res = acquire(_glaciers(archive["inventory"]), _options(archive, stac_url=str(tmp_path / "catalog" / "catalog.json")),
+                  tmp_path / "out")
+    assert [r.status for r in res] == ["ok"] * 3
+
+
+class _TokenHandler(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):  # noqa: N802
+        body = json.dumps({"token": "sv=2021&sig=testtoken", "msft:expiry": "2099-01-01T00:00:00Z"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_planetary_computer_signing(archive, tmp_path):
+    tokens = ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
+    threading.Thread(target=tokens.serve_forever, daemon=True).start()
+    try:
+        archive["files"].reset()
+        res = acquire(_glaciers(archive["inventory"])[:1],
+                      _options(archive, sign="planetary-computer",
+                               sas_url=f"http://127.0.0.1:{tokens.server_address[1]}/token"), tmp_path)
+        assert res[0].status == "ok"
+        assert any("sig=testtoken" in q for q in archive["files"].httpd.queries)
+    finally:
+        tokens.shutdown()
+
+
+def test_reads_only_what_it_needs(archive, tmp_path):
+    archive["files"].reset()
+    acquire(_glaciers(archive["inventory"])[:1], _options(archive, buffer_m=0.0, dem=None), tmp_path)
+    sent = archive["files"].httpd.bytes_sent
+    total = sum(p.stat().st_size for p in (archive["root"] / "data").glob("*_T32TA*_*.tif"))
+    assert 0 < sent < 0.5 * total
+
+
+def test_glacier_across_two_utm_zones(tmp_path):
+    """A region on 12 E: the east tile is stored in UTM 33, the glacier grid follows its centroid."""
+    region = make_region(tmp_path / "region", seed=5, size_km=2.0, n_glaciers=3,
+                         origin=(727000.0, 5200000.0), clouds=False)
+    with RangeServer(tmp_path) as files:
+        items, _ = build_archive(region, tmp_path, files.url, scenes_for(TARGET)[:1], zone_east=32633)
+        api = StacApi([items])
+        try:
+            inv = Inventory.from_layer(read_layer(region.inventory, "inventory"))
+            lonlat = [to_lonlat(g, inv.crs) for g in inv.geometries]
+            res = acquire([(i, g, "EPSG:4326") for i, g in zip(inv.ids, lonlat)],
+                          AcquireOptions(date=TARGET, stac_url=api.url, buffer_m=100.0, max_workers=2),
+                          tmp_path / "out")
+        finally:
+            api.close()
+    assert [r.status for r in res] == ["ok"] * 3
+    zones = set()
+    for r, g in zip(res, lonlat):
+        grid, outline = glacier_grid(g, 100.0, 10.0)
+        with rasterio.open(r.file) as out:
+            zones.add(out.crs.to_epsg())
+            assert out.crs.to_epsg() == int(grid.crs.split(":")[1])
+            mask = rasterio.features.rasterize([(outline, 1)], out_shape=out.shape, transform=out.transform) > 0
+            b8 = out.read(4)
+            scl = out.read(7)
+        assert np.isfinite(b8[mask & (scl != 0)]).all()
+    assert lonlat[0].bounds[0] < 12.03 and lonlat[-1].bounds[2] > 11.97
+
+
+def test_masked_share_counts_scl_classes():
+    scl = np.array([[4, 9, 3], [11, 0, np.nan]], np.float32)
+    outline = np.ones(scl.shape, bool)
+    assert masked_share(scl, outline) == pytest.approx(4 / 6)
+
+
+def test_real_l2a_scl_on_a_glacier_grid(shared_data):
+    """Real SCL (20 m, sen2r Barbellino) warped onto a 10 m grid keeps its classes."""
+    folder = shared_data / "sen2r_barbellino"
+    with rasterio.open(folder / "S2A2A_20190723_022_Barbellino_SCL_10.tif") as src:
+        bounds = src.bounds
+        classes = set(np.unique(src.read(1)).tolist())
+    from shapely.geometry import box
+    geom = to_lonlat(box(*bounds).buffer(-30), "EPSG:32632")
+    grid, outline = glacier_grid(geom, 0.0, 10.0)
+    data, valid = read_warped(str(folder / "S2A2A_20190723_022_Barbellino_SCL_10.tif"), grid,
+                              rasterio.enums.Resampling.nearest)
+    assert set(np.unique(data[valid]).astype(int)) <= classes
+    assert classes <= set(s2.SCL)

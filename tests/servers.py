@@ -1,0 +1,169 @@
+"""Real servers on 127.0.0.1 for the acquisition tests: an HTTP file server that honours
+Range requests (as S3/Azure do for cloud-optimised GeoTIFFs) with switches for failures and
+slowness, and a STAC API (`rustac serve`, in-memory backend) loaded with item JSON."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from functools import partial
+from http import HTTPStatus
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    """GET/HEAD with single byte ranges; counts bytes; can fail or stall on demand."""
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _fault(self) -> bool:
+        srv = self.server
+        with srv.lock:
+            srv.requests += 1
+            query = urllib.parse.urlsplit(self.path).query
+            if query:
+                srv.queries.add(query)
+            if srv.fail_next > 0:
+                srv.fail_next -= 1
+                code = srv.fail_code
+            else:
+                code = None
+        if srv.delay:
+            time.sleep(srv.delay)
+        if code:
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
+        return False
+
+    def do_HEAD(self):  # noqa: N802 (http.server API)
+        if self._fault():
+            return
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Length", str(path.stat().st_size))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+
+    def do_GET(self):  # noqa: N802 (http.server API)
+        if self._fault():
+            return
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        size = path.stat().st_size
+        m = re.match(r"bytes=(\d*)-(\d*)$", self.headers.get("Range", ""))
+        start, end = 0, size - 1
+        status = HTTPStatus.OK
+        if m:
+            if m.group(1):
+                start = int(m.group(1))
+                end = int(m.group(2)) if m.group(2) else size - 1
+            else:  # suffix range
+                start = max(size - int(m.group(2)), 0)
+            end = min(end, size - 1)
+            if start > end:
+                self.send_error(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+                return
+            status = HTTPStatus.PARTIAL_CONTENT
+        with path.open("rb") as f:
+            f.seek(start)
+            data = f.read(end - start + 1)
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Accept-Ranges", "bytes")
+        if status == HTTPStatus.PARTIAL_CONTENT:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        self.wfile.write(data)
+        with self.server.lock:
+            self.server.bytes_sent += len(data)
+            self.server.per_file[path.name] = self.server.per_file.get(path.name, 0) + len(data)
+
+
+class RangeServer:
+    """Serves `root` on 127.0.0.1; `url` is its base address."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(root)))
+        self.httpd.daemon_threads = True
+        self.httpd.lock = threading.Lock()
+        self.reset()
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def reset(self, fail_next=0, fail_code=500, delay=0.0):
+        """Counters to zero, new failure plan; GDAL's /vsicurl/ cache is emptied so that the
+        next reads really reach this server."""
+        from osgeo import gdal
+        gdal.VSICurlClearCache()
+        h = self.httpd
+        h.fail_next, h.fail_code, h.delay = fail_next, fail_code, delay
+        h.requests, h.bytes_sent, h.per_file, h.queries = 0, 0, {}, set()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class StacApi:
+    """`rustac serve` with an in-memory backend, loaded with item collection files."""
+
+    def __init__(self, hrefs):
+        exe = shutil.which("rustac") or str(Path(os.sys.executable).parent / "rustac")
+        if not Path(exe).exists():
+            raise RuntimeError("rustac not found: run `make setup`")
+        self.port = free_port()
+        self.proc = subprocess.Popen([exe, "serve", "--addr", f"127.0.0.1:{self.port}",
+                                      "--create-collections", *map(str, hrefs)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(self.url, timeout=1) as r:
+                    json.load(r)
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(self.proc.stderr.read().decode())
+                time.sleep(0.2)
+        raise RuntimeError("rustac serve did not start")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
