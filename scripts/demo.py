@@ -1,5 +1,14 @@
-"""`make demo`: the Glacier Mapper pipeline run end to end through qgis_process, as a user's
-script would, on the embedded synthetic region. Writes demo_output/ and prints a summary."""
+"""`make demo`: the Glacier Mapper pipeline end to end through qgis_process, as a user's
+script would, on the embedded synthetic region:
+
+  synthetic region -> a local Sentinel-2 archive served by a STAC API on 127.0.0.1 ->
+  acquire_imagery (per-glacier chips, 2015 and 2023) -> train_model (2015 chips + inventory)
+  -> segment_glaciers (every chip, and the whole 2023 scene) -> evaluate_segmentation ->
+  area_change (+ report) -> truth check against the region's known retreat.
+
+Writes demo_output/ and prints a summary (also in demo_output/summary.txt).
+"""
+import datetime as dt
 import json
 import os
 import shutil
@@ -11,104 +20,161 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo_output"
 QGIS_PROCESS = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
+sys.path.insert(0, str(ROOT))
 
 
-def run(algorithm, **params):
+def run(algorithm, note=None, quiet=False, **params):
     """One `qgis_process --json run` call; returns its results dictionary."""
     args = [QGIS_PROCESS, "--json", "run", f"glacier_mapper:{algorithm}", "--"]
-    args += [f"{k}={v}" for k, v in params.items()]
-    print(f"$ qgis_process.bin run glacier_mapper:{algorithm} -- "
-          + " ".join(f"{k}={v}" for k, v in params.items()), flush=True)
+    for k, v in params.items():
+        for value in (v if isinstance(v, (list, tuple)) else [v]):
+            args.append(f"{k}={value}")
+    shown = " ".join(a for a in args[5:] if len(a) < 140)
+    if not quiet:
+        print(f"$ qgis_process.bin run glacier_mapper:{algorithm} -- {shown}", flush=True)
+        if note:
+            print(f"    ({note})", flush=True)
     t0 = time.time()
     proc = subprocess.run(args, capture_output=True, text=True,
                           env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
     if proc.returncode != 0:
         sys.exit(f"{algorithm} failed:\n{proc.stdout}\n{proc.stderr}")
     result = json.loads(proc.stdout)
-    for line in result.get("log", {}).get("info", []):
-        print("   ", line)
-    print(f"    ({time.time() - t0:.1f} s)")
+    if not quiet:
+        for line in result.get("log", {}).get("info", []):
+            if not line.startswith("epoch") or line.endswith("(best)"):
+                print("   ", line)
+        print(f"    ({time.time() - t0:.1f} s)", flush=True)
     return result["results"]
 
 
 def main():
     if QGIS_PROCESS is None:
         sys.exit("qgis_process not found: run `make setup`")
-    OUT.mkdir(exist_ok=True)
-    region = run("synthetic_region", OUTPUT_FOLDER=OUT / "region", SEED=42, SIZE_KM=6,
-                 N_GLACIERS=16, START_YEAR=2015, END_YEAR=2023)
-
-    sys.path.insert(0, str(ROOT))
     from glacier_mapper_plugin import dependencies
     dependencies.add_to_sys_path()
     from glacier_mapper_plugin.core.model_file import read_header
     from glacier_mapper_plugin.core.vector import read_layer
+    from tests.s2_archive import build_archive
+    from tests.servers import RangeServer, StacApi
 
-    # Train a small model on the inventory-year scene (defaults scaled down for a laptop CPU).
-    # An interrupted demo resumes training from its last epoch (model.gmm.resume).
+    OUT.mkdir(exist_ok=True)
+    t_start = time.time()
+    region = run("synthetic_region", OUTPUT_FOLDER=OUT / "region", SEED=42, SIZE_KM=6,
+                 N_GLACIERS=16, START_YEAR=2015, END_YEAR=2023)
+    inventory_layer = region["INVENTORY"]
+    glacier_ids = [r["id"] for r in read_layer(inventory_layer.split("|")[0], "inventory").records]
+
+    # A Sentinel-2 archive of the region, as a STAC API would serve it: per date two
+    # candidate scenes; the least cloudy overall clouds some glaciers.
+    archive = OUT / "archive"
+    shutil.rmtree(archive, ignore_errors=True)
+    d0, d1 = dt.date(2015, 8, 28), dt.date(2023, 9, 2)
+    # Target dates 2015-08-30 and 2023-09-01: scene b is the closest and least cloudy overall,
+    # but clouds four glaciers, which take scene a instead.
+    scenes = [("s2015a", d0, 35.0, []), ("s2015b", d0 + dt.timedelta(days=2), 8.0, [2, 5, 9, 13]),
+              ("s2023a", d1, 40.0, []), ("s2023b", d1 - dt.timedelta(days=1), 6.0, [1, 4, 11, 16])]
+    imagery = [region["IMAGERY_START"]] * 2 + [region["IMAGERY_END"]] * 2
+
+    class _Region:  # what build_archive reads from a region
+        imagery_end, truth_start, dem = region["IMAGERY_END"], region["TRUTH_START"], region["DEM"]
+
+    with RangeServer(archive) as files:
+        items, _ = build_archive(_Region, archive, files.url, scenes, imagery=imagery)
+        api = StacApi([items])
+        print(f"local STAC API {api.url} serving {len(scenes)} scenes x 2 tiles + a DEM "
+              f"(COGs over HTTP range requests from {files.url})", flush=True)
+        try:
+            acquired = {}
+            for year, date in ((2015, "2015-08-30"), (2023, "2023-09-01")):
+                acquired[year] = run("acquire_imagery", INVENTORY=inventory_layer, ID_FIELD="id",
+                                     DATE=date, WINDOW_DAYS=15, MAX_CANDIDATES=5, STAC_URL=api.url,
+                                     COLLECTION="sentinel-2-l2a", BUFFER_M=640,
+                                     DEM="stac:cop-dem-glo-30", MAX_WORKERS=4,
+                                     OUTPUT_FOLDER=OUT / f"chips_{year}",
+                                     OUTPUT=OUT / f"acquisition_{year}.gpkg")
+            bytes_read = files.httpd.bytes_sent
+        finally:
+            api.close()
+    archive_bytes = sum(p.stat().st_size for p in (archive / "data").glob("*.tif"))
+
+    # Train on the inventory-year chips (defaults scaled down for a laptop CPU); an
+    # interrupted demo resumes training from its last epoch (model.gmm.resume).
     model = OUT / "model.gmm"
-    run("train_model", INPUT=region["IMAGERY_START"], INVENTORY=region["INVENTORY"],
-        ID_FIELD="id", DEM=region["DEM"], PATCH_SIZE=128, ENCODER="resnet18", EPOCHS=30,
+    chips0 = sorted(acquired[2015]["FILES"])
+    chips1 = sorted(acquired[2023]["FILES"])
+    run("train_model", note="about 3 minutes on a 2-core CPU", INPUT=chips0,
+        INVENTORY=inventory_layer, ID_FIELD="id", PATCH_SIZE=128, ENCODER="resnet18", EPOCHS=30,
         BATCH_SIZE=8, LEARNING_RATE=0.002, DEVICE="auto", SEED=42, OUTPUT_MODEL=model)
     header = read_header(model)
 
-    # Segment both dates, then score each against its true outlines.
-    segmented, scores = {}, {}
-    truth_layers = {"IMAGERY_START": region["INVENTORY"],
-                    "IMAGERY_END": region["INVENTORY"].replace("layername=inventory",
-                                                               "layername=outlines_2023")}
-    for key in ("IMAGERY_START", "IMAGERY_END"):
-        stem = Path(region[key]).stem
-        segmented[key] = run("segment_glaciers", INPUT=region[key], DEM=region["DEM"], MODEL=model,
-                             MASK_LAYER=region["INVENTORY"], MASK_BUFFER=500,
-                             OUTPUT_PROBABILITY=OUT / f"{stem}_probability.tif",
-                             OUTPUT_MASK=OUT / f"{stem}_mask.tif",
-                             OUTPUT_POLYGONS=OUT / f"{stem}_glaciers.gpkg")
-        scores[key] = run("evaluate_segmentation", PREDICTION=segmented[key]["OUTPUT_PROBABILITY"],
-                          INVENTORY=truth_layers[key], ID_FIELD="id", QUALITY=region[key],
-                          OUTPUT_TABLE=OUT / f"{stem}_evaluation.gpkg",
-                          OUTPUT=OUT / f"{stem}_evaluated_outlines.gpkg")
+    # Segment every chip of both dates (what the batch dialog does).
+    print(f"$ qgis_process.bin run glacier_mapper:segment_glaciers -- INPUT=<chip> ... "
+          f"({len(chips0) + len(chips1)} chips)", flush=True)
+    t0 = time.time()
+    probs = {2015: [], 2023: []}
+    for year, chips in ((2015, chips0), (2023, chips1)):
+        folder = OUT / f"segmented_{year}"
+        folder.mkdir(exist_ok=True)
+        for chip in chips:
+            res = run("segment_glaciers", quiet=True, INPUT=chip, MODEL=model, TILE_SIZE=256,
+                      OVERLAP=64, OUTPUT_PROBABILITY=folder / f"{Path(chip).stem}_probability.tif",
+                      OUTPUT_MASK=folder / f"{Path(chip).stem}_mask.tif",
+                      OUTPUT_POLYGONS=folder / f"{Path(chip).stem}_glaciers.gpkg")
+            probs[year].append(res["OUTPUT_PROBABILITY"])
+    print(f"    {len(chips0) + len(chips1)} chips on {res['DEVICE_USED']} ({res['PRECISION_USED']}), "
+          f"{time.time() - t0:.1f} s", flush=True)
 
-    # Area change between the dates with the paper's filters, and its report.
-    change = run("area_change", INVENTORY=region["INVENTORY"], ID_FIELD="id", DATE_FIELD="date",
-                 START=segmented["IMAGERY_START"]["OUTPUT_PROBABILITY"],
-                 END=segmented["IMAGERY_END"]["OUTPUT_PROBABILITY"],
-                 START_QUALITY=region["IMAGERY_START"], END_QUALITY=region["IMAGERY_END"],
+    # The whole 2023 scene at once, scored against the true 2023 outlines.
+    scene = run("segment_glaciers", INPUT=region["IMAGERY_END"], DEM=region["DEM"], MODEL=model,
+                MASK_LAYER=inventory_layer, MASK_BUFFER=500,
+                OUTPUT_PROBABILITY=OUT / "scene_2023_probability.tif",
+                OUTPUT_MASK=OUT / "scene_2023_mask.tif", OUTPUT_POLYGONS=OUT / "scene_2023_glaciers.gpkg")
+    score = run("evaluate_segmentation", PREDICTION=scene["OUTPUT_PROBABILITY"],
+                INVENTORY=inventory_layer.replace("layername=inventory", "layername=outlines_2023"),
+                ID_FIELD="id", QUALITY=region["IMAGERY_END"],
+                OUTPUT_TABLE=OUT / "scene_2023_evaluation.gpkg",
+                OUTPUT=OUT / "scene_2023_evaluated_outlines.gpkg")
+
+    change = run("area_change", INVENTORY=inventory_layer, ID_FIELD="id", DATE_FIELD="date",
+                 START=probs[2015], END=probs[2023], START_QUALITY=chips0, END_QUALITY=chips1,
                  OUTPUT=OUT / "area_change.gpkg", OUTPUT_SUMMARY=OUT / "area_change_summary.gpkg",
                  OUTPUT_SIZE_CLASSES=OUT / "area_change_size_classes.gpkg",
                  OUTPUT_REPORT=OUT / "area_change_report.html")
-    measured = read_layer(change["OUTPUT"], None)
 
-    inventory = read_layer(region["INVENTORY"].split("|")[0], "inventory")
-    region_years = (inventory.records[0]["year"], int(Path(region["IMAGERY_END"]).stem[7:11]))
+    inventory = read_layer(inventory_layer.split("|")[0], "inventory")
+    measured = {r["id"]: r for r in read_layer(change["OUTPUT"], None).records}
+    picks = {y: {r["glacier_id"]: r for r in read_layer(OUT / f"acquisition_{y}.gpkg", None).records}
+             for y in (2015, 2023)}
     lines = ["Glacier Mapper demo: synthetic region (seed 42, 6 km, 16 glaciers)", "",
-             f"{'id':6} {'name':18} {'area 2015':>9} {'true %/yr':>9} {'measured %/yr':>13}  filter"]
-    by_id = {r["id"]: r for r in measured.records}
+             f"{'id':5} {'area 2015':>9} {'scene 2015':>10} {'scene 2023':>10} {'true %/yr':>9} "
+             f"{'measured':>8}  filter"]
     for rec in inventory.records:
-        m = by_id[rec["id"]]
-        lines.append(f"{rec['id']:6} {rec['name']:18} {rec['area_km2']:9.3f} "
-                     f"{rec['true_rate_pct_yr']:9.2f} {m['rate_pct_yr']:13.2f}  "
+        m = measured[rec["id"]]
+        s0, s1 = (picks[y][rec["id"]]["scene_id"].split("_")[-1] for y in (2015, 2023))
+        lines.append(f"{rec['id']:5} {rec['area_km2']:9.3f} {s0:>10} {s1:>10} "
+                     f"{rec['true_rate_pct_yr']:9.2f} {m['rate_pct_yr']:8.2f}  "
                      f"{m['filter_reason'] or 'kept'}")
-    kept = [rec for rec in inventory.records if by_id[rec["id"]]["kept"]]
+    kept = [rec for rec in inventory.records if measured[rec["id"]]["kept"]]
     a0 = sum(r["area_km2"] for r in kept)
     true_kept = sum(r["true_rate_km2_yr"] for r in kept) / a0 * 100 if a0 else float("nan")
-    lines += ["", f"glaciers: {region['GLACIER_COUNT']}, true regional rate "
-                  f"{region['TRUE_REGIONAL_RATE']:.2f} %/yr",
-              f"imagery: {region['IMAGERY_START']}", f"         {region['IMAGERY_END']}",
-              f"inventory: {region['INVENTORY']}", "",
-              f"model: {model} ({header.encoder}, best epoch {header.metrics['best_epoch']}, "
-              f"validation IoU per glacier {header.metrics['val_iou_per_glacier']:.3f})", "",
-              "segmentation scored against the true outlines (pixels not masked by SCL):"]
-    for key, year in (("IMAGERY_START", region_years[0]), ("IMAGERY_END", region_years[1])):
-        sc, seg = scores[key], segmented[key]
-        lines.append(f"  {year}: IoU {sc['IOU']:.3f}  F1 {sc['F1']:.3f}  precision "
-                     f"{sc['PRECISION']:.3f}  recall {sc['RECALL']:.3f}   "
-                     f"({seg['DEVICE_USED']}, {seg['PRECISION_USED']})")
-    lines += ["", f"area change: {change['N_KEPT']} of {len(inventory.records)} glaciers kept; "
-                  f"regional rate {change['REGIONAL_RATE']:.2f} %/yr; true rate of the same "
-                  f"glaciers {true_kept:.2f} %/yr (error {change['REGIONAL_RATE'] - true_kept:+.2f}); "
-                  f"true rate of all glaciers {region['TRUE_REGIONAL_RATE']:.2f} %/yr",
-              f"report: {change['OUTPUT_REPORT']}"]
+    lines += [
+        "",
+        f"acquisition: {acquired[2015]['N_OK']} + {acquired[2023]['N_OK']} of {len(glacier_ids)} "
+        f"glaciers; {bytes_read / 1e6:.1f} MB read of {archive_bytes / 1e6:.1f} MB of COGs "
+        f"({100 * bytes_read / archive_bytes:.0f} %)",
+        f"model: {model.name} ({header.encoder}, best epoch {header.metrics['best_epoch']}, "
+        f"validation IoU per glacier {header.metrics['val_iou_per_glacier']:.3f})",
+        f"whole 2023 scene vs true 2023 outlines: IoU {score['IOU']:.3f}, F1 {score['F1']:.3f}, "
+        f"precision {score['PRECISION']:.3f}, recall {score['RECALL']:.3f} "
+        f"({scene['DEVICE_USED']}, {scene['PRECISION_USED']})",
+        f"area change: {change['N_KEPT']} of {len(inventory.records)} glaciers kept; regional rate "
+        f"{change['REGIONAL_RATE']:.2f} %/yr",
+        f"truth: {true_kept:.2f} %/yr for the same glaciers (error "
+        f"{change['REGIONAL_RATE'] - true_kept:+.2f}), {region['TRUE_REGIONAL_RATE']:.2f} %/yr "
+        f"for all glaciers (difference {change['REGIONAL_RATE'] - region['TRUE_REGIONAL_RATE']:+.2f})",
+        f"report: {change['OUTPUT_REPORT']}",
+        f"total {time.time() - t_start:.0f} s"]
     summary = "\n".join(lines)
     (OUT / "summary.txt").write_text(summary + "\n")
     print("\n" + summary + f"\n\nwritten to {OUT}")

@@ -260,13 +260,18 @@ def _filter_reason(row, pixels, opts) -> str:
 
 
 def _trim(rows, percent):
-    """Drop the `percent` % most extreme rates of the glaciers still kept, half from each tail."""
+    """Drop the `percent` % most extreme rates of the glaciers still kept, half from each
+    tail; an odd one out comes from the tail that lies farther from the median."""
     kept = [r for r in rows if r["kept"]]
     n_drop = int(round(len(kept) * percent / 100.0))
     if percent <= 0 or n_drop == 0:
         return
     order = sorted(kept, key=lambda r: r["rate_pct_yr"])
     low = n_drop // 2
+    if n_drop % 2:
+        median = float(np.median([r["rate_pct_yr"] for r in order]))
+        low_far = median - order[low]["rate_pct_yr"] > order[len(order) - 1 - (n_drop - low - 1)]["rate_pct_yr"] - median
+        low += int(low_far)
     high = n_drop - low
     for r in order[:low] + order[len(order) - high:]:
         r["kept"], r["filter_reason"] = False, f"among the {percent:g} % most extreme rates"

@@ -80,10 +80,26 @@ def _pad(a, size, value):
     return np.pad(a, pad, constant_values=value)
 
 
+def _home_rasters(rasters, inventory: Inventory) -> np.ndarray:
+    """For each glacier id (index), the raster holding most of its pixels (-1: none).
+    Per-glacier chips overlap their neighbours: sampling a glacier in every chip that shows
+    a part of it would repeat patches and weight glaciers by how crowded they are."""
+    counts = []
+    for path in rasters:
+        with rasterio.open(path) as src:
+            ids = rasterize_ids(inventory, src.crs, src.transform, (src.height, src.width))
+        counts.append(np.bincount(ids.ravel(), minlength=len(inventory.geometries) + 1))
+    counts = np.stack(counts)
+    home = counts.argmax(axis=0)
+    home[counts.max(axis=0) == 0] = -1
+    return home
+
+
 def extract_patches(rasters, inventory: Inventory, bands, patch_size: int, dem_path=None,
                     mapping=None, quality="auto", glaciers=None, progress=None) -> PatchSet:
     """Read every glacier-centred patch of every raster (windowed reads only)."""
     xs, ys, vs, records = [], [], [], []
+    home = _home_rasters(rasters, inventory) if len(rasters) > 1 else None
     for source, path in enumerate(rasters):
         with contextlib.ExitStack() as stack:
             src = stack.enter_context(rasterio.open(path))
@@ -92,7 +108,11 @@ def extract_patches(rasters, inventory: Inventory, bands, patch_size: int, dem_p
             readers = band_readers(stack, src, bands, mapping, dem_path, progress)
             qband = quality_band(src, quality)
             ids = rasterize_ids(inventory, src.crs, src.transform, (src.height, src.width))
-            patches = sample_patches(ids, patch_size, source, glaciers)
+            wanted = glaciers
+            if home is not None:  # each glacier sampled once, where most of it is
+                mine = set(np.nonzero(home == source)[0].tolist()) - {0}
+                wanted = sorted(mine if glaciers is None else mine & set(glaciers))
+            patches = sample_patches(ids, patch_size, source, wanted)
             for p in patches:
                 win = Window(p.col, p.row, min(patch_size, src.width - p.col),
                              min(patch_size, src.height - p.row))

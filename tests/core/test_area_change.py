@@ -195,3 +195,18 @@ def test_size_classes():
     assert by["[0.2, 0.5)"]["n"] == 2 and by["[0.2, 0.5)"]["rate_pct_yr_median"] == pytest.approx(-1.25)
     assert by[">= 20"]["n"] == 1 and by["< 0.1"]["n"] == 1
     assert sum(t["area_share"] for t in table) == pytest.approx(1.0)
+
+
+def test_odd_trim_takes_the_farther_tail(tmp_path):
+    inv, sl = squares(10, size_px=10, gap=2)
+    start = np.zeros((25, 130), np.uint8)
+    end = np.zeros_like(start)
+    lost = [1, 1, 1, 1, 1, 2, 2, 2, 2, 9]   # one glacier far below the others
+    for s, n in zip(sl, lost):
+        start[s] = 1
+        end[s] = 1
+        shrink(end, s, n)
+    res = area_change(inv, [write(tmp_path / "s.tif", start, "2015-01-01")],
+                      [write(tmp_path / "e.tif", end, "2020-01-01")],
+                      options=AreaChangeOptions(trim_percent=10))
+    assert [r["id"] for r in res.glaciers if not r["kept"]] == ["G9"]

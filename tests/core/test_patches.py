@@ -73,3 +73,26 @@ def test_inventory_in_wgs84_burns_the_same_pixels(region):
 def test_missing_id_field_is_named(region):
     with pytest.raises(ValueError, match="ID_FIELD.*RGIId"):
         Inventory.from_layer(read_layer(region.inventory, "inventory"), "RGIId")
+
+
+def test_each_glacier_sampled_once_across_overlapping_chips(region, tmp_path):
+    """Two overlapping halves of a scene: every glacier's patches come from one of them."""
+    import rasterio
+    from rasterio.windows import Window
+    paths = []
+    with rasterio.open(region.imagery_start) as src:
+        for name, win in (("w", Window(0, 0, 260, 400)), ("e", Window(140, 0, 260, 400))):
+            prof = dict(src.profile, width=win.width, height=win.height,
+                        transform=src.window_transform(win))
+            with rasterio.open(tmp_path / f"{name}.tif", "w", **prof) as dst:
+                dst.write(src.read(window=win))
+                dst.descriptions = src.descriptions
+                dst.update_tags(**src.tags())
+            paths.append(tmp_path / f"{name}.tif")
+    inv = Inventory.from_layer(read_layer(region.inventory, "inventory"))
+    ps = extract_patches(paths, inv, ["B2", "B3"], 64)
+    sources = {}
+    for p in ps.patches:
+        sources.setdefault(p.glacier, set()).add(p.source)
+    assert all(len(s) == 1 for s in sources.values())
+    assert set(sources) == set(range(1, len(inv.ids) + 1))
