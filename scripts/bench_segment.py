@@ -34,19 +34,13 @@ from glacier_mapper_plugin.core.synthetic import make_region  # noqa: E402
 BANDS = ["B2", "B3", "B4", "B8", "B12", "DEM"]
 
 
-def make_big_raster(path: Path, size: int, seed: int = 0) -> Path:
-    """A size x size 6-band uint16 raster tiled from a synthetic region (real-looking
-    content, so compression and decoding cost what they cost on real scenes)."""
-    region = make_region(path.parent / "region", seed=seed, size_km=4.0)
-    with rasterio.open(region.imagery_end) as src, rasterio.open(region.dem) as dem:
-        block = np.concatenate([src.read([1, 2, 3, 4, 5]), dem.read().astype(np.uint16)])
-        prof = dict(GTIFF_PROFILE, width=size, height=size, count=6, dtype="uint16", nodata=0,
-                    crs=src.crs, transform=src.transform)
-        tags = src.tags()
-    block[:, block[0] == 0] = 1000  # no no-data strip in the benchmark raster
+def write_mirrored(block, path: Path, size: int, profile, descriptions, tags) -> Path:
+    """A size x size raster made of `block` (C, n, n) mirrored across it, so that it looks
+    like real terrain everywhere (compression and decoding cost what they cost)."""
+    prof = dict(GTIFF_PROFILE, **profile, width=size, height=size, count=block.shape[0])
     n = block.shape[1]
     with rasterio.open(path, "w", **prof) as dst:
-        dst.descriptions = tuple(BANDS)
+        dst.descriptions = tuple(descriptions)
         dst.update_tags(**tags)
         for y in range(0, size, n):
             for x in range(0, size, n):
@@ -55,6 +49,17 @@ def make_big_raster(path: Path, size: int, seed: int = 0) -> Path:
                 flip = flip[:, :, ::-1] if (x // n) % 2 else flip
                 dst.write(flip[:, :h, :w], window=Window(x, y, w, h))
     return path
+
+
+def make_big_raster(path: Path, size: int, seed: int = 0) -> Path:
+    """A size x size 6-band (B2..B12, DEM) uint16 raster tiled from a synthetic region."""
+    region = make_region(path.parent / "region", seed=seed, size_km=4.0)
+    with rasterio.open(region.imagery_end) as src, rasterio.open(region.dem) as dem:
+        block = np.concatenate([src.read([1, 2, 3, 4, 5]), dem.read().astype(np.uint16)])
+        profile = dict(dtype="uint16", nodata=0, crs=src.crs, transform=src.transform)
+        tags = src.tags()
+    block[:, block[0] == 0] = 1000  # no no-data strip in the benchmark raster
+    return write_mirrored(block, path, size, profile, BANDS, tags)
 
 
 def count_tiles(size, tile, overlap):

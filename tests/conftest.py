@@ -70,3 +70,28 @@ def small_region(tmp_path_factory):
     """A 2 km region with 3 glaciers: fast training tests."""
     from glacier_mapper_plugin.core.synthetic import make_region
     return make_region(tmp_path_factory.mktemp("small"), seed=5, size_km=2.0, n_glaciers=3)
+
+
+@pytest.fixture(scope="session")
+def served_archive(tmp_path_factory):
+    """A cloud-free 2 km region's Sentinel-2 archive (see tests/s2_archive.py) behind a real
+    range-capable file server and `rustac serve`, both on 127.0.0.1."""
+    import datetime as dt
+
+    from glacier_mapper_plugin.core.labels import Inventory
+    from glacier_mapper_plugin.core.synthetic import make_region
+    from glacier_mapper_plugin.core.vector import read_layer
+    from tests.s2_archive import build_archive, scenes_for
+    from tests.servers import RangeServer, StacApi
+
+    target = dt.date(2023, 9, 1)
+    root = tmp_path_factory.mktemp("archive")
+    region = make_region(root / "region", seed=5, size_km=2.0, n_glaciers=3, clouds=False)
+    with RangeServer(root) as files:
+        items, _ = build_archive(region, root, files.url, scenes_for(target))
+        api = StacApi([items])
+        try:
+            yield dict(region=region, files=files, api=api, items=items, root=root, target=target,
+                       inventory=Inventory.from_layer(read_layer(region.inventory, "inventory")))
+        finally:
+            api.close()

@@ -5,24 +5,12 @@ import rasterio
 from qgis.core import (QgsProcessingException, QgsProcessingFeatureSourceDefinition, QgsProject,
                        QgsVectorLayer)
 
-from glacier_mapper_plugin.core.synthetic import make_region
-from tests.s2_archive import build_archive, scenes_for
-from tests.servers import RangeServer, StacApi
-
 TARGET = dt.date(2023, 9, 1)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("served")
-    region = make_region(root / "region", seed=5, size_km=2.0, n_glaciers=3, clouds=False)
-    with RangeServer(root) as files:
-        items, _ = build_archive(region, root, files.url, scenes_for(TARGET))
-        api = StacApi([items])
-        try:
-            yield region, api
-        finally:
-            api.close()
+@pytest.fixture()
+def served(served_archive):
+    return served_archive["region"], served_archive["api"]
 
 
 def test_selected_glaciers_in_wgs84(processing, served, tmp_path):

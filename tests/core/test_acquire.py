@@ -23,18 +23,9 @@ from tests.servers import RangeServer, StacApi, free_port
 TARGET = dt.date(2023, 9, 1)
 
 
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    root = tmp_path_factory.mktemp("archive")
-    region = make_region(root / "region", seed=5, size_km=2.0, n_glaciers=3, clouds=False)
-    with RangeServer(root) as files:
-        items, centres = build_archive(region, root, files.url, scenes_for(TARGET))
-        api = StacApi([items])
-        try:
-            yield dict(region=region, files=files, api=api, items=items, root=root,
-                       inventory=Inventory.from_layer(read_layer(region.inventory, "inventory")))
-        finally:
-            api.close()
+@pytest.fixture()
+def archive(served_archive):
+    return served_archive
 
 
 def _glaciers(inv):
