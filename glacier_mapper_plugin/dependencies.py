@@ -31,6 +31,7 @@ REQUIRED_MODULES = {
     "segmentation_models_pytorch": "segmentation-models-pytorch",
     "safetensors": "safetensors",
     "pystac_client": "pystac-client",
+    "xgboost": "xgboost-cpu",
 }
 
 # Packages QGIS (or the OS packages it is built with) already provides. They are pinned to

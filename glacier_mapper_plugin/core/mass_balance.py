@@ -1,0 +1,262 @@
+"""The Mass Balance Machine (Sjursen et al. 2025): a *monthly* gradient-boosted model of
+surface mass balance, trained on seasonal/annual observations by summing its monthly
+predictions over each observation's months (a custom XGBoost objective), with features from
+monthly climate and topography; and a temperature-index (degree-day) model as the baseline
+it has to beat.
+
+Each observation becomes one row per month it covers; an observation may also be
+glacier-wide (rows for a sample of DEM cells, averaged), so glacier-wide seasonal records
+train the same monthly model. The model file is XGBoost's JSON plus a JSON header in one
+JSON document: nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .climate import MonthlyClimate
+from .io import atomic_output
+from .stakes import Observation
+
+FORMAT = "glacier-mapper-mbm"
+WINTER_MONTHS = (10, 11, 12, 1, 2, 3, 4)   # northern hemisphere hydrological seasons
+SUMMER_MONTHS = (5, 6, 7, 8, 9)
+
+
+@dataclass
+class MBMOptions:
+    lapse_rate: float = -0.0065      # deg C per m, applied from the climate cell to the point
+    precipitation_factor: float = 1.0
+    n_estimators: int = 300
+    max_depth: int = 4
+    learning_rate: float = 0.05
+    subsample: float = 0.8
+    min_child_weight: float = 1.0
+    seed: int = 42
+
+
+@dataclass
+class Site:
+    """Where balance is modelled: a point (stake) or a DEM cell."""
+    lon: float
+    lat: float
+    elevation: float
+    slope: float = 0.0
+    aspect: float = 0.0
+
+
+FEATURES = ("temperature", "precipitation", "dz", "elevation", "slope", "aspect_sin",
+            "aspect_cos", "hydro_month")
+
+
+def site_month_features(climate: MonthlyClimate, sites: list[Site], months, options: MBMOptions,
+                        extra_vars=()) -> np.ndarray:
+    """Feature rows for every (site, month) pair, sites outer, months inner."""
+    rows = []
+    for s in sites:
+        r, c = climate.cell(s.lon, s.lat)
+        dz = s.elevation - float(climate.elevation[r, c])
+        for (y, m) in months:
+            t = climate.index(y, m)
+            temp = climate.variables["temperature"][t, r, c] + options.lapse_rate * dz
+            prcp = climate.variables["precipitation"][t, r, c] * options.precipitation_factor
+            row = [temp, prcp, dz, s.elevation, s.slope, np.sin(np.radians(s.aspect)),
+                   np.cos(np.radians(s.aspect)), (m - 10) % 12]
+            row += [climate.variables[v][t, r, c] for v in extra_vars]
+            rows.append(row)
+    return np.asarray(rows, np.float32)
+
+
+@dataclass
+class Design:
+    """Monthly rows, which observation each belongs to, and the row weights that turn
+    monthly predictions into the observed quantity (1 for points, 1/n for n-cell means)."""
+    x: np.ndarray
+    group: np.ndarray
+    weight: np.ndarray
+    target: np.ndarray        # per observation
+    observations: list
+
+
+def design(observations: list[Observation], climate: MonthlyClimate, options: MBMOptions,
+           topography=None, glacier_sites: dict | None = None, extra_vars=()) -> Design:
+    """glacier_sites: glacier -> [Site] used for observations with point_id 'glacier-wide'."""
+    xs, groups, weights, targets, kept = [], [], [], [], []
+    for obs in observations:
+        months = [ym for ym in obs.months() if climate.has(*ym)]
+        if len(months) != len(obs.months()) or not months:
+            continue  # climate does not cover the period
+        if obs.point_id == "glacier-wide":
+            sites = (glacier_sites or {}).get(obs.glacier)
+            if not sites:
+                continue
+        else:
+            slope, aspect = topography(obs.lon, obs.lat) if topography else (0.0, 0.0)
+            sites = [Site(obs.lon, obs.lat, obs.elevation, slope, aspect)]
+        x = site_month_features(climate, sites, months, options, extra_vars)
+        k = len(kept)
+        xs.append(x)
+        groups.append(np.full(len(x), k))
+        weights.append(np.full(len(x), 1.0 / len(sites)))
+        targets.append(obs.balance)
+        kept.append(obs)
+    if not kept:
+        raise ValueError("no observation is covered by the climate data (check the periods "
+                         "and the climate file's time span)")
+    return Design(np.concatenate(xs), np.concatenate(groups), np.concatenate(weights),
+                  np.asarray(targets, np.float64), kept)
+
+
+def aggregated_objective(group: np.ndarray, weight: np.ndarray, target: np.ndarray):
+    """XGBoost objective for observations that are weighted sums of monthly predictions:
+    loss = sum_obs (S_obs - y_obs)^2 / 2 with S_obs = sum_rows w f; grad_row = w (S - y).
+    The Hessian w w^T couples an observation's rows; its plain diagonal w^2 lets a leaf that
+    holds all 560 rows of a glacier-wide season overshoot by a factor of hundreds, so the
+    diagonal majorant w * sum(w) is used: a leaf holding a whole observation then moves it
+    by exactly one Newton step, never more."""
+    total = np.bincount(group, weights=weight, minlength=len(target))
+    hess = weight * total[group]
+
+    def objective(preds, dtrain=None):
+        sums = np.bincount(group, weights=weight * preds, minlength=len(target))
+        residual = sums - target
+        return weight * residual[group], hess
+    return objective
+
+
+def aggregate(preds, group, weight, n):
+    return np.bincount(group, weights=weight * preds, minlength=n)
+
+
+def _params(options: MBMOptions):
+    return {"max_depth": options.max_depth, "eta": options.learning_rate,
+            "subsample": options.subsample, "min_child_weight": options.min_child_weight,
+            "seed": options.seed, "tree_method": "hist", "base_score": 0.0, "nthread": 0}
+
+
+def fit(d: Design, options: MBMOptions, progress=None):
+    import xgboost as xgb
+    dtrain = xgb.DMatrix(d.x, feature_names=_feature_names(d.x.shape[1]))
+    obj = aggregated_objective(d.group, d.weight, d.target)
+
+    class _Callback(xgb.callback.TrainingCallback):
+        def after_iteration(self, model, epoch, evals_log):
+            if progress is not None:
+                progress.update((epoch + 1) / options.n_estimators)
+            return False
+
+    return xgb.train(_params(options), dtrain, num_boost_round=options.n_estimators, obj=obj,
+                     callbacks=[_Callback()])
+
+
+def _feature_names(n):
+    names = list(FEATURES)
+    return names + [f"extra{i}" for i in range(n - len(names))]
+
+
+def predict_rows(booster, x):
+    import xgboost as xgb
+    return booster.predict(xgb.DMatrix(x, feature_names=_feature_names(x.shape[1])))
+
+
+def scores(pred, obs) -> dict:
+    pred, obs = np.asarray(pred, float), np.asarray(obs, float)
+    if len(obs) == 0:
+        return {"n": 0, "rmse": float("nan"), "bias": float("nan"), "r2": float("nan")}
+    err = pred - obs
+    ss = np.sum((obs - obs.mean()) ** 2)
+    return {"n": int(len(obs)), "rmse": float(np.sqrt(np.mean(err ** 2))), "bias": float(err.mean()),
+            "r2": float(1 - np.sum(err ** 2) / ss) if ss > 0 else float("nan")}
+
+
+def cv_splits(observations: list[Observation], k: int = 5):
+    """Leave-glaciers-out folds; with a single glacier, leave-years-out."""
+    glaciers = sorted({o.glacier for o in observations})
+    key = (lambda o: o.glacier) if len(glaciers) > 1 else (lambda o: o.year)
+    values = sorted({key(o) for o in observations})
+    k = min(k, len(values))
+    if k < 2:
+        raise ValueError("cross-validation needs at least two glaciers or two years")
+    fold_of = {v: i % k for i, v in enumerate(values)}
+    return [[i for i, o in enumerate(observations) if fold_of[key(o)] == f] for f in range(k)], \
+        ("glaciers" if len(glaciers) > 1 else "years")
+
+
+def metrics_by_period(pred, observations) -> dict:
+    out = {}
+    for period in ("annual", "winter", "summer"):
+        for kind in ("point", "glacier-wide"):
+            idx = [i for i, o in enumerate(observations) if o.period == period
+                   and ((o.point_id == "glacier-wide") == (kind == "glacier-wide"))]
+            if idx:
+                out[f"{period}_{kind}"] = scores([pred[i] for i in idx], [observations[i].balance for i in idx])
+    return out
+
+
+# --------------------------------------------------------------------------- model file
+
+@dataclass
+class MBMHeader:
+    options: dict
+    features: list
+    extra_variables: list
+    metrics: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    format: str = FORMAT
+    format_version: int = 1
+
+
+def save_mbm(path, booster, header: MBMHeader) -> Path:
+    doc = {"header": asdict(header), "booster": json.loads(bytes(booster.save_raw("json")).decode())}
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(doc))
+    return Path(path)
+
+
+def load_mbm(path):
+    import xgboost as xgb
+    try:
+        doc = json.loads(Path(path).read_text())
+        header = MBMHeader(**doc["header"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"MODEL {path} is not a Glacier Mapper mass-balance model: {err}") from None
+    if header.format != FORMAT:
+        raise ValueError(f"MODEL {path}: format {header.format!r}, expected {FORMAT}")
+    booster = xgb.Booster()
+    booster.load_model(bytearray(json.dumps(doc["booster"]).encode()))
+    return booster, header
+
+
+# --------------------------------------------------------------------------- baseline
+
+@dataclass
+class DegreeDay:
+    """Monthly temperature-index model: melt = DDF * positive degree days, accumulation =
+    precipitation * factor below a rain/snow threshold."""
+    ddf: float = 0.004              # m w.e. per positive degree day
+    precipitation_factor: float = 1.0
+    t_snow: float = 1.0
+    t_melt: float = 0.0
+
+    def monthly(self, x: np.ndarray) -> np.ndarray:
+        temp, prcp = x[:, 0].astype(float), x[:, 1].astype(float)
+        days = 30.4
+        snow = prcp / 1000.0 * np.clip((self.t_snow + 1.0 - temp) / 2.0, 0, 1)  # ramp over 2 deg
+        melt = self.ddf * np.maximum(temp - self.t_melt, 0.0) * days
+        return self.precipitation_factor * snow - melt
+
+    def calibrate(self, d: Design):
+        """DDF and precipitation factor by least squares on the observations (grid search)."""
+        best = None
+        for ddf in np.linspace(0.001, 0.012, 45):
+            for pf in np.linspace(0.5, 3.0, 51):
+                self.ddf, self.precipitation_factor = ddf, pf
+                pred = aggregate(self.monthly(d.x), d.group, d.weight, len(d.target))
+                err = float(np.mean((pred - d.target) ** 2))
+                if best is None or err < best[0]:
+                    best = (err, ddf, pf)
+        _, self.ddf, self.precipitation_factor = best
+        return self

@@ -1,0 +1,113 @@
+import datetime as dt
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from shapely.geometry import box
+
+from glacier_mapper_plugin.core.climate import MonthlyClimate
+from glacier_mapper_plugin.core.mass_balance import (MBMOptions, Site, aggregated_objective,
+                                                     cv_splits, design, fit, load_mbm,
+                                                     predict_rows, save_mbm, MBMHeader,
+                                                     site_month_features)
+from glacier_mapper_plugin.core.stakes import Observation
+from glacier_mapper_plugin.core.topography import Topography
+
+
+def test_objective_gradient_matches_hand_computation():
+    # Two observations: rows 0-2 sum to obs 0 (point), rows 3-4 average two cells (w=0.5).
+    group = np.array([0, 0, 0, 1, 1])
+    weight = np.array([1, 1, 1, 0.5, 0.5])
+    target = np.array([1.0, -2.0])
+    preds = np.array([0.5, 0.25, 0.5, -1.0, -2.0])
+    grad, hess = aggregated_objective(group, weight, target)(preds)
+    # obs 0: S = 1.25, r = 0.25 -> grad 0.25 for each row; obs 1: S = -1.5, r = 0.5 -> 0.25
+    np.testing.assert_allclose(grad, [0.25, 0.25, 0.25, 0.25, 0.25])
+    np.testing.assert_allclose(hess, [3, 3, 3, 0.5, 0.5])  # w * sum(w) of the observation
+    # And it is the derivative of 0.5 * sum (S - y)^2, checked numerically.
+    def loss(p):
+        s = np.bincount(group, weights=weight * p, minlength=2)
+        return 0.5 * np.sum((s - target) ** 2)
+    eps = 1e-6
+    num = [(loss(preds + eps * np.eye(5)[i]) - loss(preds - eps * np.eye(5)[i])) / (2 * eps) for i in range(5)]
+    np.testing.assert_allclose(grad, num, atol=1e-6)
+
+
+def _climate(years=range(2000, 2011)):
+    months = [(y, m) for y in years for m in range(1, 13)]
+    t = np.array([10 * np.sin((m - 4) / 12 * 2 * np.pi) for _, m in months], np.float32)
+    temp = np.broadcast_to(t[:, None, None], (len(months), 2, 2)).copy()
+    prcp = np.full((len(months), 2, 2), 100.0, np.float32)
+    return MonthlyClimate(months, np.array([10.0, 11.0]), np.array([47.0, 46.0]),
+                          {"temperature": temp, "precipitation": prcp}, np.full((2, 2), 2000.0, np.float32))
+
+
+def test_features_lapse_rate_and_elevation_difference():
+    c = _climate()
+    x = site_month_features(c, [Site(10.1, 46.9, 3000.0, 20.0, 90.0)], [(2005, 7)], MBMOptions(lapse_rate=-0.0065))
+    assert x[0, 0] == pytest.approx(c.variables["temperature"][c.index(2005, 7), 0, 0] - 6.5)
+    assert x[0, 2] == pytest.approx(1000.0) and x[0, 3] == 3000.0
+    assert x[0, 5] == pytest.approx(1.0, abs=1e-6) and x[0, 7] == 9  # July = month 9 from October
+
+
+def test_topography_from_a_hand_made_dem(tmp_path):
+    z = np.tile(np.arange(20, dtype=np.float32) * 10.0, (20, 1))  # rises 10 m per 10 m eastwards
+    with rasterio.open(tmp_path / "dem.tif", "w", driver="GTiff", width=20, height=20, count=1,
+                       dtype="float32", crs="EPSG:32632", transform=from_origin(600000, 5200200, 10, 10)) as d:
+        d.write(z, 1)
+    topo = Topography(tmp_path / "dem.tif")
+    from pyproj import Transformer
+    lon, lat = Transformer.from_crs("EPSG:32632", "EPSG:4326", always_xy=True).transform(600105, 5200105)
+    slope, aspect = topo(lon, lat)
+    assert slope == pytest.approx(45.0, abs=0.5) and aspect == pytest.approx(270.0, abs=1)  # faces west
+    sites, _ = topo.cells(box(600050, 5200050, 600150, 5200150), "EPSG:32632")
+    assert len(sites) == 100 and all(s.slope == pytest.approx(45, abs=0.5) for s in sites)
+
+
+def test_cv_never_shares_a_glacier_or_year():
+    obs = [Observation(g, "p", 0, 0, 0, dt.date(y - 1, 10, 1), dt.date(y, 9, 30), 0.0, "annual")
+           for g in "ABCD" for y in (2001, 2002, 2003)]
+    folds, kind = cv_splits(obs, 3)
+    assert kind == "glaciers"
+    for f in folds:
+        test = {obs[i].glacier for i in f}
+        train = {o.glacier for i, o in enumerate(obs) if i not in f}
+        assert not test & train
+    one = [o for o in obs if o.glacier == "A"]
+    folds, kind = cv_splits(one, 5)
+    assert kind == "years" and len(folds) == 3
+    assert all(len({one[i].year for i in f}) == 1 for f in folds)
+
+
+def test_machine_learns_seasonal_sums_and_round_trips(tmp_path):
+    """Synthetic truth: monthly balance = 0.001*prcp (snow) below 0 deg C, -0.005*T*30 above.
+    Trained on seasonal sums only, the model recovers annual sums it never saw."""
+    c = _climate()
+    truth = lambda x: np.where(x[:, 0] < 0, x[:, 1] * 0.001, -0.15 * x[:, 0])  # noqa: E731
+    obs = []
+    rng = np.random.default_rng(0)
+    for y in range(2001, 2011):
+        for z in rng.uniform(2500, 3500, 6):
+            for period, d0, d1 in (("winter", dt.date(y - 1, 10, 1), dt.date(y, 4, 30)),
+                                   ("summer", dt.date(y, 5, 1), dt.date(y, 9, 30)),
+                                   ("annual", dt.date(y - 1, 10, 1), dt.date(y, 9, 30))):
+                o = Observation("G", f"z{int(z)}", 46.9, 10.1, z, d0, d1, 0.0, period)
+                x = site_month_features(c, [Site(10.1, 46.9, z)], o.months(), MBMOptions())
+                o.balance = float(truth(x).sum())
+                obs.append(o)
+    seasonal = [o for o in obs if o.period != "annual"]
+    annual = [o for o in obs if o.period == "annual"]
+    opts = MBMOptions(n_estimators=200, max_depth=3, learning_rate=0.1)
+    d = design(seasonal, c, opts)
+    booster = fit(d, opts)
+    da = design(annual, c, opts)
+    pred = np.bincount(da.group, weights=da.weight * predict_rows(booster, da.x), minlength=len(da.target))
+    assert np.sqrt(np.mean((pred - da.target) ** 2)) < 0.15 * np.std(da.target) + 0.05
+    save_mbm(tmp_path / "m.json", booster, MBMHeader(options=vars(opts), features=[], extra_variables=[]))
+    back, header = load_mbm(tmp_path / "m.json")
+    np.testing.assert_allclose(predict_rows(back, da.x), predict_rows(booster, da.x), rtol=1e-6)
+    assert header.format == "glacier-mapper-mbm"
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="MODEL"):
+        load_mbm(tmp_path / "bad.json")
