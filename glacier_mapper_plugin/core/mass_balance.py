@@ -36,6 +36,8 @@ class MBMOptions:
     subsample: float = 0.8
     min_child_weight: float = 1.0
     seed: int = 42
+    prior: str = "degree-day"        # degree-day: trees learn corrections to a calibrated
+    #                                  temperature-index model; none: the plain machine
 
 
 @dataclass
@@ -131,15 +133,37 @@ def aggregate(preds, group, weight, n):
     return np.bincount(group, weights=weight * preds, minlength=n)
 
 
-def _params(options: MBMOptions):
+def _params(options: MBMOptions, n_features: int):
+    # Physics as constraints: warmer never raises the balance, more precipitation never
+    # lowers it. With annual records only, this is what keeps the monthly split physical.
+    monotone = [0] * n_features
+    monotone[FEATURES.index("temperature")] = -1
+    monotone[FEATURES.index("precipitation")] = 1
     return {"max_depth": options.max_depth, "eta": options.learning_rate,
             "subsample": options.subsample, "min_child_weight": options.min_child_weight,
-            "seed": options.seed, "tree_method": "hist", "base_score": 0.0, "nthread": 0}
+            "seed": options.seed, "tree_method": "hist", "base_score": 0.0, "nthread": 0,
+            "monotone_constraints": "(" + ",".join(map(str, monotone)) + ")"}
 
 
-def fit(d: Design, options: MBMOptions, progress=None):
+@dataclass
+class MBMModel:
+    """The boosted trees and, optionally, the degree-day prior they correct."""
+    booster: object
+    prior: "DegreeDay | None" = None
+
+
+def fit(d: Design, options: MBMOptions, progress=None) -> MBMModel:
+    """Boost monthly trees on the aggregated objective. With the degree-day prior (default)
+    the trees start from a temperature-index model calibrated on the same observations:
+    with annual records only, nothing else decides how a year's balance splits into months,
+    and the prior also carries the temperature sensitivity beyond the training climate,
+    where trees are flat."""
     import xgboost as xgb
-    dtrain = xgb.DMatrix(d.x, feature_names=_feature_names(d.x.shape[1]))
+    prior = DegreeDay().calibrate(d) if options.prior == "degree-day" else None
+    if options.prior not in ("degree-day", "none"):
+        raise ValueError(f"prior must be degree-day or none, not {options.prior!r}")
+    dtrain = xgb.DMatrix(d.x, feature_names=_feature_names(d.x.shape[1]),
+                         base_margin=prior.monthly(d.x) if prior else None)
     obj = aggregated_objective(d.group, d.weight, d.target)
 
     class _Callback(xgb.callback.TrainingCallback):
@@ -148,8 +172,9 @@ def fit(d: Design, options: MBMOptions, progress=None):
                 progress.update((epoch + 1) / options.n_estimators)
             return False
 
-    return xgb.train(_params(options), dtrain, num_boost_round=options.n_estimators, obj=obj,
-                     callbacks=[_Callback()])
+    booster = xgb.train(_params(options, d.x.shape[1]), dtrain, num_boost_round=options.n_estimators,
+                        obj=obj, callbacks=[_Callback()])
+    return MBMModel(booster, prior)
 
 
 def _feature_names(n):
@@ -157,9 +182,11 @@ def _feature_names(n):
     return names + [f"extra{i}" for i in range(n - len(names))]
 
 
-def predict_rows(booster, x):
+def predict_rows(model: MBMModel, x):
     import xgboost as xgb
-    return booster.predict(xgb.DMatrix(x, feature_names=_feature_names(x.shape[1])))
+    margin = model.prior.monthly(x) if model.prior else None
+    return model.booster.predict(xgb.DMatrix(x, feature_names=_feature_names(x.shape[1]),
+                                             base_margin=margin))
 
 
 def scores(pred, obs) -> dict:
@@ -209,8 +236,10 @@ class MBMHeader:
     format_version: int = 1
 
 
-def save_mbm(path, booster, header: MBMHeader) -> Path:
-    doc = {"header": asdict(header), "booster": json.loads(bytes(booster.save_raw("json")).decode())}
+def save_mbm(path, model: MBMModel, header: MBMHeader) -> Path:
+    header.training = dict(header.training, prior=asdict(model.prior) if model.prior else None)
+    doc = {"header": asdict(header),
+           "booster": json.loads(bytes(model.booster.save_raw("json")).decode())}
     with atomic_output(path) as tmp:
         Path(tmp).write_text(json.dumps(doc))
     return Path(path)
@@ -227,7 +256,8 @@ def load_mbm(path):
         raise ValueError(f"MODEL {path}: format {header.format!r}, expected {FORMAT}")
     booster = xgb.Booster()
     booster.load_model(bytearray(json.dumps(doc["booster"]).encode()))
-    return booster, header
+    prior = header.training.get("prior")
+    return MBMModel(booster, DegreeDay(**prior) if prior else None), header
 
 
 # --------------------------------------------------------------------------- baseline

@@ -83,3 +83,33 @@ def test_json_area_change_run(tmp_path):
     results = json.loads(out.stdout)["results"]
     assert results["N_KEPT"] == 3 and results["REGIONAL_RATE"] < 0
     assert (tmp_path / "r.html").exists()
+
+
+def test_json_mass_balance_prediction(tmp_path, shared_data):
+    """qgis_process: train a small Mass Balance Machine on Hintereisferner bands, predict."""
+    from tests.algorithms.test_mass_balance import hef as _  # noqa: F401 (layout documented there)
+    f = shared_data / "oggm_hef"
+    import csv as _csv
+    from glacier_mapper_plugin.core.vector import read_layer
+    from glacier_mapper_plugin.core.wgms import elevation_bands
+    c = read_layer(f / "Hintereisferner_RGI6.shp").geometries[0].centroid
+    obs = [o for o in elevation_bands(f / "profile_WGMS-00491.csv", "HEF", c.x, c.y) if 1990 <= o.year <= 2003]
+    csv_path = tmp_path / "obs.csv"
+    with csv_path.open("w", newline="") as fh:
+        w = _csv.writer(fh)
+        w.writerow(["POINT_ID", "POINT_LAT", "POINT_LON", "POINT_ELEVATION", "FROM_DATE", "TO_DATE", "POINT_BALANCE", "RGIId"])
+        for o in obs:
+            w.writerow([o.point_id, o.lat, o.lon, o.elevation, o.from_date.strftime("%Y%m%d"),
+                        o.to_date.strftime("%Y%m%d"), o.balance, o.glacier])
+    out = qgis_process("--json", "run", "glacier_mapper:train_mass_balance", "--",
+                       f"OBSERVATIONS={csv_path}", "UNITS=m", f"CLIMATE={f / 'histalp_merged_hef.nc'}",
+                       f"DEM={f / 'hef_srtm.tif'}", "N_ESTIMATORS=30", "FOLDS=2",
+                       f"OUTPUT_MODEL={tmp_path / 'm.json'}", f"OUTPUT_METRICS={tmp_path / 'metrics.gpkg'}")
+    assert out.returncode == 0, out.stderr + out.stdout
+    out = qgis_process("--json", "run", "glacier_mapper:predict_mass_balance", "--",
+                       f"INVENTORY={f / 'Hintereisferner_RGI6.shp'}", f"MODEL={tmp_path / 'm.json'}",
+                       f"CLIMATE={f / 'histalp_merged_hef.nc'}", f"DEM={f / 'hef_srtm.tif'}",
+                       "START_YEAR=2002", "END_YEAR=2003", f"OUTPUT_FOLDER={tmp_path / 'mb'}",
+                       f"OUTPUT={tmp_path / 'series.gpkg'}")
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert len(json.loads(out.stdout)["results"]["RASTERS"]) == 1

@@ -1,0 +1,181 @@
+"""glacier_mapper:train_mass_balance and predict_mass_balance -> core.mbm_workflow."""
+from qgis.core import (QgsFeatureRequest, QgsProcessing, QgsProcessingException,
+                       QgsProcessingOutputHtml, QgsProcessingOutputMultipleLayers,
+                       QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterField, QgsProcessingParameterFile,
+                       QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
+                       QgsProcessingParameterString, QgsWkbTypes)
+
+from .base import GlacierMapperAlgorithm
+from .layers import _plain, fields_for, inventory_from_source, write_rows
+from .segment_glaciers import string_enum
+
+CLIMATE_HELP = {
+    "CLIMATE": "Monthly climate NetCDF (ERA5-Land monthly means, HISTALP or any CF file).",
+    "CLIMATE_VARIABLES": "Variable mapping when names differ from t2m/temp and tp/prcp, e.g. "
+                         "temperature=t2m,precipitation=tp.",
+    "CLIMATE_ELEVATION": "Variable with the climate cell's elevation or geopotential "
+                         "(default: hgt, z or orog).",
+    "DEM": "Elevation raster (any CRS) for slope, aspect and, when predicting, the grid.",
+}
+
+
+def parse_variables(text):
+    out = {}
+    for part in (text or "").split(","):
+        if part.strip():
+            if "=" not in part:
+                raise QgsProcessingException(f"CLIMATE_VARIABLES: {part!r} is not name=variable")
+            k, v = part.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def add_climate_parameters(alg):
+    alg.addParameter(QgsProcessingParameterFile("CLIMATE", "Monthly climate (NetCDF)", fileFilter="NetCDF (*.nc *.nc4)"))
+    alg.addParameter(QgsProcessingParameterString("CLIMATE_VARIABLES", "Climate variable mapping", optional=True))
+    alg.addParameter(QgsProcessingParameterString("CLIMATE_ELEVATION", "Climate elevation variable", optional=True))
+    alg.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM"))
+
+
+class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
+    ALG_ID = "train_mass_balance"
+    DISPLAY = "Train mass-balance model (Mass Balance Machine)"
+    GROUP, GROUP_ID = "Mass balance", "mass_balance"
+    REQUIRES = ("xgboost",)
+    HELP = ("Trains the Mass Balance Machine (Sjursen et al. 2025): a monthly XGBoost model of "
+            "surface mass balance fitted to point (stake), elevation-band or glacier-wide "
+            "seasonal and annual observations by summing its monthly predictions over each "
+            "observation's months. Features: monthly temperature (lapse-rate corrected to the "
+            "point) and precipitation (times a factor), the elevation difference to the climate "
+            "cell, elevation, slope and aspect. Cross-validation leaves glaciers out (or years, "
+            "with one glacier); RMSE, bias and R2 per period go to OUTPUT_METRICS and into the "
+            "model file (XGBoost JSON + header, never pickle).")
+    PARAM_HELP = dict(CLIMATE_HELP, **{
+        "OBSERVATIONS": "Table or point layer in the WGMS/MBM layout (POINT_ID, POINT_LAT, "
+                        "POINT_LON, POINT_ELEVATION, FROM_DATE, TO_DATE, POINT_BALANCE, glacier id, "
+                        "optional PERIOD or BALANCE_CODE), e.g. a CSV; rows with unknown dates are "
+                        "dropped and counted.",
+        "UNITS": "Units of POINT_BALANCE: m or mm water equivalent.",
+        "GLACIER_FIELD": "Column with the glacier id (default: RGIId, RGI_ID, GLACIER_ID, ...).",
+        "LAPSE_RATE": "Temperature lapse rate from the climate cell to the point (deg C per m).",
+        "PRECIPITATION_FACTOR": "Multiplier applied to the gridded precipitation.",
+        "N_ESTIMATORS": "Boosting rounds.", "MAX_DEPTH": "Tree depth.",
+        "LEARNING_RATE": "Boosting learning rate.", "SEED": "Random seed (row subsampling).",
+        "FOLDS": "Cross-validation folds (glaciers or years left out).",
+        "OUTPUT_MODEL": "Model file to write (.json).",
+        "OUTPUT_METRICS": "RMSE, bias and R2 per period and observation kind.",
+    })
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self.addParameter(QgsProcessingParameterFeatureSource("OBSERVATIONS", "Observations", [QgsProcessing.TypeVector]))
+        self.addParameter(string_enum("UNITS", "Balance units (w.e.)", ["m", "mm"]))
+        self.addParameter(QgsProcessingParameterField("GLACIER_FIELD", "Glacier id field", parentLayerParameterName="OBSERVATIONS", optional=True))
+        add_climate_parameters(self)
+        self.addParameter(QgsProcessingParameterNumber("LAPSE_RATE", "Lapse rate (deg C/m)", QgsProcessingParameterNumber.Double, -0.0065, False, -0.02, 0.02))
+        self.addParameter(QgsProcessingParameterNumber("PRECIPITATION_FACTOR", "Precipitation factor", QgsProcessingParameterNumber.Double, 1.0, False, 0.0, 10.0))
+        self.addParameter(QgsProcessingParameterNumber("N_ESTIMATORS", "Boosting rounds", defaultValue=300, minValue=1, maxValue=20000))
+        self.addParameter(QgsProcessingParameterNumber("MAX_DEPTH", "Tree depth", defaultValue=4, minValue=1, maxValue=20))
+        self.addParameter(QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate", QgsProcessingParameterNumber.Double, 0.05, False, 1e-4, 1.0))
+        self.addParameter(QgsProcessingParameterNumber("SEED", "Seed", defaultValue=42, minValue=0))
+        self.addParameter(QgsProcessingParameterNumber("FOLDS", "Cross-validation folds", defaultValue=5, minValue=2, maxValue=50))
+        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_MODEL", "Model file", "Mass balance model (*.json)"))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_METRICS", "Cross-validation metrics", QgsProcessing.TypeVector))
+
+    def execute(self, parameters, context, feedback, progress):
+        from ..core.mass_balance import MBMOptions
+        from ..core.mbm_workflow import train_mbm
+        from ..core.stakes import observations_from_rows, observations_from_stake_table
+        source = self.parameterAsSource(parameters, "OBSERVATIONS", context)
+        if source is None:
+            raise QgsProcessingException("OBSERVATIONS: layer not found")
+        names = source.fields().names()
+        rows = [{n: _plain(f[n]) for n in names} for f in source.getFeatures(QgsFeatureRequest())]
+        units = self.parameterAsEnumString(parameters, "UNITS", context)
+        if "POINT_BALANCE" not in names and "ba_stratigraphic" in names:
+            obs, dropped = observations_from_stake_table(rows, units)
+        else:
+            obs, dropped = observations_from_rows(rows, units, self.parameterAsString(parameters, "GLACIER_FIELD", context) or None)
+        progress.info(f"{len(obs)} observations, {dropped} rows dropped (unknown dates or balances)")
+        options = MBMOptions(lapse_rate=self.parameterAsDouble(parameters, "LAPSE_RATE", context),
+                             precipitation_factor=self.parameterAsDouble(parameters, "PRECIPITATION_FACTOR", context),
+                             n_estimators=self.parameterAsInt(parameters, "N_ESTIMATORS", context),
+                             max_depth=self.parameterAsInt(parameters, "MAX_DEPTH", context),
+                             learning_rate=self.parameterAsDouble(parameters, "LEARNING_RATE", context),
+                             seed=self.parameterAsInt(parameters, "SEED", context))
+        dem = self.parameterAsRasterLayer(parameters, "DEM", context)
+        output = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
+        result = train_mbm(obs, self.parameterAsFile(parameters, "CLIMATE", context),
+                           dem.source() if dem else None, output, options,
+                           self.parameterAsInt(parameters, "FOLDS", context),
+                           parse_variables(self.parameterAsString(parameters, "CLIMATE_VARIABLES", context)),
+                           self.parameterAsString(parameters, "CLIMATE_ELEVATION", context) or None,
+                           progress, dropped)
+        table = [dict(target=k, **v) for k, v in result.metrics.items()]
+        fields = fields_for(table, {"target": str, "n": int, "rmse": float, "bias": float, "r2": float})
+        sink, metrics_id = self.parameterAsSink(parameters, "OUTPUT_METRICS", context, fields, QgsWkbTypes.NoGeometry)
+        write_rows(sink, fields, table)
+        del sink
+        return {"OUTPUT_MODEL": output, "OUTPUT_METRICS": metrics_id}
+
+
+class PredictMassBalanceAlgorithm(GlacierMapperAlgorithm):
+    ALG_ID = "predict_mass_balance"
+    DISPLAY = "Predict mass balance (Mass Balance Machine)"
+    GROUP, GROUP_ID = "Mass balance", "mass_balance"
+    REQUIRES = ("xgboost",)
+    HELP = ("Applies a Mass Balance Machine model to every glacier of an inventory over a range "
+            "of hydrological years (October-September): monthly point balances on the DEM "
+            "cells inside each outline, summed to annual (Ba), winter (Bw, Oct-Apr) and summer "
+            "(Bs, May-Sep) balances. Writes one raster per glacier (bands Ba_YYYY, Bw_YYYY, "
+            "Bs_YYYY), the glacier-wide series as a table, and a plot of the series and the "
+            "mass-balance/elevation profile.")
+    PARAM_HELP = dict(CLIMATE_HELP, **{
+        "INVENTORY": "Glacier outlines (any CRS).",
+        "ID_FIELD": "Field with the glacier id (default: feature id).",
+        "MODEL": "Model file written by train_mass_balance.",
+        "START_YEAR": "First hydrological year (ending in September of that year).",
+        "END_YEAR": "Last hydrological year.",
+        "OUTPUT_FOLDER": "Folder for the per-glacier rasters and the plot.",
+        "OUTPUT": "Glacier-wide table: glacier_id, year, ba, bw, bs (m w.e.).",
+    })
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self.addParameter(QgsProcessingParameterFeatureSource("INVENTORY", "Inventory", [QgsProcessing.TypeVectorPolygon]))
+        self.addParameter(QgsProcessingParameterField("ID_FIELD", "Glacier id field", parentLayerParameterName="INVENTORY", optional=True))
+        self.addParameter(QgsProcessingParameterFile("MODEL", "Mass-balance model", fileFilter="Mass balance model (*.json)"))
+        add_climate_parameters(self)
+        self.addParameter(QgsProcessingParameterNumber("START_YEAR", "Start year", defaultValue=2000, minValue=1800, maxValue=2200))
+        self.addParameter(QgsProcessingParameterNumber("END_YEAR", "End year", defaultValue=2020, minValue=1800, maxValue=2200))
+        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Glacier-wide balances", QgsProcessing.TypeVector))
+        self.addOutput(QgsProcessingOutputMultipleLayers("RASTERS", "Mass-balance rasters"))
+        self.addOutput(QgsProcessingOutputHtml("PLOT", "Mass-balance plot"))
+
+    def execute(self, parameters, context, feedback, progress):
+        from ..core.mbm_workflow import plot_series, predict_mbm
+        source = self.parameterAsSource(parameters, "INVENTORY", context)
+        inventory = inventory_from_source(source, self.parameterAsString(parameters, "ID_FIELD", context) or None)
+        dem = self.parameterAsRasterLayer(parameters, "DEM", context)
+        folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
+        series = predict_mbm(self.parameterAsFile(parameters, "MODEL", context),
+                             [(i, g, inventory.crs) for i, g in zip(inventory.ids, inventory.geometries) if g is not None],
+                             self.parameterAsFile(parameters, "CLIMATE", context), dem.source(),
+                             self.parameterAsInt(parameters, "START_YEAR", context),
+                             self.parameterAsInt(parameters, "END_YEAR", context), folder,
+                             parse_variables(self.parameterAsString(parameters, "CLIMATE_VARIABLES", context)),
+                             self.parameterAsString(parameters, "CLIMATE_ELEVATION", context) or None, progress)
+        rows = [r for s in series for r in s.rows]
+        if not rows:
+            raise QgsProcessingException("no glacier of INVENTORY has DEM cells inside its outline")
+        fields = fields_for(rows, {"glacier_id": str, "year": int, "ba": float, "bw": float, "bs": float})
+        sink, table_id = self.parameterAsSink(parameters, "OUTPUT", context, fields, QgsWkbTypes.NoGeometry)
+        write_rows(sink, fields, rows)
+        del sink
+        png = plot_series(series, f"{folder}/mass_balance.png")
+        html = f"{folder}/mass_balance.html"
+        with open(html, "w", encoding="utf-8") as f:
+            f.write(f'<html><body><h1>Mass balance</h1><img src="{png.name}"></body></html>')
+        return {"OUTPUT": table_id, "OUTPUT_FOLDER": folder, "PLOT": html,
+                "RASTERS": [str(s.raster) for s in series if s.raster]}

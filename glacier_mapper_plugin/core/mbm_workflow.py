@@ -1,0 +1,188 @@
+"""Training and applying the Mass Balance Machine end to end: observations + climate + DEM
+-> cross-validated model file; model + inventory + climate + DEM -> gridded annual, winter
+and summer balances and glacier-wide series."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from .climate import read_climate
+from .io import GTIFF_PROFILE, atomic_output
+from .mass_balance import (FEATURES, SUMMER_MONTHS, WINTER_MONTHS, MBMHeader, MBMOptions,
+                           aggregate, cv_splits, design, fit, load_mbm, metrics_by_period,
+                           predict_rows, save_mbm, site_month_features)
+from .progress import Progress
+from .topography import Topography
+
+
+@dataclass
+class TrainedMBM:
+    model: Path
+    metrics: dict
+    cv_kind: str
+    n_observations: int
+
+
+def train_mbm(observations, climate_path, dem_path, output_model, options: MBMOptions | None = None,
+              folds: int = 5, climate_variables=None, climate_elevation=None,
+              progress: Progress | None = None, dropped: int = 0) -> TrainedMBM:
+    options = options or MBMOptions()
+    progress = progress or Progress()
+    if not observations:
+        raise ValueError("OBSERVATIONS: no usable observation (check dates and balances)")
+    climate = read_climate(climate_path, climate_variables, climate_elevation)
+    topo = Topography(dem_path) if dem_path else None
+    usable = [o for o in observations if o.months() and all(climate.has(*ym) for ym in o.months())]
+    if len(usable) < len(observations):
+        progress.warning(f"{len(observations) - len(usable)} observations fall outside the climate "
+                         f"data ({climate.months[0]} to {climate.months[-1]}) and are left out")
+    if not usable:
+        raise ValueError("no observation period is covered by CLIMATE")
+    splits, kind = cv_splits(usable, folds)
+    pred = np.full(len(usable), np.nan)
+    for f, test_idx in enumerate(splits):
+        progress.check()
+        test_set = set(test_idx)
+        train = [o for i, o in enumerate(usable) if i not in test_set]
+        d_train = design(train, climate, options, topo)
+        d_test = design([usable[i] for i in test_idx], climate, options, topo)
+        booster = fit(d_train, options, progress.sub(f / (len(splits) + 1), (f + 1) / (len(splits) + 1)))
+        pred[test_idx] = aggregate(predict_rows(booster, d_test.x), d_test.group, d_test.weight,
+                                   len(test_idx))
+        progress.info(f"fold {f + 1}/{len(splits)} (leave-{kind}-out): {len(test_idx)} observations")
+    metrics = metrics_by_period(pred, usable)
+    for key, m in metrics.items():
+        progress.info(f"{key}: RMSE {m['rmse']:.3f}, bias {m['bias']:+.3f}, R2 {m['r2']:.2f} m w.e. (n={m['n']})")
+    d_all = design(usable, climate, options, topo)
+    booster = fit(d_all, options, progress.sub(len(splits) / (len(splits) + 1), 1.0))
+    header = MBMHeader(options=asdict(options), features=list(FEATURES), extra_variables=[],
+                       metrics=dict(metrics, cross_validation=f"leave-{kind}-out, {len(splits)} folds"),
+                       training=dict(observations=len(usable), dropped_rows=dropped,
+                                     glaciers=sorted({o.glacier for o in usable}),
+                                     years=[min(o.year for o in usable), max(o.year for o in usable)],
+                                     climate=Path(climate_path).name,
+                                     dem=Path(dem_path).name if dem_path else None))
+    save_mbm(output_model, booster, header)
+    return TrainedMBM(Path(output_model), metrics, kind, len(usable))
+
+
+@dataclass
+class GlacierSeries:
+    glacier: object
+    rows: list          # [{year, ba, bw, bs}]
+    raster: Path | None
+    profile: list       # [(elevation, mean annual balance)]
+
+
+def hydro_year_months(year: int):
+    return [(year - 1, m) for m in (10, 11, 12)] + [(year, m) for m in range(1, 10)]
+
+
+def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, end_year: int,
+                output_folder, climate_variables=None, climate_elevation=None,
+                progress: Progress | None = None) -> list[GlacierSeries]:
+    """glaciers: [(id, geometry, crs)]. Per glacier a raster with Ba, Bw, Bs per year on the
+    DEM grid (cells inside the outline) and the glacier-wide series."""
+    progress = progress or Progress()
+    if end_year < start_year:
+        raise ValueError(f"END_YEAR ({end_year}) is before START_YEAR ({start_year})")
+    booster, header = load_mbm(model_path)
+    options = MBMOptions(**header.options)
+    climate = read_climate(climate_path, climate_variables, climate_elevation)
+    years = [y for y in range(start_year, end_year + 1)
+             if all(climate.has(*ym) for ym in hydro_year_months(y))]
+    if not years:
+        raise ValueError(f"CLIMATE covers none of the hydrological years {start_year}-{end_year} "
+                         f"(it spans {climate.months[0]} to {climate.months[-1]})")
+    topo = Topography(dem_path)
+    folder = Path(output_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for n, (gid, geom, crs) in enumerate(glaciers):
+        progress.check()
+        sites, (rows, cols) = topo.cells(geom, crs)
+        if not sites:
+            progress.warning(f"{gid}: no DEM cell inside the outline")
+            out.append(GlacierSeries(gid, [], None, []))
+            continue
+        months = [ym for y in years for ym in hydro_year_months(y)]
+        x = site_month_features(climate, sites, months, options)
+        monthly = predict_rows(booster, x).reshape(len(sites), len(years), 12)
+        winter = monthly[:, :, [i for i, m in enumerate((10, 11, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9)) if m in WINTER_MONTHS]].sum(axis=2)
+        summer = monthly[:, :, [i for i, m in enumerate((10, 11, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9)) if m in SUMMER_MONTHS]].sum(axis=2)
+        annual = monthly.sum(axis=2)
+        series = [dict(glacier_id=str(gid), year=y, ba=float(annual[:, k].mean()),
+                       bw=float(winter[:, k].mean()), bs=float(summer[:, k].mean()))
+                  for k, y in enumerate(years)]
+        elev = np.array([s.elevation for s in sites])
+        bands = np.arange(np.floor(elev.min() / 50) * 50, elev.max() + 50, 50)
+        profile = [(float(b + 25), float(annual[(elev >= b) & (elev < b + 50)].mean()))
+                   for b in bands if ((elev >= b) & (elev < b + 50)).any()]
+        raster = folder / f"{_safe(gid)}_mass_balance.tif"
+        _write_grid(raster, topo, rows, cols, annual, winter, summer, years)
+        out.append(GlacierSeries(gid, series, raster, profile))
+        progress.update((n + 1) / len(glaciers), f"{gid}: mean Ba {np.mean([s['ba'] for s in series]):+.2f} "
+                                                 f"m w.e. over {len(years)} years")
+    return out
+
+
+def _safe(v):
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(v))
+
+
+def _write_grid(path, topo, rows, cols, annual, winter, summer, years):
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    h, w = r1 - r0, c1 - c0
+    data = np.full((3 * len(years), h, w), np.nan, np.float32)
+    names = []
+    for k, y in enumerate(years):
+        for j, (name, arr) in enumerate((("Ba", annual), ("Bw", winter), ("Bs", summer))):
+            data[3 * k + j, rows - r0, cols - c0] = arr[:, k]
+            names.append(f"{name}_{y}")
+    transform = topo.transform * rasterio.Affine.translation(c0, r0)
+    prof = dict(GTIFF_PROFILE, width=w, height=h, count=len(names), dtype="float32", crs=topo.crs,
+                transform=transform, nodata=float("nan"), predictor=3)
+    if w < 256 or h < 256:
+        prof.update(tiled=False)
+        prof.pop("blockxsize"), prof.pop("blockysize")
+    with atomic_output(path) as tmp:
+        with rasterio.open(tmp, "w", **prof) as dst:
+            dst.write(data)
+            dst.descriptions = tuple(names)
+            dst.update_tags(UNITS="m w.e.", CREATED=dt.date.today().isoformat(),
+                            SEASONS="Bw: Oct-Apr, Bs: May-Sep, Ba: Oct-Sep (hydrological year)")
+
+
+def plot_series(series: list[GlacierSeries], path) -> Path:
+    """Glacier-wide Ba/Bw/Bs series and the mass-balance/elevation profile, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for s in series:
+        if not s.rows:
+            continue
+        yrs = [r["year"] for r in s.rows]
+        a1.plot(yrs, [r["ba"] for r in s.rows], "-o", ms=3, label=f"{s.glacier} Ba")
+        a1.plot(yrs, [r["bw"] for r in s.rows], "--", lw=1, label=f"{s.glacier} Bw")
+        a1.plot(yrs, [r["bs"] for r in s.rows], ":", lw=1, label=f"{s.glacier} Bs")
+        if s.profile:
+            z, b = zip(*s.profile)
+            a2.plot(b, z, "-", label=str(s.glacier))
+    a1.axhline(0, color="k", lw=0.5)
+    a1.set_xlabel("hydrological year")
+    a1.set_ylabel("glacier-wide balance (m w.e.)")
+    a1.legend(fontsize=7)
+    a2.axvline(0, color="k", lw=0.5)
+    a2.set_xlabel("mean annual balance (m w.e.)")
+    a2.set_ylabel("elevation (m)")
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
