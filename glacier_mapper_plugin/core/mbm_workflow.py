@@ -42,14 +42,16 @@ def train_mbm(observations, climate_path, dem_path, output_model, options: MBMOp
                          f"data ({climate.months[0]} to {climate.months[-1]}) and are left out")
     if not usable:
         raise ValueError("no observation period is covered by CLIMATE")
+    # ERA5-Land's radiation and heat fluxes and albedo join the features when the file has them.
+    extra = [v for v in ("slhf", "sshf", "ssrd", "fal", "str") if v in climate.variables]
     splits, kind = cv_splits(usable, folds)
     pred = np.full(len(usable), np.nan)
     for f, test_idx in enumerate(splits):
         progress.check()
         test_set = set(test_idx)
         train = [o for i, o in enumerate(usable) if i not in test_set]
-        d_train = design(train, climate, options, topo)
-        d_test = design([usable[i] for i in test_idx], climate, options, topo)
+        d_train = design(train, climate, options, topo, extra_vars=extra)
+        d_test = design([usable[i] for i in test_idx], climate, options, topo, extra_vars=extra)
         booster = fit(d_train, options, progress.sub(f / (len(splits) + 1), (f + 1) / (len(splits) + 1)))
         pred[test_idx] = aggregate(predict_rows(booster, d_test.x), d_test.group, d_test.weight,
                                    len(test_idx))
@@ -57,9 +59,9 @@ def train_mbm(observations, climate_path, dem_path, output_model, options: MBMOp
     metrics = metrics_by_period(pred, usable)
     for key, m in metrics.items():
         progress.info(f"{key}: RMSE {m['rmse']:.3f}, bias {m['bias']:+.3f}, R2 {m['r2']:.2f} m w.e. (n={m['n']})")
-    d_all = design(usable, climate, options, topo)
+    d_all = design(usable, climate, options, topo, extra_vars=extra)
     booster = fit(d_all, options, progress.sub(len(splits) / (len(splits) + 1), 1.0))
-    header = MBMHeader(options=asdict(options), features=list(FEATURES), extra_variables=[],
+    header = MBMHeader(options=asdict(options), features=list(FEATURES) + extra, extra_variables=extra,
                        metrics=dict(metrics, cross_validation=f"leave-{kind}-out, {len(splits)} folds"),
                        training=dict(observations=len(usable), dropped_rows=dropped,
                                      glaciers=sorted({o.glacier for o in usable}),
@@ -110,7 +112,10 @@ def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, e
             out.append(GlacierSeries(gid, [], None, []))
             continue
         months = [ym for y in years for ym in hydro_year_months(y)]
-        x = site_month_features(climate, sites, months, options)
+        missing = [v for v in header.extra_variables if v not in climate.variables]
+        if missing:
+            raise ValueError(f"CLIMATE lacks {', '.join(missing)}, which the model was trained with")
+        x = site_month_features(climate, sites, months, options, header.extra_variables)
         monthly = predict_rows(booster, x).reshape(len(sites), len(years), 12)
         winter = monthly[:, :, [i for i, m in enumerate((10, 11, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9)) if m in WINTER_MONTHS]].sum(axis=2)
         summer = monthly[:, :, [i for i, m in enumerate((10, 11, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9)) if m in SUMMER_MONTHS]].sum(axis=2)
