@@ -15,7 +15,7 @@ _QVARIANT = {int: QVariant.LongLong, float: QVariant.Double, str: QVariant.Strin
              bool: QVariant.Bool}
 
 
-def _plain(value):
+def plain_value(value):
     """QVariant-ish attribute values -> plain Python."""
     if isinstance(value, QDate):
         return value.toPyDate()
@@ -41,7 +41,7 @@ def inventory_from_source(source, id_field=None, parameter="INVENTORY") -> Inven
     for feat in source.getFeatures(QgsFeatureRequest()):
         g = feat.geometry()
         geoms.append(None if g.isNull() else wkb.loads(bytes(g.asWkb())))
-        rec = {n: _plain(feat[n]) for n in names}
+        rec = {n: plain_value(feat[n]) for n in names}
         records.append(rec)
         ids.append(rec[id_field] if id_field else feat.id())
     if not ids:

@@ -8,7 +8,7 @@ from qgis.core import (QgsFeatureRequest, QgsProcessing, QgsProcessingException,
                        QgsProcessingParameterString, QgsWkbTypes)
 
 from .base import GlacierMapperAlgorithm
-from .layers import _plain, fields_for, inventory_from_source, write_rows
+from .layers import plain_value, fields_for, inventory_from_source, write_rows
 from .segment_glaciers import string_enum
 
 CLIMATE_HELP = {
@@ -91,7 +91,7 @@ class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
         if source is None:
             raise QgsProcessingException("OBSERVATIONS: layer not found")
         names = source.fields().names()
-        rows = [{n: _plain(f[n]) for n in names} for f in source.getFeatures(QgsFeatureRequest())]
+        rows = [{n: plain_value(f[n]) for n in names} for f in source.getFeatures(QgsFeatureRequest())]
         units = self.parameterAsEnumString(parameters, "UNITS", context)
         if "POINT_BALANCE" not in names and "ba_stratigraphic" in names:
             obs, dropped = observations_from_stake_table(rows, units)
@@ -174,8 +174,5 @@ class PredictMassBalanceAlgorithm(GlacierMapperAlgorithm):
         write_rows(sink, fields, rows)
         del sink
         png = plot_series(series, f"{folder}/mass_balance.png")
-        html = f"{folder}/mass_balance.html"
-        with open(html, "w", encoding="utf-8") as f:
-            f.write(f'<html><body><h1>Mass balance</h1><img src="{png.name}"></body></html>')
-        return {"OUTPUT": table_id, "OUTPUT_FOLDER": folder, "PLOT": html,
+        return {"OUTPUT": table_id, "OUTPUT_FOLDER": folder, "PLOT": str(png.with_suffix(".html")),
                 "RASTERS": [str(s.raster) for s in series if s.raster]}

@@ -186,8 +186,12 @@ def plot_series(series: list[GlacierSeries], path) -> Path:
     a2.set_xlabel("mean annual balance (m w.e.)")
     a2.set_ylabel("elevation (m)")
     fig.tight_layout()
+    path = Path(path)
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    return Path(path)
+    with atomic_output(path.with_suffix(".html")) as tmp:  # for the Processing results viewer
+        Path(tmp).write_text(f'<html><body><h1>Mass balance</h1><img src="{path.name}"></body></html>',
+                             encoding="utf-8")
+    return path
 
