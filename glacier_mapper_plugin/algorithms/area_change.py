@@ -72,6 +72,8 @@ class AreaChangeAlgorithm(GlacierMapperAlgorithm):
         "TRIM_PERCENT": "Share of the most extreme rates dropped, half from each tail (paper: 5).",
         "MIN_SNR": "With ensembles: minimum |rate| / sigma_rate (0: no filter).",
         "THRESHOLD": "Probability at or above which a pixel is glacier.",
+        "OUTLINE_UNCERTAINTY_PX": "Buffer-method area uncertainty: +- this many pixels along each "
+                                  "outline, added in quadrature to the ensemble spread (0: none).",
         "OUTPUT": "Inventory polygons with the per-glacier area change columns.",
         "OUTPUT_SUMMARY": "Regional summary (one row).",
         "OUTPUT_SIZE_CLASSES": "Size-class table (Paul et al. 2020 classes).",
@@ -95,6 +97,7 @@ class AreaChangeAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("TRIM_PERCENT", "Extreme rates dropped (%)", QgsProcessingParameterNumber.Double, 5.0, False, 0.0, 50.0))
         self.addParameter(QgsProcessingParameterNumber("MIN_SNR", "Minimum signal-to-noise", QgsProcessingParameterNumber.Double, 0.0, False, 0.0))
         self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold", QgsProcessingParameterNumber.Double, 0.5, False, 0.0, 1.0))
+        self.addParameter(QgsProcessingParameterNumber("OUTLINE_UNCERTAINTY_PX", "Outline uncertainty (pixels)", QgsProcessingParameterNumber.Double, 0.5, False, 0.0, 10.0))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Area change", QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_SUMMARY", "Regional summary", QgsProcessing.TypeVector))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_SIZE_CLASSES", "Size classes", QgsProcessing.TypeVector))
@@ -123,6 +126,7 @@ class AreaChangeAlgorithm(GlacierMapperAlgorithm):
             trim_percent=self.parameterAsDouble(parameters, "TRIM_PERCENT", context),
             min_snr=self.parameterAsDouble(parameters, "MIN_SNR", context),
             threshold=self.parameterAsDouble(parameters, "THRESHOLD", context),
+            outline_uncertainty_px=self.parameterAsDouble(parameters, "OUTLINE_UNCERTAINTY_PX", context),
             start_year=self._optional_number(parameters, "START_YEAR", context),
             end_year=self._optional_number(parameters, "END_YEAR", context))
         start_ens = self._paths(parameters, "START_ENSEMBLE", context)

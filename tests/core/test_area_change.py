@@ -167,7 +167,8 @@ def test_ensemble_sigma(tmp_path):
         shrink(a, sl[0], lost)
         members0.append([write(tmp_path / f"s{m}.tif", a, "2015-08-28")])
         members1.append([write(tmp_path / f"e{m}.tif", base, "2023-08-28")])
-    res = area_change(inv, members0[0], members1[0], options=AreaChangeOptions(trim_percent=0),
+    res = area_change(inv, members0[0], members1[0],
+                      options=AreaChangeOptions(trim_percent=0, outline_uncertainty_px=0),
                       start_ensemble=members0, end_ensemble=members1)
     g = res.glaciers[0]
     area = g["area_inventory_km2"]
@@ -210,3 +211,20 @@ def test_odd_trim_takes_the_farther_tail(tmp_path):
                       [write(tmp_path / "e.tif", end, "2020-01-01")],
                       options=AreaChangeOptions(trim_percent=10))
     assert [r["id"] for r in res.glaciers if not r["kept"]] == ["G9"]
+
+
+def test_buffer_method_uncertainty(tmp_path):
+    """+-0.5 pixel along a 200 m x 200 m outline: 0.8 km * 5 m = 0.004 km2 at each date."""
+    inv, sl = squares(1)
+    a = np.zeros((40, 40), np.uint8)
+    a[sl[0]] = 1
+    res = area_change(inv, [write(tmp_path / "s.tif", a, "2015-08-28")],
+                      [write(tmp_path / "e.tif", a, "2023-08-28")], options=AreaChangeOptions(trim_percent=0))
+    g = res.glaciers[0]
+    assert g["area_start_sigma_km2"] == pytest.approx(0.004, rel=0.01)
+    dt = g["year_end"] - g["year_start"]
+    assert g["rate_sigma_km2_yr"] == pytest.approx(np.sqrt(2) * 0.004 / dt, rel=0.01)
+    assert "rate_sigma_pct_yr" in res.regional
+    none = area_change(inv, [str(tmp_path / "s.tif")], [str(tmp_path / "e.tif")],
+                       options=AreaChangeOptions(trim_percent=0, outline_uncertainty_px=0))
+    assert "rate_sigma_km2_yr" not in none.glaciers[0]
