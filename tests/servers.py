@@ -52,12 +52,19 @@ class RangeHandler(SimpleHTTPRequestHandler):
             return True
         return False
 
-    def do_HEAD(self):  # noqa: N802 (http.server API)
+    def _file(self):
+        """The requested file, or None after answering with the failure or a 404."""
         if self._fault():
-            return
+            return None
         path = Path(self.translate_path(self.path))
         if not path.is_file():
             self.send_error(HTTPStatus.NOT_FOUND)
+            return None
+        return path
+
+    def do_HEAD(self):  # noqa: N802 (http.server API)
+        path = self._file()
+        if path is None:
             return
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Length", str(path.stat().st_size))
@@ -65,11 +72,8 @@ class RangeHandler(SimpleHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self):  # noqa: N802 (http.server API)
-        if self._fault():
-            return
-        path = Path(self.translate_path(self.path))
-        if not path.is_file():
-            self.send_error(HTTPStatus.NOT_FOUND)
+        path = self._file()
+        if path is None:
             return
         size = path.stat().st_size
         m = re.match(r"bytes=(\d*)-(\d*)$", self.headers.get("Range", ""))
