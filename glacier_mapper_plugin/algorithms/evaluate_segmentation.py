@@ -3,7 +3,6 @@ from qgis.core import (QgsField, QgsProcessing, QgsProcessingOutputNumber,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterLayer, QgsWkbTypes)
-from qgis.PyQt.QtCore import QVariant
 
 from .base import GlacierMapperAlgorithm
 from .layers import fields_for, inventory_from_source, source_geometries, write_rows

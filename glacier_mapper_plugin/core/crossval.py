@@ -22,7 +22,7 @@ from .metrics import add, confusion, mean_std, scores
 from .patches import extract_patches
 from .progress import Progress
 from .segment import SegmentOptions, pick_device, segment
-from .train import TrainOptions, default_bands, split_glaciers, train_model
+from .train import TrainOptions, default_bands, split_glaciers, standardise, train_model
 
 
 def geographic_folds(inventory: Inventory, k: int) -> list[int]:
@@ -144,8 +144,9 @@ def cross_validate(rasters, inventory: Inventory, output_folder, dem_path=None, 
         try:
             for j, raster in enumerate(rasters):
                 fold_probs = []
+                local = inventory.to_crs(_crs(raster)).geometries  # once per raster, not per fold
                 for r in results:
-                    geoms = [g for g, fo in zip(inventory.to_crs(_crs(raster)).geometries, folds) if fo == r.fold]
+                    geoms = [g for g, fo in zip(local, folds) if fo == r.fold]
                     out = scratch / f"{j}_fold{r.fold + 1}.tif"
                     segment(raster, r.model, out, dem_path=dem_path,
                             options=SegmentOptions(tile_size=max(256, opts.patch_size * 2),
@@ -174,14 +175,10 @@ def _test_confusion(model_path, ps, indices, header, device):
     """Pooled confusion of a fold model on its test patches (valid pixels only)."""
     from .segment import Network
     net = Network(model_path, device, "fp32")
-    mean = np.asarray(header.mean, np.float32)[None, :, None, None]
-    std = np.asarray(header.std, np.float32)[None, :, None, None]
     total = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
     for b0 in range(0, len(indices), 8):
         idx = indices[b0:b0 + 8]
-        x = (ps.x[idx] - mean) / std
-        x[~np.broadcast_to(ps.valid[idx][:, None], x.shape)] = 0.0
-        prob = net(x.astype(np.float32))
+        prob = net(standardise(ps.x[idx], ps.valid[idx], header.mean, header.std))
         for j, i in enumerate(idx):
             total = add(total, confusion(prob[j] >= header.threshold, ps.y[i] > 0, ps.valid[i]))
     return total

@@ -80,8 +80,13 @@ class GlacierSeries:
     profile: list       # [(elevation, mean annual balance)]
 
 
+HYDRO_ORDER = (10, 11, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9)  # months of a hydrological year
+WINTER_INDEX = [i for i, m in enumerate(HYDRO_ORDER) if m in WINTER_MONTHS]
+SUMMER_INDEX = [i for i, m in enumerate(HYDRO_ORDER) if m in SUMMER_MONTHS]
+
+
 def hydro_year_months(year: int):
-    return [(year - 1, m) for m in (10, 11, 12)] + [(year, m) for m in range(1, 10)]
+    return [(year - (m >= 10), m) for m in HYDRO_ORDER]
 
 
 def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, end_year: int,
@@ -117,8 +122,8 @@ def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, e
             raise ValueError(f"CLIMATE lacks {', '.join(missing)}, which the model was trained with")
         x = site_month_features(climate, sites, months, options, header.extra_variables)
         monthly = predict_rows(booster, x).reshape(len(sites), len(years), 12)
-        winter = monthly[:, :, [i for i, m in enumerate((10, 11, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9)) if m in WINTER_MONTHS]].sum(axis=2)
-        summer = monthly[:, :, [i for i, m in enumerate((10, 11, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9)) if m in SUMMER_MONTHS]].sum(axis=2)
+        winter = monthly[:, :, WINTER_INDEX].sum(axis=2)
+        summer = monthly[:, :, SUMMER_INDEX].sum(axis=2)
         annual = monthly.sum(axis=2)
         series = [dict(glacier_id=str(gid), year=y, ba=float(annual[:, k].mean()),
                        bw=float(winter[:, k].mean()), bs=float(summer[:, k].mean()))

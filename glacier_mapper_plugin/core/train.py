@@ -90,6 +90,14 @@ def band_statistics(x: np.ndarray, valid: np.ndarray):
     return mean, std
 
 
+def standardise(x: np.ndarray, valid: np.ndarray, mean, std) -> np.ndarray:
+    """(x - mean) / std per band, float32; invalid pixels 0 (the band mean), as at inference."""
+    out = ((x - np.asarray(mean, np.float32)[None, :, None, None])
+           / np.asarray(std, np.float32)[None, :, None, None]).astype(np.float32)
+    out[~np.broadcast_to(valid[:, None], out.shape)] = 0.0
+    return out
+
+
 def d4(arrays, k: int, flip: bool):
     """The same dihedral transform (rot90 k times, then an optional flip) on each array."""
     out = []
@@ -218,10 +226,7 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
                   f"{len(val_idx)} validation patches on {len(val_g)} glaciers")
 
     mean, std = band_statistics(ps.x[train_idx], ps.valid[train_idx])
-    x_std = ((ps.x - np.asarray(mean, np.float32)[None, :, None, None])
-             / np.asarray(std, np.float32)[None, :, None, None])
-    x_std[~np.broadcast_to(ps.valid[:, None], x_std.shape)] = 0.0
-    data = PatchSet(x_std.astype(np.float32), ps.y, ps.valid, ps.patches, bands)
+    data = PatchSet(standardise(ps.x, ps.valid, mean, std), ps.y, ps.valid, ps.patches, bands)
 
     with rasterio.open(rasters[0]) as src:
         pixel = abs(src.transform.a)

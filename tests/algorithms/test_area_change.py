@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import rasterio
 from qgis.core import QgsProcessingException, QgsVectorLayer
 
 from tests.core.test_area_change import squares, write

@@ -1,6 +1,5 @@
 """Tiny train -> predict Mass Balance Machine runs on Hintereisferner (../shared/data)."""
 import csv
-import json
 
 import pytest
 import rasterio

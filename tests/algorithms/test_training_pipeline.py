@@ -1,5 +1,4 @@
 """Tiny train -> segment -> evaluate and cross-validation runs through processing.run."""
-import numpy as np
 import pytest
 from qgis.core import QgsProcessingException, QgsVectorLayer
 

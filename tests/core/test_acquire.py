@@ -65,7 +65,7 @@ def test_output_grid_bands_tags_and_reflectance(archive, tmp_path):
             assert tags[key]
         assert tags["PROCESSING_BASELINE"] == "05.09"
         data = out.read()
-        bounds, transform = out.bounds, out.transform
+        bounds = out.bounds
     # 10 m bands are the archive's pixels, decoded with the -1000 offset of baseline 05.09.
     with rasterio.open(archive["region"].imagery_end) as src:
         win = rasterio.windows.from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
