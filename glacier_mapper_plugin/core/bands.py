@@ -84,28 +84,27 @@ class Decoder:
 
     def invalid(self, dn: np.ndarray) -> np.ndarray:
         """Boolean no-data mask of raw values."""
-        invalid = np.zeros(dn.shape, bool)
-        if np.issubdtype(dn.dtype, np.floating):
-            invalid |= ~np.isfinite(dn)
-        for nd in self.nodata:
-            if nd is not None and not np.isnan(nd):
-                invalid |= dn == nd
-        return invalid
+        invalid = ~np.isfinite(dn) if np.issubdtype(dn.dtype, np.floating) else None
+        for nd in {float(v) for v in self.nodata if v is not None and not np.isnan(v)}:
+            invalid = dn == nd if invalid is None else np.logical_or(invalid, dn == nd, out=invalid)
+        return np.zeros(dn.shape, bool) if invalid is None else invalid
 
     def __call__(self, dn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(float32 values, boolean no-data mask); no-data values are 0."""
         return self.standardise(dn, 0.0, 1.0)
 
-    def standardise(self, dn: np.ndarray, mean: float, std: float, out=None):
+    def standardise(self, dn: np.ndarray, mean: float, std: float, out=None, fill=True):
         """((value - mean) / std as float32, no-data mask) in two passes over the data:
-        decoding and standardising fold into one multiply-add (this runs on every pixel)."""
+        decoding and standardising fold into one multiply-add (this runs on every pixel).
+        No-data pixels become 0 (the mean) unless `fill` is False (the caller does it)."""
         a = np.float32(self.scale / std)
         b = np.float32((self.offset - mean) / std)
         out = np.empty(dn.shape, np.float32) if out is None else out
         np.multiply(dn, a, out=out, casting="unsafe")
         out += b
         invalid = self.invalid(dn)
-        out[invalid] = 0.0
+        if fill:
+            out[invalid] = 0.0
         return out, invalid
 
 

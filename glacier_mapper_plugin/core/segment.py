@@ -11,6 +11,7 @@ batch size and raster width, never on the raster height. Raster borders get real
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from shapely.prepared import prep
 from .bands import band_readers
 from .geodesy import ellipsoidal_area_km2, utm_epsg
 from .io import GTIFF_PROFILE, atomic_output, gdal_cache_limit
-from .model_file import load_model
+from .model_file import load_model, read_header
 from .progress import Progress
 from .vector import VectorLayer, write_gpkg
 
@@ -48,6 +49,7 @@ class SegmentOptions:
     mask_buffer_m: float = 0.0
     min_area_km2: float = 0.0
     simplify_m: float = 0.0
+    streams: int = 0                        # parallel CPU inference streams; 0: automatic
 
 
 @dataclass
@@ -143,24 +145,75 @@ def fuse_conv_bn(model):
     return model
 
 
-class Network:
-    """The model on its device, with autocast and channels_last chosen once."""
+def torch_threads() -> int:
+    import torch
+    return torch.get_num_threads()
 
-    def __init__(self, model_path, device: str, precision: str):
+
+def cpu_streams(threads: int, batch_size: int) -> int:
+    """Parallel inference streams on the CPU. Two single-threaded streams beat one
+    two-threaded forward by a fifth on a 2-core CPU (measured, docs/benchmarks.md): no
+    OpenMP barrier per layer, and one stream's serial parts overlap the other's convolutions."""
+    return max(1, min(2, threads, batch_size))
+
+
+_PREPARED: dict = {}  # the last model prepared for inference, by file identity and device
+_PREPARED_LOCK = threading.Lock()
+
+
+def prepared_model(model_path, device: str):
+    """(network ready for inference, header), kept for the next call with the same file and
+    device: a batch run over many glacier chips loads and prepares the model once. Only
+    one model is kept, so memory stays bounded; a rewritten file is loaded anew."""
+    import torch
+    path = Path(model_path)
+    try:
+        st = path.stat()
+    except OSError:
+        return load_model(path, device=device)  # names the problem
+    key = (str(path.resolve()), st.st_ino, st.st_mtime_ns, st.st_size, device)
+    with _PREPARED_LOCK:
+        if key not in _PREPARED:
+            _PREPARED.clear()
+            model, header = load_model(path, device=device)
+            fuse_conv_bn(model)
+            if device == "cpu":
+                model = model.to(memory_format=torch.channels_last)
+            _PREPARED[key] = model, header
+        return _PREPARED[key]
+
+
+class Network:
+    """The model on its device, with autocast and channels_last chosen once.
+
+    `run` pipelines batches through `streams` worker threads (each with its share of the
+    CPU's threads; one on CUDA, where it keeps the next batch queued while the main thread
+    blends and prepares), and hands the results back in submission order."""
+
+    def __init__(self, model_path, device: str, precision: str, streams: int = 1):
         import torch
         self.torch = torch
         self.device = device
         self.precision = precision
-        self.model, self.header = load_model(model_path, device=device)
-        fuse_conv_bn(self.model)
-        if device == "cpu":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model, self.header = prepared_model(model_path, device)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.streams = max(1, int(streams)) if device == "cpu" else 1
+        self.threads_per_stream = max(1, torch.get_num_threads() // self.streams)
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """(N, C, H, W) normalised float32 -> (N, H, W) glacier probability float32."""
+    def new_batch(self, n: int, channels: int, size: int):
+        """An empty (n, channels, size, size) float32 CPU tensor laid out as the network
+        wants it (channels_last on the CPU, pinned for fast copies to a GPU): filling it is
+        the only copy a tile makes on its way in."""
         torch = self.torch
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        if self.device == "cpu":
+            return torch.empty((n, size, size, channels)).permute(0, 3, 1, 2)
+        return torch.empty((n, channels, size, size), pin_memory=True)
+
+    def __call__(self, batch) -> np.ndarray:
+        """(N, C, H, W) normalised float32 (array or tensor) -> (N, H, W) glacier probability."""
+        torch = self.torch
+        x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)
+        x = x.to(self.device, non_blocking=True)
         if self.device == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
@@ -168,6 +221,39 @@ class Network:
                 logits = self.model(x)
             prob = torch.sigmoid(logits.float())[:, 0]
         return prob.cpu().numpy()
+
+    def describe(self) -> str:
+        if self.device == "cpu":
+            return f"{self.streams} stream(s) x {self.threads_per_stream} thread(s)"
+        return self.torch.cuda.get_device_name()
+
+    def run(self, batches):
+        """Yield (key, probabilities) for each (key, batch) of the iterable, in order, with
+        up to streams + 1 batches in flight (the extra one waits, ready, in the queue).
+        The iterable is consumed in the calling thread (it may read, stack and check for
+        cancellation); only forward passes run in the workers."""
+        from collections import deque
+        torch = self.torch
+        threads, own_threads = self.threads_per_stream, torch.get_num_threads()
+        with ThreadPoolExecutor(self.streams, thread_name_prefix="forward",
+                                initializer=lambda: torch.set_num_threads(threads)) as pool:
+            inflight = deque()
+            # The caller's own torch work (cutting tiles into batches) takes one thread: the
+            # cores belong to the streams. Thread counts are per thread, so this is undone below.
+            torch.set_num_threads(1)
+            try:
+                for key, batch in batches:
+                    inflight.append((key, pool.submit(self, batch)))
+                    if len(inflight) > self.streams:
+                        key0, fut = inflight.popleft()
+                        yield key0, fut.result()
+                while inflight:
+                    key0, fut = inflight.popleft()
+                    yield key0, fut.result()
+            finally:
+                torch.set_num_threads(own_threads)
+                for _, fut in inflight:
+                    fut.cancel()
 
 
 def _suggest_utm(src) -> str:
@@ -215,14 +301,11 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         raise ValueError("BATCH_SIZE must be at least 1")
     device = pick_device(opts.device)
     precision = pick_precision(opts.precision, device)
-    net = Network(model_path, device, precision)
-    header = net.header
+    streams = opts.streams or (cpu_streams(torch_threads(), opts.batch_size) if device == "cpu" else 1)
+    header = read_header(model_path)
     threshold = header.threshold if opts.threshold is None else float(opts.threshold)
     if not 0 < threshold < 1:
         raise ValueError(f"THRESHOLD must be between 0 and 1, not {threshold}")
-    progress.info(f"model: {header.architecture}/{header.encoder}, bands {', '.join(header.bands)}; "
-                  f"device {device}" + (f" ({net.torch.cuda.get_device_name()})" if device == "cuda" else "")
-                  + f", precision {precision}")
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(gdal_cache_limit())
@@ -258,8 +341,9 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         prob_u8 = opts.probability_dtype == "uint8"
         # Deflate level 1: a third of the default level's CPU time for a few % more bytes,
         # and still readable by every GIS (ZSTD is faster still but not readable everywhere).
+        # Blocks are compressed on all cores: the last ones are, at close, on otherwise idle ones.
         base = dict(GTIFF_PROFILE, width=W, height=H, count=1, crs=src.crs, transform=src.transform,
-                    ZLEVEL=1)
+                    ZLEVEL=1, NUM_THREADS="ALL_CPUS")
         prob_profile = dict(base, dtype="uint8", nodata=PROBABILITY_NODATA_U8) if prob_u8 else \
             dict(base, dtype="float32", nodata=float("nan"), predictor=3)
         tmp_prob = stack.enter_context(atomic_output(probability_path))
@@ -276,10 +360,12 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
                             SOURCE=Path(input_path).name, **{k: v for k, v in src.tags().items()
                                                              if k in ("DATE", "DATETIME", "SCENE_ID")})
 
-        buf_h = min(H, T + stride)
+        # Tiles are blended only below the last flushed row, so one tile height suffices.
+        buf_h = min(H, T)
         acc = np.zeros((buf_h, W), np.float32)
         wsum = np.zeros((buf_h, W), np.float32)
         invalid_buf = np.zeros((buf_h, W), bool)
+        weighted = np.empty((T, T), np.float32)
         buf_y0 = 0
         done = 0
         glacier_px = 0
@@ -290,83 +376,114 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
             if mask_dst is not None:
                 mask_dst.write(mask, 1, window=window)
 
-        pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        io = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="io"))
         writes = []
 
         def flush(upto: int):
-            """Write rows [buf_y0, upto) and shift the strip accumulators."""
+            """Write rows [buf_y0, upto) and shift the strip accumulators (in steps of at
+            most the buffer height: rows skipped by MASK_LAYER are written as no data)."""
             nonlocal buf_y0, glacier_px
-            n = upto - buf_y0
-            if n <= 0:
-                return
-            with np.errstate(invalid="ignore", divide="ignore"):
-                p = acc[:n] / wsum[:n]
-            nodata = (wsum[:n] == 0) | invalid_buf[:n]
-            window = Window(0, buf_y0, W, n)
-            if prob_u8:
-                out = np.rint(np.nan_to_num(p) * 100).astype(np.uint8)
-                out[nodata] = PROBABILITY_NODATA_U8
-            else:
-                out = p.astype(np.float32)
-                out[nodata] = np.nan
-            mask = (np.nan_to_num(p) >= threshold).astype(np.uint8)
-            mask[nodata] = MASK_NODATA
-            glacier_px += int((mask == 1).sum())
-            # Compression and writing run in the I/O thread, beside the next forward passes.
-            writes.append(pool.submit(write_rows, out, mask, window))
-            for arr in (acc, wsum, invalid_buf):
-                arr[:-n] = arr[n:].copy() if n < buf_h else 0
-                arr[-n:] = 0
-            buf_y0 = upto
+            while buf_y0 < upto:
+                n = min(upto - buf_y0, buf_h)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    p = np.divide(acc[:n], wsum[:n])  # NaN where no tile ran
+                    mask = (p >= threshold).view(np.uint8)
+                nodata = invalid_buf[:n] | (wsum[:n] == 0)
+                np.copyto(mask, MASK_NODATA, where=nodata)
+                glacier_px += int(np.count_nonzero(mask == 1))
+                if prob_u8:
+                    np.multiply(p, 100, out=p)
+                    np.copyto(p, PROBABILITY_NODATA_U8, where=nodata)
+                    out = np.rint(p, out=p).astype(np.uint8)
+                else:
+                    np.copyto(p, np.nan, where=invalid_buf[:n])
+                    out = p
+                # Compression and writing run in the I/O thread, beside the forward passes.
+                writes.append(io.submit(write_rows, out, mask, Window(0, buf_y0, W, n)))
+                for arr in (acc, wsum, invalid_buf):
+                    arr[:buf_h - n] = arr[n:]  # numpy copies overlapping ranges correctly
+                    arr[buf_h - n:] = 0
+                buf_y0 += n
 
-        def load_strip(y, row_xs):
-            """Read, decode and normalise the strip under one tile row (runs in a thread,
-            overlapping the previous row's forward passes: both release the GIL)."""
+        # Two strip buffers: strip r + 2 is read while tiles are cut from strip r + 1, and
+        # strip r has been cut by then (tiles are copied into batches as they are cut).
+        strip_w = max((min(max(r) + T, W) - min(r) for r in plan if r), default=0)
+        strips = [(np.empty((len(readers), buf_h, strip_w), np.float32),
+                   np.empty((buf_h, strip_w), bool)) for _ in range(2)]
+        raw_dn = [np.empty(buf_h * strip_w, ds.dtypes[b - 1]) for ds, b, _ in readers]
+
+        def load_strip(row):
+            """Read, decode and normalise the strip under one tile row (runs in the I/O
+            thread, beside the forward passes: both release the GIL)."""
+            row_xs = plan[row]
             if not row_xs:
                 return None
-            h = min(T, H - y)
+            y, h = ys[row], min(T, H - ys[row])
             x0, x1 = min(row_xs), min(max(row_xs) + T, W)
-            strip = np.empty((len(readers), h, x1 - x0), np.float32)
-            strip_invalid = np.zeros((h, x1 - x0), bool)
+            strip, invalid = (a[..., :h, :x1 - x0] for a in strips[row % 2])
+            invalid[:] = False
             win = Window(x0, y, x1 - x0, h)
             for c, (ds, b, decode) in enumerate(readers):
-                _, invalid = decode.standardise(ds.read(b, window=win), header.mean[c],
-                                                header.std[c], out=strip[c])
-                strip_invalid |= invalid
-            if strip_invalid.any():
-                strip[:, strip_invalid] = 0.0  # a pixel missing in any band is missing in all
-            return strip, strip_invalid, x0, x1
+                dn = ds.read(b, window=win, out=raw_dn[c][:h * (x1 - x0)].reshape(h, x1 - x0))
+                invalid |= decode.standardise(dn, header.mean[c], header.std[c], out=strip[c],
+                                              fill=False)[1]
+            any_invalid = bool(invalid.any())
+            if any_invalid:
+                strip[:, invalid] = 0.0  # a pixel missing in any band is missing in all
+            return strip, invalid if any_invalid else None, x0
 
-        pending = pool.submit(load_strip, ys[0], plan[0])
-        for row, (y, row_xs) in enumerate(zip(ys, plan)):
+        first_strip = io.submit(load_strip, 0)  # read while the network loads
+        net = Network(model_path, device, precision, streams)
+        progress.info(f"model: {header.architecture}/{header.encoder}, bands {', '.join(header.bands)}; "
+                      f"device {device} ({net.describe()}), precision {precision}")
+        per_batch = -(-opts.batch_size // net.streams)  # BATCH_SIZE tiles in flight in all
+        # A batch buffer is refilled only after its probabilities were blended: run() keeps
+        # at most streams + 1 batches in flight.
+        buffers = [net.new_batch(per_batch, len(readers), T) for _ in range(net.streams + 2)]
+
+        def batches():
+            """((row, x, no-data) per tile, batch) in raster order; batches run on across
+            tile rows, so only the last one can be short."""
+            keys, n_batches = [], 0
+            pending = first_strip
+            for row in range(len(ys)):
+                progress.check()
+                loaded = pending.result()
+                if row + 1 < len(ys):
+                    pending = io.submit(load_strip, row + 1)
+                if loaded is None:
+                    continue
+                strip, invalid, x0 = loaded
+                for x in plan[row]:
+                    batch = buffers[n_batches % len(buffers)]
+                    tile = _pad_tile(strip[:, :, x - x0:x - x0 + T], T)
+                    batch[len(keys)].copy_(net.torch.from_numpy(tile))
+                    keys.append((row, x, None if invalid is None else
+                                 invalid[:, x - x0:x - x0 + T].copy()))
+                    if len(keys) == per_batch:
+                        yield keys, batch
+                        keys, n_batches = [], n_batches + 1
+            if keys:
+                yield keys, buffers[n_batches % len(buffers)][:len(keys)]
+
+        for keys, probs in net.run(batches()):
             progress.check()
-            flush(y)
-            h = min(T, H - y)
-            loaded = pending.result()
-            if row + 1 < len(ys):
-                pending = pool.submit(load_strip, ys[row + 1], plan[row + 1])
-            if loaded is not None:
-                strip, strip_invalid, x0, x1 = loaded
-                invalid_buf[y - buf_y0:y - buf_y0 + h, x0:x1] |= strip_invalid
-                # Even batches (9 tiles at batch 4 -> 3+3+3, not 4+4+1): no tiny last batch.
-                n_batches = -(-len(row_xs) // opts.batch_size)
-                size = -(-len(row_xs) // n_batches)
-                for b0 in range(0, len(row_xs), size):
-                    progress.check()
-                    batch_xs = row_xs[b0:b0 + size]
-                    tiles = np.stack([_pad_tile(strip[:, :, x - x0:x - x0 + T], T) for x in batch_xs])
-                    probs = net(tiles)
-                    progress.check()
-                    for x, p in zip(batch_xs, probs):
-                        w_ = min(T, W - x)
-                        acc[y - buf_y0:y - buf_y0 + h, x:x + w_] += p[:h, :w_] * weights[:h, :w_]
-                        wsum[y - buf_y0:y - buf_y0 + h, x:x + w_] += weights[:h, :w_]
-                    done += len(batch_xs)
-                    progress.update(0.95 * done / max(n_tiles, 1), None)
-            if row == len(ys) - 1:
-                flush(H)
+            for (row, x, tile_invalid), p in zip(keys, probs):
+                y = ys[row]
+                if y > buf_y0:
+                    flush(y)  # rows above y are final: earlier rows' tiles came first
+                h, w_ = min(T, H - y), min(T, W - x)
+                r0 = y - buf_y0
+                np.multiply(p[:h, :w_], weights[:h, :w_], out=weighted[:h, :w_])
+                acc[r0:r0 + h, x:x + w_] += weighted[:h, :w_]
+                wsum[r0:r0 + h, x:x + w_] += weights[:h, :w_]
+                if tile_invalid is not None:
+                    invalid_buf[r0:r0 + h, x:x + w_] |= tile_invalid[:h, :w_]
+            done += len(keys)
+            progress.update(0.95 * done / max(n_tiles, 1), None)
             while writes and writes[0].done():
                 writes.pop(0).result()  # surface write errors early
+        flush(H)
         for w in writes:
             w.result()
         progress.info(f"{done} tiles in {time.perf_counter() - t0:.1f} s")

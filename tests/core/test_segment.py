@@ -167,6 +167,43 @@ def test_mask_layer_runs_only_nearby_tiles(region, untrained_model, tmp_path):
     assert np.isnan(prob[-50:, -50:]).all()
 
 
+def test_mask_layer_rows_far_apart(region, untrained_model, tmp_path):
+    """Two glaciers more than a tile apart: the rows between are written as no data, and
+    pixels inside each polygon get exactly the values of an unmasked run (same tiles)."""
+    with rasterio.open(region.imagery_end) as src:
+        left, top, bottom = src.bounds.left, src.bounds.top, src.bounds.bottom
+        res_m = src.res[0]
+    upper = box(left + 400, top - 600, left + 900, top - 200)
+    lower = box(left + 400, bottom + 200, left + 900, bottom + 600)
+    opts = dict(tile_size=64, overlap=16, precision="fp32", streams=1)
+    full = segment(region.imagery_end, untrained_model, tmp_path / "full.tif", dem_path=region.dem,
+                   options=SegmentOptions(**opts))
+    part = segment(region.imagery_end, untrained_model, tmp_path / "part.tif", dem_path=region.dem,
+                   options=SegmentOptions(mask_geometries=[upper, lower], **opts))
+    a, b = _read(full.probability)[0], _read(part.probability)[0]
+    # Rows further than a tile from both polygons: no tile touches them.
+    gap = slice(int(600 / res_m) + 64, b.shape[0] - int(600 / res_m) - 64)
+    assert gap.stop - gap.start > 64
+    assert np.isnan(b[gap]).all()
+    for poly in (upper, lower):
+        r0, r1 = sorted(int((top - y) / res_m) for y in (poly.bounds[1], poly.bounds[3]))
+        c0, c1 = (int((x - left) / res_m) for x in (poly.bounds[0], poly.bounds[2]))
+        inside = np.s_[r0 + 1:r1 - 1, c0 + 1:c1 - 1]
+        assert np.isfinite(b[inside]).all()
+        np.testing.assert_array_equal(a[inside], b[inside])
+
+
+def test_parallel_cpu_streams_match_one_stream(region, untrained_model, tmp_path):
+    probs = {}
+    for streams in (1, 2):
+        res = segment(region.imagery_end, untrained_model, tmp_path / f"p{streams}.tif",
+                      dem_path=region.dem, options=SegmentOptions(
+                          tile_size=128, overlap=32, batch_size=3, precision="fp32", streams=streams))
+        probs[streams] = _read(res.probability)[0]
+    np.testing.assert_allclose(probs[1], probs[2], atol=1e-5)
+    assert np.isnan(probs[1]).sum() == np.isnan(probs[2]).sum() > 0
+
+
 def test_uint8_probability(region, untrained_model, tmp_path):
     segment(region.imagery_end, untrained_model, tmp_path / "p.tif", dem_path=region.dem,
             options=SegmentOptions(probability_dtype="uint8", **SMALL))
@@ -211,3 +248,14 @@ def test_conv_bn_fusion_keeps_outputs(untrained_model):
     assert n_bn > 20
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 0
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_prepared_model_kept_for_batch_runs_and_reloaded_when_rewritten(tmp_path):
+    from glacier_mapper_plugin.core.segment import prepared_model
+    path = tmp_path / "m.gmm"
+    new_model(path, ["B2", "B3"], encoder="resnet18", seed=1)
+    first, header = prepared_model(path, "cpu")
+    assert prepared_model(path, "cpu")[0] is first and header.bands == ["B2", "B3"]
+    new_model(path, ["B2", "B3", "B4"], encoder="resnet18", seed=2)
+    again, header = prepared_model(path, "cpu")
+    assert again is not first and header.bands == ["B2", "B3", "B4"]
