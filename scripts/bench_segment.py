@@ -2,11 +2,18 @@
 onnxruntime on the same tiles, measured in one run; and peak memory on a full S2 tile.
 
     .venv/bin/python scripts/bench_segment.py [--size 4096] [--encoder resnet34]
+    .venv/bin/python scripts/bench_segment.py --device cuda   # tiles/s and GPU busy share
     .venv/bin/python scripts/bench_segment.py --memory   # 10980 x 10980, peak RSS
 
-Ratios are what matter (this is a 2-core CPU); results go to docs/benchmarks.md.
+Two forward baselines on the same tiles and precision: the plain loop (batch after batch,
+torch's default threads) and the forward spread over the pipeline's own streams. Rounds
+alternate raw and pipeline so that both see the same machine; the best of each is compared.
+On the CPU it also prints the CPU-time budget: the pipeline's own work (network replaced by
+a cheap function) against the network's, which bounds the ratio when every core is busy.
+Ratios are what matter; results go to docs/benchmarks.md.
 """
 import argparse
+import copy
 import json
 import resource
 import subprocess
@@ -29,7 +36,8 @@ from glacier_mapper_plugin.core import segment as segment_module  # noqa: E402
 from glacier_mapper_plugin.core.io import GTIFF_PROFILE  # noqa: E402
 from glacier_mapper_plugin.core.model_file import new_model  # noqa: E402
 from glacier_mapper_plugin.core.segment import (Network, SegmentOptions, cpu_streams,  # noqa: E402
-                                                pick_precision, segment, tile_origins, torch_threads)
+                                                pick_device, pick_precision, segment, tile_origins,
+                                                torch_threads)
 from glacier_mapper_plugin.core.synthetic import make_region  # noqa: E402
 
 BANDS = ["B2", "B3", "B4", "B8", "B12", "DEM"]
@@ -87,6 +95,18 @@ def bench_raw(net, n_tiles, opts):
     return n_tiles / (time.perf_counter() - t0), cpu_seconds() - c0
 
 
+def bench_plain(net, n_tiles, opts):
+    """The network called batch after batch of BATCH_SIZE tiles with torch's default threads:
+    the forward loop a user would write (tiles/s, CPU seconds)."""
+    rng = np.random.default_rng(0)
+    batch = net.new_batch(opts.batch_size, len(BANDS), opts.tile_size)
+    batch.copy_(net.torch.from_numpy(rng.standard_normal(tuple(batch.shape)).astype(np.float32)))
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    for b0 in range(0, n_tiles, opts.batch_size):
+        net(batch[:min(opts.batch_size, n_tiles - b0)])
+    return n_tiles / (time.perf_counter() - t0), cpu_seconds() - c0
+
+
 def bench_pipeline(raster, model, n_tiles, opts, tmp):
     c0, t0 = cpu_seconds(), time.perf_counter()
     segment(raster, model, tmp / "p.tif", tmp / "m.tif", options=opts)
@@ -100,6 +120,35 @@ class NoNetwork(segment_module.Network):
     def __call__(self, batch):
         b = batch if isinstance(batch, np.ndarray) else batch.numpy()
         return 1 / (1 + np.exp(-b[:, 3]))
+
+
+class GpuTimedNetwork(segment_module.Network):
+    """The pipeline's network with CUDA events around each batch (copy in, forward, copy
+    out): the share of the run the GPU is busy with our work."""
+    events: list = []
+
+    def __call__(self, batch):
+        cuda = self.torch.cuda
+        start, end = cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)
+        start.record()
+        out = super().__call__(batch)
+        end.record()
+        GpuTimedNetwork.events.append((start, end))
+        return out
+
+
+def gpu_busy_share(raster, model, n_tiles, opts, tmp):
+    """(tiles/s, share of the wall time the GPU spent on our batches)."""
+    real, segment_module.Network = segment_module.Network, GpuTimedNetwork
+    GpuTimedNetwork.events = []
+    try:
+        tiles_s, _ = bench_pipeline(raster, model, n_tiles, opts, tmp)
+    finally:
+        segment_module.Network = real
+    import torch
+    torch.cuda.synchronize()
+    busy_ms = sum(a.elapsed_time(b) for a, b in GpuTimedNetwork.events)
+    return tiles_s, busy_ms / 1000 / (n_tiles / tiles_s)
 
 
 def io_cpu_seconds(raster, model, opts, tmp):
@@ -119,7 +168,8 @@ def bench_onnx(model, n_tiles, opts, tmp):
     net = Network(model, "cpu", "fp32")
     onnx_path = tmp / "model.onnx"
     dummy = torch.zeros(1, len(BANDS), opts.tile_size, opts.tile_size)
-    torch.onnx.export(net.model.to(memory_format=torch.contiguous_format), dummy, str(onnx_path),
+    exported = copy.deepcopy(net.model).to(memory_format=torch.contiguous_format)  # not the cached one
+    torch.onnx.export(exported, dummy, str(onnx_path),
                       input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
                       dynamo=False)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -142,41 +192,54 @@ def run_speed(args):
         model = tmp / "m.gmm"
         new_model(model, BANDS, mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0],
                   encoder=args.encoder)
-        precision = pick_precision(args.precision, "cpu")
-        streams = args.streams or cpu_streams(torch_threads(), args.batch)
+        device = pick_device(args.device)
+        precision = pick_precision(args.precision, device)
+        streams = (args.streams or cpu_streams(torch_threads(), args.batch)) if device == "cpu" else 1
         opts = SegmentOptions(tile_size=args.tile, overlap=args.overlap, batch_size=args.batch,
-                              precision=precision, device="cpu", streams=streams,
+                              precision=precision, device=device, streams=streams,
                               probability_dtype=args.probability)
         n = count_tiles(args.size, args.tile, args.overlap)
         print(f"{args.size}x{args.size} x6, {n} tiles of {args.tile} (overlap {args.overlap}), "
-              f"batch {args.batch}, {args.encoder}, precision {precision}, {streams} CPU stream(s), "
+              f"batch {args.batch}, {args.encoder}, {device}, precision {precision}, {streams} stream(s), "
               f"{args.probability} probability", flush=True)
-        net = Network(model, "cpu", precision, streams)
+        net = Network(model, device, precision, streams)
         net(net.new_batch(1, len(BANDS), args.tile).zero_())  # warm-up
         bench_pipeline(raster, model, n, opts, tmp)  # warm-up: caches, kernels for these shapes
-        raws, ours = [], []
-        for i in range(args.rounds):  # alternating, so that both see the same machine
+        net(net.new_batch(args.batch, len(BANDS), args.tile).zero_())
+        plains, raws, ours = [], [], []
+        for i in range(args.rounds):  # alternating, so that all see the same machine
+            plains.append(bench_plain(net, n, opts))
             raws.append(bench_raw(net, n, opts))
             ours.append(bench_pipeline(raster, model, n, opts, tmp))
-            print(f"round {i + 1}: raw forward {raws[-1][0]:.3f} tiles/s, pipeline {ours[-1][0]:.3f} "
-                  f"tiles/s -> {ours[-1][0] / raws[-1][0]:.3f}", flush=True)
+            print(f"round {i + 1}: plain forward {plains[-1][0]:.3f} tiles/s, streamed forward "
+                  f"{raws[-1][0]:.3f}, pipeline {ours[-1][0]:.3f} -> {ours[-1][0] / plains[-1][0]:.3f} x plain, "
+                  f"{ours[-1][0] / raws[-1][0]:.3f} x streamed", flush=True)
+        plain = max(r[0] for r in plains)
         raw, pipe = max(r[0] for r in raws), max(o[0] for o in ours)
-        print(f"best raw forward ({precision}): {raw:.3f} tiles/s", flush=True)
-        print(f"best pipeline end to end ({precision}): {pipe:.3f} tiles/s  -> {pipe / raw:.3f} x raw forward",
-              flush=True)
-        # The CPU budget: with every core busy, the pipeline's own work can only be hidden
-        # behind the network's to the extent the machine has cores to spare.
-        fwd_cpu = min(r[1] for r in raws)
-        io_cpu = io_cpu_seconds(raster, model, opts, tmp)
-        print(f"CPU seconds: network {fwd_cpu:.2f}, pipeline without the network {io_cpu:.2f} "
-              f"-> bound for {torch_threads()} busy cores {fwd_cpu / (fwd_cpu + io_cpu):.3f} x raw", flush=True)
-        result = dict(size=args.size, tiles=n, encoder=args.encoder, precision=precision,
+        print(f"best plain forward, batch {args.batch}, torch's threads ({precision}): {plain:.3f} tiles/s")
+        print(f"best streamed forward, as in the pipeline ({precision}): {raw:.3f} tiles/s", flush=True)
+        print(f"best pipeline end to end ({precision}): {pipe:.3f} tiles/s  -> {pipe / plain:.3f} x plain "
+              f"forward, {pipe / raw:.3f} x streamed forward", flush=True)
+        result = dict(size=args.size, tiles=n, encoder=args.encoder, device=device, precision=precision,
                       streams=streams, probability=args.probability, rounds=args.rounds,
+                      plain_forward_tiles_s=plain, pipeline_vs_plain=pipe / plain,
                       raw_tiles_s=raw, pipeline_tiles_s=pipe, pipeline_vs_raw=pipe / raw,
-                      round_ratios=[o[0] / r[0] for o, r in zip(ours, raws)],
-                      network_cpu_s=fwd_cpu, pipeline_without_network_cpu_s=io_cpu)
+                      round_ratios=[o[0] / r[0] for o, r in zip(ours, raws)])
+        if device == "cuda":
+            tiles_s, busy = gpu_busy_share(raster, model, n, opts, tmp)
+            print(f"GPU ({net.describe()}): pipeline {tiles_s:.2f} tiles/s, GPU busy {100 * busy:.1f} % of the run",
+                  flush=True)
+            result.update(gpu=net.describe(), gpu_run_tiles_s=tiles_s, gpu_busy_share=busy)
+        else:
+            # The CPU budget: with every core busy, the pipeline's own work can only be hidden
+            # behind the network's to the extent the machine has cores to spare.
+            fwd_cpu = min(r[1] for r in raws)
+            io_cpu = io_cpu_seconds(raster, model, opts, tmp)
+            print(f"CPU seconds: network {fwd_cpu:.2f}, pipeline without the network {io_cpu:.2f} -> "
+                  f"bound with {torch_threads()} busy cores {fwd_cpu / (fwd_cpu + io_cpu):.3f} x streamed", flush=True)
+            result.update(network_cpu_s=fwd_cpu, pipeline_without_network_cpu_s=io_cpu)
         ours = pipe
-        if not args.no_onnx:
+        if not args.no_onnx and device == "cpu":
             onnx = bench_onnx(model, n, opts, tmp)
             print(f"onnxruntime fp32 CPU:         {onnx:.3f} tiles/s  -> pipeline is {ours / onnx:.3f} x onnxruntime", flush=True)
             result.update(onnx_tiles_s=onnx, pipeline_vs_onnx=ours / onnx)
@@ -218,6 +281,7 @@ if __name__ == "__main__":
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--encoder", default="resnet34")
     p.add_argument("--precision", default="auto")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--rounds", type=int, default=3, help="alternating raw/pipeline rounds (best of)")
     p.add_argument("--streams", type=int, default=0, help="CPU inference streams (0: automatic)")
     p.add_argument("--probability", default="float32", choices=["float32", "uint8"])

@@ -32,6 +32,7 @@ from .progress import Progress
 from .vector import VectorLayer, write_gpkg
 
 PROBABILITY_NODATA_U8 = 255
+PIECE_TILES = 8  # neighbouring tiles read, decoded and normalised in one go
 MASK_NODATA = 255
 
 
@@ -301,7 +302,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         raise ValueError("BATCH_SIZE must be at least 1")
     device = pick_device(opts.device)
     precision = pick_precision(opts.precision, device)
-    streams = opts.streams or (cpu_streams(torch_threads(), opts.batch_size) if device == "cpu" else 1)
+    streams = (opts.streams or cpu_streams(torch_threads(), opts.batch_size)) if device == "cpu" else 1
     header = read_header(model_path)
     threshold = header.threshold if opts.threshold is None else float(opts.threshold)
     if not 0 < threshold < 1:
@@ -405,22 +406,32 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
                     arr[buf_h - n:] = 0
                 buf_y0 += n
 
-        # Two strip buffers: strip r + 2 is read while tiles are cut from strip r + 1, and
-        # strip r has been cut by then (tiles are copied into batches as they are cut).
-        strip_w = max((min(max(r) + T, W) - min(r) for r in plan if r), default=0)
-        strips = [(np.empty((len(readers), buf_h, strip_w), np.float32),
-                   np.empty((buf_h, strip_w), bool)) for _ in range(2)]
-        raw_dn = [np.empty(buf_h * strip_w, ds.dtypes[b - 1]) for ds, b, _ in readers]
+        # Tiles are read in pieces of at most PIECE_TILES neighbours of one tile row, so that
+        # the read buffers depend on the tile size, not on the raster width. The first piece
+        # holds one batch only: the network starts as soon as possible.
+        per_batch = -(-opts.batch_size // streams)  # BATCH_SIZE tiles in flight in all
+        pieces = []
+        for row, row_xs in enumerate(plan):
+            for x in row_xs:
+                if pieces and pieces[-1][0] == row and x + T - pieces[-1][1][0] <= T + (PIECE_TILES - 1) * stride \
+                        and (len(pieces) > 1 or len(pieces[0][1]) < per_batch):
+                    pieces[-1][1].append(x)
+                else:
+                    pieces.append((row, [x]))
+        piece_w = max((min(xs_[-1] + T, W) - xs_[0] for _, xs_ in pieces), default=1)
+        # Two piece buffers: piece i + 2 is read while tiles are cut from piece i + 1, and
+        # piece i has been cut by then (tiles are copied into batches as they are cut).
+        strips = [(np.empty((len(readers), buf_h, piece_w), np.float32),
+                   np.empty((buf_h, piece_w), bool)) for _ in range(2)]
+        raw_dn = [np.empty(buf_h * piece_w, ds.dtypes[b - 1]) for ds, b, _ in readers]
 
-        def load_strip(row):
-            """Read, decode and normalise the strip under one tile row (runs in the I/O
-            thread, beside the forward passes: both release the GIL)."""
-            row_xs = plan[row]
-            if not row_xs:
-                return None
+        def load_piece(i):
+            """Read, decode and normalise the pixels under one piece of a tile row (runs in
+            the I/O thread, beside the forward passes: both release the GIL)."""
+            row, piece_xs = pieces[i]
             y, h = ys[row], min(T, H - ys[row])
-            x0, x1 = min(row_xs), min(max(row_xs) + T, W)
-            strip, invalid = (a[..., :h, :x1 - x0] for a in strips[row % 2])
+            x0, x1 = piece_xs[0], min(piece_xs[-1] + T, W)
+            strip, invalid = (a[..., :h, :x1 - x0] for a in strips[i % 2])
             invalid[:] = False
             win = Window(x0, y, x1 - x0, h)
             for c, (ds, b, decode) in enumerate(readers):
@@ -430,31 +441,28 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
             any_invalid = bool(invalid.any())
             if any_invalid:
                 strip[:, invalid] = 0.0  # a pixel missing in any band is missing in all
-            return strip, invalid if any_invalid else None, x0
+            return strip, invalid if any_invalid else None
 
-        first_strip = io.submit(load_strip, 0)  # read while the network loads
+        first_piece = io.submit(load_piece, 0) if pieces else None  # read while the network loads
         net = Network(model_path, device, precision, streams)
         progress.info(f"model: {header.architecture}/{header.encoder}, bands {', '.join(header.bands)}; "
                       f"device {device} ({net.describe()}), precision {precision}")
-        per_batch = -(-opts.batch_size // net.streams)  # BATCH_SIZE tiles in flight in all
         # A batch buffer is refilled only after its probabilities were blended: run() keeps
         # at most streams + 1 batches in flight.
         buffers = [net.new_batch(per_batch, len(readers), T) for _ in range(net.streams + 2)]
 
         def batches():
             """((row, x, no-data) per tile, batch) in raster order; batches run on across
-            tile rows, so only the last one can be short."""
+            pieces and tile rows, so only the last one can be short."""
             keys, n_batches = [], 0
-            pending = first_strip
-            for row in range(len(ys)):
+            pending = first_piece
+            for i, (row, piece_xs) in enumerate(pieces):
                 progress.check()
-                loaded = pending.result()
-                if row + 1 < len(ys):
-                    pending = io.submit(load_strip, row + 1)
-                if loaded is None:
-                    continue
-                strip, invalid, x0 = loaded
-                for x in plan[row]:
+                strip, invalid = pending.result()
+                if i + 1 < len(pieces):
+                    pending = io.submit(load_piece, i + 1)
+                x0 = piece_xs[0]
+                for x in piece_xs:
                     batch = buffers[n_batches % len(buffers)]
                     tile = _pad_tile(strip[:, :, x - x0:x - x0 + T], T)
                     batch[len(keys)].copy_(net.torch.from_numpy(tile))

@@ -259,3 +259,14 @@ def test_prepared_model_kept_for_batch_runs_and_reloaded_when_rewritten(tmp_path
     new_model(path, ["B2", "B3", "B4"], encoder="resnet18", seed=2)
     again, header = prepared_model(path, "cpu")
     assert again is not first and header.bands == ["B2", "B3", "B4"]
+
+
+def test_reading_in_pieces_matches_whole_rows(region, untrained_model, tmp_path, monkeypatch):
+    from glacier_mapper_plugin.core import segment as segment_module
+    probs = {}
+    for piece_tiles in (2, 1000):
+        monkeypatch.setattr(segment_module, "PIECE_TILES", piece_tiles)
+        res = segment(region.imagery_end, untrained_model, tmp_path / f"p{piece_tiles}.tif",
+                      dem_path=region.dem, options=SegmentOptions(streams=1, **SMALL))
+        probs[piece_tiles] = _read(res.probability)[0]
+    np.testing.assert_array_equal(probs[2], probs[1000])
