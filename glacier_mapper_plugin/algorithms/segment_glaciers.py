@@ -56,7 +56,8 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         "PRECISION": "auto: bf16 (or fp16) on CUDA, bf16 on CPUs with bf16 support, else fp32.",
         "TILE_SIZE": "Tile side in pixels (multiple of 32). Memory grows with it.",
         "OVERLAP": "Pixels shared by neighbouring tiles, blended with smooth weights.",
-        "BATCH_SIZE": "Tiles per forward pass.",
+        "BATCH_SIZE": "Tiles in the network at once (memory grows with it). On a multi-core CPU they are "
+                      "shared by two parallel inference streams; on CUDA they form one forward pass.",
         "THRESHOLD": "Probability above which a pixel is glacier; empty: the model's own.",
         "BANDS": "Optional mapping model band = raster band number, e.g. B2=1,B3=2,B4=3,B8=4,B12=5,DEM=6.",
         "MASK_LAYER": "Optional polygons (e.g. the inventory): only tiles touching them, "

@@ -1,12 +1,15 @@
 """Streaming U-Net inference on rasters of any size, on CUDA or CPU.
 
-The raster is processed in strips of overlapping tiles: each strip is read once, decoded to
-physical units, normalised with the model's statistics (no-data pixels set to the band mean,
-i.e. 0 after normalisation, and flagged), run through the network in batches, and blended
-into a strip accumulator with smooth (raised-cosine) weights, so tile borders leave no seam.
-Rows that no later tile can touch are written out at once: memory depends on the tile size,
-batch size and raster width, never on the raster height. Raster borders get real context
-(the last tile is shifted inside the raster); rasters smaller than a tile are mirrored.
+Overlapping tiles are read in pieces of a tile row (an I/O thread reads, decodes to physical
+units and normalises with the model's statistics; no-data pixels are set to the band mean,
+i.e. 0 after normalisation, and flagged), cut straight into batches laid out as the network
+wants them, run through the network in worker streams (two single-threaded ones on a
+multi-core CPU, one on CUDA) and blended in order into a one-tile-high accumulator with
+smooth (raised-cosine) weights, so tile borders leave no seam. Rows no later tile can touch
+are written out as soon as the next tile row starts: memory depends on the tile size, the
+batch size and (for the accumulators only) the raster width, never on the raster height.
+Raster borders get real context (the last tile is shifted inside the raster); rasters
+smaller than a tile are mirrored.
 """
 from __future__ import annotations
 
