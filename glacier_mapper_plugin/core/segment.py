@@ -290,6 +290,162 @@ def _pad_tile(arr: np.ndarray, tile: int) -> np.ndarray:
     return np.pad(arr, ((0, 0), (0, max(ph, 0)), (0, max(pw, 0))), mode=mode)
 
 
+def _tile_plan(src, T: int, stride: int, opts: SegmentOptions):
+    """Tile row and column origins, and per tile row the columns to run: all of them, or
+    those whose tile touches the MASK_LAYER polygons (buffered)."""
+    H, W = src.height, src.width
+    ys, xs = tile_origins(H, T, stride), tile_origins(W, T, stride)
+    if not opts.mask_geometries:
+        return ys, xs, [list(xs) for _ in ys]
+    geoms = [g for g in opts.mask_geometries if g is not None and not g.is_empty]
+    if not geoms:
+        raise ValueError("MASK_LAYER has no geometry")
+    region = prep(unary_union(geoms).buffer(opts.mask_buffer_m))
+
+    def wanted(y, x):
+        left, top = src.transform * (x, y)
+        right, bottom = src.transform * (min(x + T, W), min(y + T, H))
+        return region.intersects(box(min(left, right), min(top, bottom), max(left, right), max(top, bottom)))
+
+    return ys, xs, [[x for x in xs if wanted(y, x)] for y in ys]
+
+
+def _pieces(plan, T: int, stride: int, first_piece_tiles: int):
+    """(tile row, tile columns) pieces of at most PIECE_TILES neighbours, in raster order, so
+    that read buffers depend on the tile size and not on the raster width. The first piece
+    holds one batch only: the network starts as soon as possible."""
+    max_width = T + (PIECE_TILES - 1) * stride
+    pieces = []
+    for row, row_xs in enumerate(plan):
+        for x in row_xs:
+            fits = pieces and pieces[-1][0] == row and x + T - pieces[-1][1][0] <= max_width
+            if fits and (len(pieces) > 1 or len(pieces[0][1]) < first_piece_tiles):
+                pieces[-1][1].append(x)
+            else:
+                pieces.append((row, [x]))
+    return pieces
+
+
+class _PieceReader:
+    """Reads, decodes and normalises the pixels under one piece (called in the I/O thread,
+    beside the forward passes: both release the GIL). Two reused buffers: piece i + 2 is
+    read while tiles are cut from piece i + 1, and piece i has been cut by then (tiles are
+    copied into batches as they are cut)."""
+
+    def __init__(self, readers, header, pieces, ys, T: int, H: int, W: int):
+        self.readers, self.header, self.pieces, self.ys = readers, header, pieces, ys
+        self.T, self.H, self.W = T, H, W
+        h = min(H, T)
+        w = max((min(xs[-1] + T, W) - xs[0] for _, xs in pieces), default=1)
+        self.buffers = [(np.empty((len(readers), h, w), np.float32), np.empty((h, w), bool))
+                        for _ in range(2)]
+        self.dn = [np.empty(h * w, ds.dtypes[b - 1]) for ds, b, _ in readers]
+
+    def __call__(self, i: int):
+        """(normalised (C, h, w) float32, no-data mask or None when all pixels are valid)."""
+        row, xs = self.pieces[i]
+        y, h = self.ys[row], min(self.T, self.H - self.ys[row])
+        x0, x1 = xs[0], min(xs[-1] + self.T, self.W)
+        strip, invalid = (a[..., :h, :x1 - x0] for a in self.buffers[i % 2])
+        invalid[:] = False
+        win = Window(x0, y, x1 - x0, h)
+        for c, (ds, b, decode) in enumerate(self.readers):
+            dn = ds.read(b, window=win, out=self.dn[c][:h * (x1 - x0)].reshape(h, x1 - x0))
+            invalid |= decode.standardise(dn, self.header.mean[c], self.header.std[c],
+                                          out=strip[c], fill=False)[1]
+        if not invalid.any():
+            return strip, None
+        strip[:, invalid] = 0.0  # a pixel missing in any band is missing in all
+        return strip, invalid
+
+
+class _Mosaic:
+    """Tile probabilities blended with smooth weights into a one-tile-high accumulator
+    (tiles arrive in raster order, so rows above the current tile row are final); finished
+    rows become probability and mask blocks, written in the I/O thread."""
+
+    def __init__(self, H: int, W: int, T: int, overlap: int, threshold: float, prob_u8: bool,
+                 write, io):
+        self.H, self.W, self.T = H, W, T
+        self.weights = blend_weights(T, overlap)
+        self.threshold, self.prob_u8, self.write, self.io = threshold, prob_u8, write, io
+        self.rows = min(H, T)
+        self.acc = np.zeros((self.rows, W), np.float32)
+        self.wsum = np.zeros((self.rows, W), np.float32)
+        self.invalid = np.zeros((self.rows, W), bool)
+        self.weighted = np.empty((T, T), np.float32)
+        self.y0 = 0
+        self.glacier_px = 0
+        self.writes = []
+
+    def add(self, y: int, x: int, prob: np.ndarray, invalid):
+        if y > self.y0:
+            self.flush(y)  # rows above y are final: earlier rows' tiles came first
+        h, w = min(self.T, self.H - y), min(self.T, self.W - x)
+        r0 = y - self.y0
+        np.multiply(prob[:h, :w], self.weights[:h, :w], out=self.weighted[:h, :w])
+        self.acc[r0:r0 + h, x:x + w] += self.weighted[:h, :w]
+        self.wsum[r0:r0 + h, x:x + w] += self.weights[:h, :w]
+        if invalid is not None:
+            self.invalid[r0:r0 + h, x:x + w] |= invalid[:h, :w]
+        while self.writes and self.writes[0].done():
+            self.writes.pop(0).result()  # surface write errors early
+
+    def flush(self, upto: int):
+        """Write rows [y0, upto), at most the accumulator's height at a time (rows that
+        MASK_LAYER skipped are written as no data), and shift the accumulators."""
+        n_rows = self.rows
+        while self.y0 < upto:
+            n = min(upto - self.y0, n_rows)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                p = np.divide(self.acc[:n], self.wsum[:n])  # NaN where no tile ran
+                mask = (p >= self.threshold).view(np.uint8)
+            nodata = self.invalid[:n] | (self.wsum[:n] == 0)
+            np.copyto(mask, MASK_NODATA, where=nodata)
+            self.glacier_px += int(np.count_nonzero(mask == 1))
+            if self.prob_u8:
+                np.multiply(p, 100, out=p)
+                np.copyto(p, PROBABILITY_NODATA_U8, where=nodata)
+                out = np.rint(p, out=p).astype(np.uint8)
+            else:
+                np.copyto(p, np.nan, where=self.invalid[:n])
+                out = p
+            self.writes.append(self.io.submit(self.write, out, mask, Window(0, self.y0, self.W, n)))
+            for arr in (self.acc, self.wsum, self.invalid):
+                arr[:n_rows - n] = arr[n:]  # numpy copies overlapping ranges correctly
+                arr[n_rows - n:] = 0
+            self.y0 += n
+
+    def finish(self):
+        self.flush(self.H)
+        for w in self.writes:
+            w.result()
+
+
+def _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags):
+    """(probability dataset, mask dataset or None, temporary mask path) at temporary names
+    that `atomic_output` moves into place only when the run completes."""
+    # Deflate level 1: a third of the default level's CPU time for a few % more bytes,
+    # and still readable by every GIS (ZSTD is faster still but not readable everywhere).
+    # Blocks are compressed on all cores: the last ones are, at close, on otherwise idle ones.
+    base = dict(GTIFF_PROFILE, width=src.width, height=src.height, count=1, crs=src.crs,
+                transform=src.transform, ZLEVEL=1, NUM_THREADS="ALL_CPUS")
+    prob_profile = dict(base, dtype="uint8", nodata=PROBABILITY_NODATA_U8) if prob_u8 else \
+        dict(base, dtype="float32", nodata=float("nan"), predictor=3)
+    tmp_prob = stack.enter_context(atomic_output(probability_path))
+    prob_dst = stack.enter_context(rasterio.open(tmp_prob, "w", **prob_profile))
+    prob_dst.set_band_description(1, "glacier probability" + (" (%)" if prob_u8 else ""))
+    mask_dst = tmp_mask = None
+    if mask_path:
+        tmp_mask = stack.enter_context(atomic_output(mask_path))
+        mask_dst = stack.enter_context(rasterio.open(
+            tmp_mask, "w", **dict(base, dtype="uint8", nodata=MASK_NODATA)))
+        mask_dst.set_band_description(1, "glacier mask")
+    for dst in filter(None, (prob_dst, mask_dst)):
+        dst.update_tags(**tags)
+    return prob_dst, mask_dst, tmp_mask
+
+
 def segment(input_path, model_path, probability_path, mask_path=None, polygons_path=None,
             dem_path=None, options: SegmentOptions | None = None,
             progress: Progress | None = None) -> SegmentResult:
@@ -306,6 +462,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
     device = pick_device(opts.device)
     precision = pick_precision(opts.precision, device)
     streams = (opts.streams or cpu_streams(torch_threads(), opts.batch_size)) if device == "cpu" else 1
+    per_batch = -(-opts.batch_size // streams)  # BATCH_SIZE tiles in flight in all
     header = read_header(model_path)
     threshold = header.threshold if opts.threshold is None else float(opts.threshold)
     if not 0 < threshold < 1:
@@ -316,64 +473,17 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         src = stack.enter_context(rasterio.open(input_path))
         _check_grid(src, header, progress)
         readers = band_readers(stack, src, header.bands, opts.bands, dem_path, progress)
-
         H, W, T = src.height, src.width, opts.tile_size
         stride = T - opts.overlap
-        ys, xs = tile_origins(H, T, stride), tile_origins(W, T, stride)
-        weights = blend_weights(T, opts.overlap)
-        region = None
-        if opts.mask_geometries:
-            geoms = [g for g in opts.mask_geometries if g is not None and not g.is_empty]
-            region = prep(unary_union(geoms).buffer(opts.mask_buffer_m)) if geoms else None
-            if region is None:
-                raise ValueError("MASK_LAYER has no geometry")
-
-        def tile_wanted(y, x):
-            if region is None:
-                return True
-            left, top = src.transform * (x, y)
-            right, bottom = src.transform * (min(x + T, W), min(y + T, H))
-            return region.intersects(box(min(left, right), min(top, bottom),
-                                         max(left, right), max(top, bottom)))
-
-        plan = [[x for x in xs if tile_wanted(y, x)] for y in ys]
-        n_tiles = sum(len(r) for r in plan)
-        n_total = len(ys) * len(xs)
+        ys, xs, plan = _tile_plan(src, T, stride, opts)
+        n_tiles, n_total = sum(len(r) for r in plan), len(ys) * len(xs)
         progress.info(f"{W} x {H} pixels, {n_total} tiles of {T} px (overlap {opts.overlap}), "
                       f"{n_tiles} to run, batch {opts.batch_size}")
 
         prob_u8 = opts.probability_dtype == "uint8"
-        # Deflate level 1: a third of the default level's CPU time for a few % more bytes,
-        # and still readable by every GIS (ZSTD is faster still but not readable everywhere).
-        # Blocks are compressed on all cores: the last ones are, at close, on otherwise idle ones.
-        base = dict(GTIFF_PROFILE, width=W, height=H, count=1, crs=src.crs, transform=src.transform,
-                    ZLEVEL=1, NUM_THREADS="ALL_CPUS")
-        prob_profile = dict(base, dtype="uint8", nodata=PROBABILITY_NODATA_U8) if prob_u8 else \
-            dict(base, dtype="float32", nodata=float("nan"), predictor=3)
-        tmp_prob = stack.enter_context(atomic_output(probability_path))
-        prob_dst = stack.enter_context(rasterio.open(tmp_prob, "w", **prob_profile))
-        prob_dst.set_band_description(1, "glacier probability" + (" (%)" if prob_u8 else ""))
-        mask_dst = None
-        if mask_path:
-            tmp_mask = stack.enter_context(atomic_output(mask_path))
-            mask_dst = stack.enter_context(rasterio.open(
-                tmp_mask, "w", **dict(base, dtype="uint8", nodata=MASK_NODATA)))
-            mask_dst.set_band_description(1, "glacier mask")
-        for dst in filter(None, (prob_dst, mask_dst)):
-            dst.update_tags(MODEL=Path(model_path).name, THRESHOLD=str(threshold),
-                            SOURCE=Path(input_path).name, **{k: v for k, v in src.tags().items()
-                                                             if k in ("DATE", "DATETIME", "SCENE_ID")})
-
-        # Tiles are blended only below the last flushed row, so one tile height suffices.
-        buf_h = min(H, T)
-        acc = np.zeros((buf_h, W), np.float32)
-        wsum = np.zeros((buf_h, W), np.float32)
-        invalid_buf = np.zeros((buf_h, W), bool)
-        weighted = np.empty((T, T), np.float32)
-        buf_y0 = 0
-        done = 0
-        glacier_px = 0
-        pixel_area_km2 = abs(src.transform.a * src.transform.e) / 1e6
+        tags = dict(MODEL=Path(model_path).name, THRESHOLD=str(threshold), SOURCE=Path(input_path).name,
+                    **{k: v for k, v in src.tags().items() if k in ("DATE", "DATETIME", "SCENE_ID")})
+        prob_dst, mask_dst, tmp_mask = _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags)
 
         def write_rows(out, mask, window):
             prob_dst.write(out, 1, window=window)
@@ -381,72 +491,10 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
                 mask_dst.write(mask, 1, window=window)
 
         io = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="io"))
-        writes = []
-
-        def flush(upto: int):
-            """Write rows [buf_y0, upto) and shift the strip accumulators (in steps of at
-            most the buffer height: rows skipped by MASK_LAYER are written as no data)."""
-            nonlocal buf_y0, glacier_px
-            while buf_y0 < upto:
-                n = min(upto - buf_y0, buf_h)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    p = np.divide(acc[:n], wsum[:n])  # NaN where no tile ran
-                    mask = (p >= threshold).view(np.uint8)
-                nodata = invalid_buf[:n] | (wsum[:n] == 0)
-                np.copyto(mask, MASK_NODATA, where=nodata)
-                glacier_px += int(np.count_nonzero(mask == 1))
-                if prob_u8:
-                    np.multiply(p, 100, out=p)
-                    np.copyto(p, PROBABILITY_NODATA_U8, where=nodata)
-                    out = np.rint(p, out=p).astype(np.uint8)
-                else:
-                    np.copyto(p, np.nan, where=invalid_buf[:n])
-                    out = p
-                # Compression and writing run in the I/O thread, beside the forward passes.
-                writes.append(io.submit(write_rows, out, mask, Window(0, buf_y0, W, n)))
-                for arr in (acc, wsum, invalid_buf):
-                    arr[:buf_h - n] = arr[n:]  # numpy copies overlapping ranges correctly
-                    arr[buf_h - n:] = 0
-                buf_y0 += n
-
-        # Tiles are read in pieces of at most PIECE_TILES neighbours of one tile row, so that
-        # the read buffers depend on the tile size, not on the raster width. The first piece
-        # holds one batch only: the network starts as soon as possible.
-        per_batch = -(-opts.batch_size // streams)  # BATCH_SIZE tiles in flight in all
-        pieces = []
-        for row, row_xs in enumerate(plan):
-            for x in row_xs:
-                if pieces and pieces[-1][0] == row and x + T - pieces[-1][1][0] <= T + (PIECE_TILES - 1) * stride \
-                        and (len(pieces) > 1 or len(pieces[0][1]) < per_batch):
-                    pieces[-1][1].append(x)
-                else:
-                    pieces.append((row, [x]))
-        piece_w = max((min(xs_[-1] + T, W) - xs_[0] for _, xs_ in pieces), default=1)
-        # Two piece buffers: piece i + 2 is read while tiles are cut from piece i + 1, and
-        # piece i has been cut by then (tiles are copied into batches as they are cut).
-        strips = [(np.empty((len(readers), buf_h, piece_w), np.float32),
-                   np.empty((buf_h, piece_w), bool)) for _ in range(2)]
-        raw_dn = [np.empty(buf_h * piece_w, ds.dtypes[b - 1]) for ds, b, _ in readers]
-
-        def load_piece(i):
-            """Read, decode and normalise the pixels under one piece of a tile row (runs in
-            the I/O thread, beside the forward passes: both release the GIL)."""
-            row, piece_xs = pieces[i]
-            y, h = ys[row], min(T, H - ys[row])
-            x0, x1 = piece_xs[0], min(piece_xs[-1] + T, W)
-            strip, invalid = (a[..., :h, :x1 - x0] for a in strips[i % 2])
-            invalid[:] = False
-            win = Window(x0, y, x1 - x0, h)
-            for c, (ds, b, decode) in enumerate(readers):
-                dn = ds.read(b, window=win, out=raw_dn[c][:h * (x1 - x0)].reshape(h, x1 - x0))
-                invalid |= decode.standardise(dn, header.mean[c], header.std[c], out=strip[c],
-                                              fill=False)[1]
-            any_invalid = bool(invalid.any())
-            if any_invalid:
-                strip[:, invalid] = 0.0  # a pixel missing in any band is missing in all
-            return strip, invalid if any_invalid else None
-
-        first_piece = io.submit(load_piece, 0) if pieces else None  # read while the network loads
+        mosaic = _Mosaic(H, W, T, opts.overlap, threshold, prob_u8, write_rows, io)
+        pieces = _pieces(plan, T, stride, per_batch)
+        read_piece = _PieceReader(readers, header, pieces, ys, T, H, W)
+        first_piece = io.submit(read_piece, 0) if pieces else None  # read while the network loads
         net = Network(model_path, device, precision, streams)
         progress.info(f"model: {header.architecture}/{header.encoder}, bands {', '.join(header.bands)}; "
                       f"device {device} ({net.describe()}), precision {precision}")
@@ -457,46 +505,32 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         def batches():
             """((row, x, no-data) per tile, batch) in raster order; batches run on across
             pieces and tile rows, so only the last one can be short."""
-            keys, n_batches = [], 0
-            pending = first_piece
+            keys, n_batches, pending = [], 0, first_piece
             for i, (row, piece_xs) in enumerate(pieces):
                 progress.check()
                 strip, invalid = pending.result()
                 if i + 1 < len(pieces):
-                    pending = io.submit(load_piece, i + 1)
+                    pending = io.submit(read_piece, i + 1)
                 x0 = piece_xs[0]
                 for x in piece_xs:
                     batch = buffers[n_batches % len(buffers)]
                     tile = _pad_tile(strip[:, :, x - x0:x - x0 + T], T)
                     batch[len(keys)].copy_(net.torch.from_numpy(tile))
-                    keys.append((row, x, None if invalid is None else
-                                 invalid[:, x - x0:x - x0 + T].copy()))
+                    keys.append((row, x, None if invalid is None else invalid[:, x - x0:x - x0 + T].copy()))
                     if len(keys) == per_batch:
                         yield keys, batch
                         keys, n_batches = [], n_batches + 1
             if keys:
                 yield keys, buffers[n_batches % len(buffers)][:len(keys)]
 
+        done = 0
         for keys, probs in net.run(batches()):
             progress.check()
-            for (row, x, tile_invalid), p in zip(keys, probs):
-                y = ys[row]
-                if y > buf_y0:
-                    flush(y)  # rows above y are final: earlier rows' tiles came first
-                h, w_ = min(T, H - y), min(T, W - x)
-                r0 = y - buf_y0
-                np.multiply(p[:h, :w_], weights[:h, :w_], out=weighted[:h, :w_])
-                acc[r0:r0 + h, x:x + w_] += weighted[:h, :w_]
-                wsum[r0:r0 + h, x:x + w_] += weights[:h, :w_]
-                if tile_invalid is not None:
-                    invalid_buf[r0:r0 + h, x:x + w_] |= tile_invalid[:h, :w_]
+            for (row, x, invalid), prob in zip(keys, probs):
+                mosaic.add(ys[row], x, prob, invalid)
             done += len(keys)
             progress.update(0.95 * done / max(n_tiles, 1), None)
-            while writes and writes[0].done():
-                writes.pop(0).result()  # surface write errors early
-        flush(H)
-        for w in writes:
-            w.result()
+        mosaic.finish()
         progress.info(f"{done} tiles in {time.perf_counter() - t0:.1f} s")
         polygons = None
         if polygons_path:
@@ -504,10 +538,11 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
                 raise ValueError("OUTPUT_POLYGONS needs OUTPUT_MASK")
             mask_dst.close()
             polygons = polygonise(tmp_mask, polygons_path, opts.min_area_km2, opts.simplify_m)
-    progress.update(1.0, f"glacier area {glacier_px * pixel_area_km2:.3f} km2 (planar)")
+    area_km2 = mosaic.glacier_px * abs(src.transform.a * src.transform.e) / 1e6
+    progress.update(1.0, f"glacier area {area_km2:.3f} km2 (planar)")
     return SegmentResult(Path(probability_path), Path(mask_path) if mask_path else None,
-                         polygons, device, precision, n_tiles, n_total - n_tiles,
-                         glacier_px * pixel_area_km2, time.perf_counter() - t0)
+                         polygons, device, precision, n_tiles, n_total - n_tiles, area_km2,
+                         time.perf_counter() - t0)
 
 
 def polygonise(mask_path, polygons_path, min_area_km2=0.0, simplify_m=0.0) -> Path:
