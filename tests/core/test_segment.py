@@ -270,3 +270,22 @@ def test_reading_in_pieces_matches_whole_rows(region, untrained_model, tmp_path,
                       dem_path=region.dem, options=SegmentOptions(streams=1, **SMALL))
         probs[piece_tiles] = _read(res.probability)[0]
     np.testing.assert_array_equal(probs[2], probs[1000])
+
+
+def _cuda_available():
+    import torch
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA GPU (run on a lent GPU machine)")
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_cuda_agrees_with_cpu(region, untrained_model, tmp_path, precision):
+    """The CUDA path (pinned batch buffers, one stream, autocast) against the CPU fp32 run."""
+    masks = {}
+    for device, prec in (("cpu", "fp32"), ("cuda", precision)):
+        res = segment(region.imagery_end, untrained_model, tmp_path / f"p{device}.tif",
+                      tmp_path / f"m{device}.tif", dem_path=region.dem,
+                      options=SegmentOptions(tile_size=256, overlap=32, device=device, precision=prec))
+        assert res.device == device
+        masks[device] = _read(res.mask)[0]
+    assert np.mean(masks["cpu"] == masks["cuda"]) >= 0.999
