@@ -3,7 +3,6 @@ import datetime as dt
 
 from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputMultipleLayers,
                        QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterString, QgsWkbTypes)
 
@@ -50,8 +49,7 @@ class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         from ..core.acquire import EARTH_SEARCH
-        self.addParameter(QgsProcessingParameterFeatureSource("INVENTORY", "Inventory", [QgsProcessing.TypeVectorPolygon]))
-        self.addParameter(QgsProcessingParameterField("ID_FIELD", "Glacier id field", parentLayerParameterName="INVENTORY", optional=True))
+        self.add_inventory_parameters()
         self.addParameter(QgsProcessingParameterString("DATE", "Target date (YYYY-MM-DD)", defaultValue="2023-09-01"))
         self.addParameter(QgsProcessingParameterNumber("WINDOW_DAYS", "Window (+- days)", defaultValue=15, minValue=0, maxValue=365))
         self.addParameter(QgsProcessingParameterNumber("MAX_CANDIDATES", "Candidate scenes", defaultValue=5, minValue=1, maxValue=100))

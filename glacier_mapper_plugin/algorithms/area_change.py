@@ -3,9 +3,9 @@ import datetime as dt
 
 from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputHtml,
                        QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
-                       QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
-                       QgsProcessingParameterNumber, QgsWkbTypes)
+                       QgsProcessingParameterField, QgsProcessingParameterFileDestination,
+                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
+                       QgsWkbTypes)
 
 from .base import GlacierMapperAlgorithm, style_output
 from .layers import fields_for, inventory_from_source, source_geometries, write_rows
@@ -81,8 +81,7 @@ class AreaChangeAlgorithm(GlacierMapperAlgorithm):
     }
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
-        self.addParameter(QgsProcessingParameterFeatureSource("INVENTORY", "Inventory", [QgsProcessing.TypeVectorPolygon]))
-        self.addParameter(QgsProcessingParameterField("ID_FIELD", "Glacier id field", parentLayerParameterName="INVENTORY", optional=True))
+        self.add_inventory_parameters()
         self.addParameter(QgsProcessingParameterField("DATE_FIELD", "Inventory date field", parentLayerParameterName="INVENTORY", optional=True))
         self.addParameter(QgsProcessingParameterMultipleLayers("START", "Start prediction(s)", QgsProcessing.TypeRaster))
         self.addParameter(QgsProcessingParameterMultipleLayers("END", "End prediction(s)", QgsProcessing.TypeRaster))

@@ -6,7 +6,8 @@ import collections
 
 from pathlib import Path
 
-from qgis.core import (QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
+from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingLayerPostProcessorInterface)
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
@@ -124,6 +125,13 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
         if text and hasattr(parameter, "setHelp"):
             parameter.setHelp(self.tr(text))
         return super().addParameter(parameter, createOutput)
+
+    def add_inventory_parameters(self):
+        """INVENTORY (glacier polygons, any CRS) and ID_FIELD, as every inventory-driven
+        algorithm names them."""
+        self.addParameter(QgsProcessingParameterFeatureSource("INVENTORY", "Inventory", [QgsProcessing.TypeVectorPolygon]))
+        self.addParameter(QgsProcessingParameterField("ID_FIELD", "Glacier id field", parentLayerParameterName="INVENTORY",
+                                                      optional=True))
 
     def missing_dependencies(self) -> list[str]:
         dependencies.add_to_sys_path()

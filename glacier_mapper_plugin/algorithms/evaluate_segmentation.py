@@ -1,7 +1,6 @@
 """glacier_mapper:evaluate_segmentation -> core.evaluate.evaluate."""
 from qgis.core import (QgsField, QgsProcessing, QgsProcessingOutputNumber,
-                       QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
-                       QgsProcessingParameterField, QgsProcessingParameterNumber,
+                       QgsProcessingParameterFeatureSink, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterLayer, QgsWkbTypes)
 
 from .base import GlacierMapperAlgorithm
@@ -30,8 +29,7 @@ class EvaluateSegmentationAlgorithm(GlacierMapperAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         self.addParameter(QgsProcessingParameterRasterLayer("PREDICTION", "Prediction"))
-        self.addParameter(QgsProcessingParameterFeatureSource("INVENTORY", "Inventory", [QgsProcessing.TypeVectorPolygon]))
-        self.addParameter(QgsProcessingParameterField("ID_FIELD", "Glacier id field", parentLayerParameterName="INVENTORY", optional=True))
+        self.add_inventory_parameters()
         self.addParameter(QgsProcessingParameterRasterLayer("QUALITY", "Quality (SCL) raster", optional=True))
         self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold", QgsProcessingParameterNumber.Double, 0.5, False, 0.0, 1.0))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_TABLE", "Per-glacier metrics", QgsProcessing.TypeVector))

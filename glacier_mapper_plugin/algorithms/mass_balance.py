@@ -142,8 +142,7 @@ class PredictMassBalanceAlgorithm(GlacierMapperAlgorithm):
     })
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
-        self.addParameter(QgsProcessingParameterFeatureSource("INVENTORY", "Inventory", [QgsProcessing.TypeVectorPolygon]))
-        self.addParameter(QgsProcessingParameterField("ID_FIELD", "Glacier id field", parentLayerParameterName="INVENTORY", optional=True))
+        self.add_inventory_parameters()
         self.addParameter(QgsProcessingParameterFile("MODEL", "Mass-balance model", fileFilter="Mass balance model (*.json)"))
         add_climate_parameters(self)
         self.addParameter(QgsProcessingParameterNumber("START_YEAR", "Start year", defaultValue=2000, minValue=1800, maxValue=2200))

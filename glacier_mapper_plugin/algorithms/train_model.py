@@ -1,8 +1,8 @@
 """glacier_mapper:train_model -> core.train.train_model."""
-from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingParameterFeatureSource,
-                       QgsProcessingParameterField, QgsProcessingParameterFileDestination,
-                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
+from qgis.core import (QgsProcessing, QgsProcessingOutputNumber,
+                       QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
+                       QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
+                       QgsProcessingParameterString)
 
 from .base import GlacierMapperAlgorithm
 from .layers import inventory_from_source
@@ -33,8 +33,7 @@ TRAINING_HELP = {
 
 def add_training_parameters(alg):
     alg.addParameter(QgsProcessingParameterMultipleLayers("INPUT", "Imagery", QgsProcessing.TypeRaster))
-    alg.addParameter(QgsProcessingParameterFeatureSource("INVENTORY", "Inventory", [QgsProcessing.TypeVectorPolygon]))
-    alg.addParameter(QgsProcessingParameterField("ID_FIELD", "Glacier id field", parentLayerParameterName="INVENTORY", optional=True))
+    alg.add_inventory_parameters()
     alg.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM", optional=True))
     alg.addParameter(QgsProcessingParameterString("QUALITY", "Quality (SCL) band", defaultValue="auto"))
     alg.addParameter(QgsProcessingParameterString("BANDS", "Bands", optional=True))
