@@ -1,16 +1,21 @@
 """Per-glacier Sentinel-2 L2A and DEM acquisition from STAC APIs (Diaconu & Bamber 2023).
 
-For each glacier: search the collection within +-WINDOW_DAYS of DATE; group the items into
-scenes (one acquisition, possibly over several MGRS tiles); keep the MAX_CANDIDATES scenes
-with the least scene cloud cover; for each, read only the SCL pixels over the glacier and
-measure the share of its outline that is no data, saturated, cloud, shadow or cirrus; take
-the scene with the smallest share (ties: the date closest to DATE). Then read only the
-windows needed of each band from the cloud-optimised GeoTIFFs (HTTP range reads through
-GDAL), warped onto the glacier's own UTM grid at 10 m (B12 bilinear from 20 m, SCL
-nearest), mosaicked across tiles and UTM zones, decoded to surface reflectance with each
-item's own offset, plus the DEM (bilinear) on the same grid; one float32 GeoTIFF per glacier
-(B2, B3, B4, B8, B12, DEM, QUALITY=SCL), written atomically. Existing complete outputs are
-skipped, so a rerun resumes.
+For each glacier: search the collections (a priority list) within +-WINDOW_DAYS of DATE;
+group the items into scenes (one acquisition, possibly over several MGRS tiles; an
+acquisition held by several collections is taken from the first of them); keep the
+MAX_CANDIDATES scenes with the least scene cloud cover; for each, read only the SCL pixels
+over the glacier and measure the share of its outline that is no data, saturated, cloud,
+shadow or cirrus; take the scene with the smallest share (ties: collection priority, then
+the date closest to DATE). With SELECTION=cloud_snow (DL4GAM), among the scenes within
+SNOW_TOLERANCE of the smallest share, the one with the least snow on the ground around the
+glacier wins, because late seasonal snow inflates glacier area. Then read only the windows
+needed of each band from the cloud-optimised GeoTIFFs (HTTP range reads through GDAL), warped
+onto the glacier's own UTM grid at 10 m (B12 bilinear from 20 m, SCL nearest), decoded to
+surface reflectance item by item (whether the DNs carry the +1000 offset is decided from the
+item's metadata and checked against the pixels just read: core.reflectance), mosaicked
+across tiles and UTM zones, plus the DEM (bilinear) on the same grid; one float32 GeoTIFF per
+glacier (B2, B3, B4, B8, B12, DEM, QUALITY=SCL), written atomically. Existing complete
+outputs are skipped, so a rerun resumes.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -31,12 +37,20 @@ from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
 
+from . import reflectance
 from . import sentinel2 as s2
 from .geodesy import to_lonlat, utm_epsg
 from .io import GTIFF_PROFILE, atomic_output
 from .progress import Cancelled, Progress
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
+# Collection 1 first: ESA's consistent reprocessing of the whole archive (one processing
+# baseline >= 05.00, the offset declared rightly); the older collection fills gaps.
+DEFAULT_COLLECTIONS = "sentinel-2-c1-l2a,sentinel-2-l2a"
+SELECTIONS = ("cloud", "cloud_snow")
+# cloud_snow: scenes whose masked share is within this of the best compete on snow.
+SNOW_TOLERANCE = 0.05
+SCL_SNOW = 11
 PLANETARY_COMPUTER = "https://planetarycomputer.microsoft.com/api/stac/v1"
 PC_SAS = "https://planetarycomputer.microsoft.com/api/sas/v1/token"
 # STAC asset keys of each band, in the order they are tried (Earth Search v1, Planetary
@@ -61,7 +75,7 @@ class AcquireOptions:
     window_days: int = 15
     max_candidates: int = 5
     stac_url: str = EARTH_SEARCH
-    collection: str = "sentinel-2-l2a"
+    collection: str = DEFAULT_COLLECTIONS   # comma-separated priority list
     buffer_m: float = 1280.0
     dem: str | None = None               # local raster path, or "stac:<collection>"
     dem_stac_url: str | None = None      # default: stac_url
@@ -71,6 +85,11 @@ class AcquireOptions:
     http_retries: int = 5
     sign: str = "auto"                   # auto, none, planetary-computer
     sas_url: str = PC_SAS                # Planetary Computer token endpoint
+    selection: str = "cloud"             # cloud | cloud_snow
+
+    @property
+    def collections(self) -> list[str]:
+        return [c.strip() for c in self.collection.split(",") if c.strip()]
 
 
 @dataclass
@@ -84,6 +103,14 @@ class GlacierResult:
     masked_pct: float = float("nan")
     candidates: int = 0
     detail: str = ""
+    collection: str = ""
+    offset_in_dn: str = ""           # yes / no (per item, comma-joined for mosaics)
+    offset_decided_by: str = ""      # metadata / pixels / metadata+pixels / assumed
+    offset_metadata: str = ""
+    offset_pixels: str = ""
+    dark_dn: float = float("nan")    # darkest band's 1st percentile of valid DNs
+    snow_pct: float = float("nan")   # snow on the ground around the glacier (SCL 11)
+    cloud_only_snow_pct: float = float("nan")  # the same for the scene SELECTION=cloud takes
 
 
 @dataclass
@@ -93,6 +120,7 @@ class Scene:
     datetime: dt.datetime
     cloud_cover: float
     key: tuple = field(default=())
+    collection: str = ""
 
     @property
     def id(self) -> str:
@@ -126,7 +154,7 @@ def _signer(options: AcquireOptions):
             return tok
 
     def sign(item):
-        tok = token(item.collection_id or options.collection)
+        tok = token(item.collection_id or options.collections[0])
         for asset in item.assets.values():
             if "?" not in asset.href and asset.href.startswith("http"):
                 asset.href = f"{asset.href}?{tok}"
@@ -151,18 +179,20 @@ def open_catalog(options: AcquireOptions, url: str | None = None):
     return Client.open(url, stac_io=io)
 
 
-def search_items(catalog, collection, geometry_lonlat, start: dt.date, end: dt.date) -> list:
-    """Items of `collection` meeting the glacier between start and end (inclusive)."""
+def search_items(catalog, collections, geometry_lonlat, start: dt.date, end: dt.date) -> list:
+    """Items of `collections` (an id or a list) meeting the glacier between start and end
+    (inclusive)."""
     from shapely.geometry import mapping, shape
+    collections = [collections] if isinstance(collections, str) else list(collections)
     window = f"{start.isoformat()}T00:00:00Z/{end.isoformat()}T23:59:59Z"
     if hasattr(catalog, "search"):
-        search = catalog.search(collections=[collection], intersects=mapping(geometry_lonlat),
+        search = catalog.search(collections=collections, intersects=mapping(geometry_lonlat),
                                 datetime=window, max_items=1000, limit=100)
         return list(search.items())
     # Static catalog: walk it and filter here.
     found = []
     for item in catalog.get_items(recursive=True):
-        if item.collection_id not in (None, collection) or item.geometry is None:
+        if (item.collection_id is not None and item.collection_id not in collections) or item.geometry is None:
             continue
         day = (item.datetime or item.common_metadata.start_datetime).date()
         if start <= day <= end and shape(item.geometry).intersects(geometry_lonlat):
@@ -170,21 +200,35 @@ def search_items(catalog, collection, geometry_lonlat, start: dt.date, end: dt.d
     return found
 
 
-def group_scenes(items) -> list[Scene]:
-    """Items of one platform, day and relative orbit form one scene (adjacent MGRS tiles)."""
-    groups: dict[tuple, list] = {}
+def _relative_orbit(item):
+    p = item.properties
+    orbit = p.get("sat:relative_orbit", p.get("s2:relative_orbit", p.get("sentinel:relative_orbit")))
+    if orbit is None:  # Earth Search: only in the product name (..._R106_T39QTA_...)
+        m = re.search(r"_R(\d{3})_", str(p.get("s2:product_uri", "")) + "_" + item.id)
+        orbit = int(m.group(1)) if m else None
+    return None if orbit is None else int(orbit)
+
+
+def group_scenes(items, collections=None) -> list[Scene]:
+    """Items of one platform, day and relative orbit form one scene (adjacent MGRS tiles).
+    The same acquisition found in several collections is taken from the first collection of
+    `collections` that holds it (catalogs spell platforms differently: compared in lower
+    case)."""
+    priority = {c: i for i, c in enumerate(collections or [])}
+    groups: dict[tuple, dict[str, list]] = {}
     for item in items:
         p = item.properties
         when = item.datetime or dt.datetime.fromisoformat(p["start_datetime"].replace("Z", "+00:00"))
-        orbit = p.get("sat:relative_orbit", p.get("s2:relative_orbit", p.get("sentinel:relative_orbit")))
-        key = (p.get("platform", ""), when.date().isoformat(), orbit)
-        groups.setdefault(key, []).append(item)
+        key = (str(p.get("platform", "")).lower(), when.date().isoformat(), _relative_orbit(item))
+        groups.setdefault(key, {}).setdefault(item.collection_id or "", []).append(item)
     scenes = []
-    for key, members in groups.items():
+    for key, by_collection in groups.items():
+        collection = min(by_collection, key=lambda c: priority.get(c, len(priority)))
+        members = by_collection[collection]
         clouds = [m.properties.get("eo:cloud_cover") for m in members]
         clouds = [c for c in clouds if c is not None]
         scenes.append(Scene(members, min(m.datetime for m in members),
-                            float(np.mean(clouds)) if clouds else 100.0, key))
+                            float(np.mean(clouds)) if clouds else 100.0, key, collection))
     return scenes
 
 
@@ -221,21 +265,6 @@ def asset_for(item, band: str):
     raise KeyError(f"item {item.id} has no asset for {band} (looked for {', '.join(ASSET_KEYS[band])})")
 
 
-def band_scaling(item, asset) -> tuple[float, float, str]:
-    """(scale, offset, how) turning this item's DN into reflectance."""
-    bands = asset.extra_fields.get("raster:bands") or []
-    if bands and ("offset" in bands[0] or "scale" in bands[0]):
-        return float(bands[0].get("scale", 1.0)), float(bands[0].get("offset", 0.0)), "raster:bands"
-    p = item.properties
-    if p.get("earthsearch:boa_offset_applied"):
-        return 1.0 / s2.QUANTIFICATION, 0.0, "earthsearch:boa_offset_applied"
-    baseline = p.get("s2:processing_baseline") or p.get("processing:version")
-    if baseline:
-        return 1.0 / s2.QUANTIFICATION, s2.boa_offset(baseline) / s2.QUANTIFICATION, f"baseline {baseline}"
-    raise ValueError(f"item {item.id}: neither raster:bands scale/offset nor a processing "
-                     "baseline: cannot decode its digital numbers safely")
-
-
 def read_warped(href, grid: Grid, resampling, dtype="float32") -> tuple[np.ndarray, np.ndarray]:
     """(values, valid) of band 1 of `href` warped onto `grid`; only the needed window is read."""
     with rasterio.open(href) as src:
@@ -252,21 +281,51 @@ def read_warped(href, grid: Grid, resampling, dtype="float32") -> tuple[np.ndarr
     return data, valid
 
 
-def read_scene_band(scene: Scene, band: str, grid: Grid, sign=None, decode=True):
-    """A band of a scene on the grid, tiles mosaicked (first valid value wins)."""
+def read_scene_band(scene: Scene, band: str, grid: Grid, sign=None) -> np.ndarray:
+    """A band's raw values on the grid, tiles mosaicked (first valid value wins)."""
     out = np.full((grid.height, grid.width), np.nan, np.float32)
-    how = set()
     for item in scene.items:
         item = sign(item) if sign else item
-        asset = asset_for(item, band)
-        data, valid = read_warped(asset.href, grid, RESAMPLING.get(band, Resampling.nearest))
-        if decode:
-            scale, offset, h = band_scaling(item, asset)
-            how.add(h)
-            data = data * np.float32(scale) + np.float32(offset)
+        data, valid = read_warped(asset_for(item, band).href, grid, RESAMPLING.get(band, Resampling.nearest))
         fill = valid & np.isnan(out)
         out[fill] = data[fill]
-    return out, how
+    return out
+
+
+def read_scene_reflectance(scene: Scene, grid: Grid, clear: np.ndarray, sign=None):
+    """(float32 surface reflectance (5, H, W), [(item id, OffsetDecision)]). Each item (tile)
+    is decoded by its own decision, made from its metadata and its SCL-clear pixels of this
+    window, before the tiles are mosaicked."""
+    out = np.full((len(s2.BANDS), grid.height, grid.width), np.nan, np.float32)
+    decisions = []
+    for item in scene.items:
+        item = sign(item) if sign else item
+        dns, valid = [], np.ones((grid.height, grid.width), bool)
+        for band in s2.BANDS:
+            data, ok = read_warped(asset_for(item, band).href, grid, RESAMPLING.get(band, Resampling.nearest))
+            data[~ok] = np.nan
+            dns.append(data)
+            valid &= ok
+        asset = asset_for(item, s2.BANDS[0])
+        scale, metadata, source = reflectance.stac_metadata(
+            item.properties, (asset.extra_fields.get("raster:bands") or [None])[0])
+        decision = reflectance.decide(metadata, source, dns, clear & valid)
+        decisions.append((item.id, decision))
+        fill = valid & np.isnan(out[0])
+        for i, data in enumerate(dns):
+            out[i][fill] = (data[fill] + np.float32(decision.offset)) * np.float32(scale)
+    return out, decisions
+
+
+def snow_share(scl: np.ndarray, outline_mask: np.ndarray) -> float:
+    """Share of the clear ground around the glacier (the grid outside the outline, 20 m
+    away from it) that SCL classes as snow."""
+    from scipy import ndimage
+    around = ~ndimage.binary_dilation(outline_mask, iterations=2)
+    classes = np.nan_to_num(scl, nan=0).astype(int)
+    clear = around & np.isfinite(scl) & ~np.isin(classes, s2.SCL_MASKED)
+    n = clear.sum()
+    return float((clear & (classes == SCL_SNOW)).sum() / n) if n else float("nan")
 
 
 def masked_share(scl: np.ndarray, outline_mask: np.ndarray) -> float:
@@ -336,53 +395,74 @@ def acquire_glacier(gid, geom_lonlat, options: AcquireOptions, folder: Path, cat
     params = _params_hash(options)
     done = output_complete(path, params)
     if done is not None:
-        return GlacierResult(gid, "exists", str(path), done.get("SCENE_ID", ""), done.get("DATE", ""),
-                             float(done.get("CLOUD_COVER", "nan")), float(done.get("MASKED_PCT", "nan")),
-                             int(done.get("CANDIDATES", 0)), "already acquired with these parameters")
+        return _result_from_tags(gid, path, done)
     progress.check()
     grid, geom = glacier_grid(geom_lonlat, options.buffer_m, options.pixel_size)
     outline = features.rasterize([(geom, 1)], out_shape=(grid.height, grid.width),
                                  transform=grid.transform, fill=0, dtype="uint8").astype(bool)
     start = options.date - dt.timedelta(days=options.window_days)
     end = options.date + dt.timedelta(days=options.window_days)
-    scenes = group_scenes(search_items(catalog, options.collection, geom_lonlat, start, end))
+    collections = options.collections
+    scenes = group_scenes(search_items(catalog, collections, geom_lonlat, start, end), collections)
     if not scenes:
-        return GlacierResult(gid, "no scene", detail=f"no {options.collection} item between "
+        return GlacierResult(gid, "no scene", detail=f"no {' or '.join(collections)} item between "
                                                        f"{start} and {end}")
-    candidates = sorted(scenes, key=lambda s: (s.cloud_cover, abs((s.datetime.date() - options.date).days)))
+    priority = {c: i for i, c in enumerate(collections)}
+    days = lambda scene: abs((scene.datetime.date() - options.date).days)  # noqa: E731
+    candidates = sorted(scenes, key=lambda sc: (sc.cloud_cover, priority.get(sc.collection, 99), days(sc)))
     candidates = candidates[:options.max_candidates]
     scored = []
     for scene in candidates:
         progress.check()
-        scl, _ = read_scene_band(scene, "SCL", grid, sign, decode=False)
-        scored.append((masked_share(scl, outline), abs((scene.datetime.date() - options.date).days),
-                       scene, scl))
-    scored.sort(key=lambda t: (round(t[0], 6), t[1]))
-    share, _, best, scl = scored[0]
+        scl = read_scene_band(scene, "SCL", grid, sign)
+        scored.append(dict(share=masked_share(scl, outline), snow=snow_share(scl, outline),
+                           scene=scene, scl=scl))
+    by_cloud = sorted(scored, key=lambda c: (round(c["share"], 6), priority.get(c["scene"].collection, 99),
+                                             days(c["scene"])))
+    chosen = by_cloud[0]
+    if options.selection == "cloud_snow":
+        near = [c for c in by_cloud if c["share"] <= by_cloud[0]["share"] + SNOW_TOLERANCE]
+        chosen = min(near, key=lambda c: (np.nan_to_num(c["snow"], nan=1.0), by_cloud.index(c)))
+    share, best, scl = chosen["share"], chosen["scene"], chosen["scl"]
     if share >= 1.0:
         return GlacierResult(gid, "no usable scene", candidates=len(candidates),
                              detail=f"all {len(candidates)} candidates leave the glacier fully "
                                     "masked (cloud, shadow or no data)")
-    bands, how = [], set()
-    for band in s2.BANDS:
-        progress.check()
-        data, h = read_scene_band(best, band, grid, sign)
-        bands.append(data)
-        how |= h
+    progress.check()
+    clear = np.isfinite(scl) & ~np.isin(np.nan_to_num(scl, nan=0).astype(int), s2.SCL_MASKED)
+    bands, decisions = read_scene_reflectance(best, grid, clear, sign)
+    notes = []
+    for item_id, d in decisions:
+        if d.disagreement:
+            progress.warning(f"{gid}: {item_id}: metadata and pixels disagree about the +1000 "
+                             f"offset; following the pixels: {d.describe()}")
+            notes.append(f"{item_id}: metadata contradicted by pixels, followed the pixels")
+        elif d.decided_by == "assumed":
+            progress.warning(f"{gid}: {item_id}: {d.describe()}; assumed no offset")
+            notes.append(f"{item_id}: offset unknown (no metadata, pixels undecided): assumed none")
     dem = read_dem(options, grid, geom_lonlat, sign)
     quality = np.where(np.isfinite(scl), scl, 0).astype(np.float32)
-    stack = np.stack(bands + [dem, quality]).astype(np.float32)
+    stack = np.concatenate([bands, dem[None], quality[None]]).astype(np.float32)
     first = best.items[0]
+
+    def joined(values):
+        return ",".join(dict.fromkeys(str(v) for v in values))
+
+    offset_tags = {k: joined(d.tags()[k] for _, d in decisions) for k in decisions[0][1].tags()}
+    dark = [d.dark_dn for _, d in decisions if np.isfinite(d.dark_dn)]
     tags = {FORMAT_TAG: params, "GLACIER_ID": str(gid), "SCENE_ID": best.id,
             "DATETIME": best.datetime.isoformat(), "DATE": best.datetime.date().isoformat(),
             "PLATFORM": str(first.properties.get("platform", "")),
             "CLOUD_COVER": f"{best.cloud_cover:.2f}", "MASKED_PCT": f"{100 * share:.2f}",
             "CANDIDATES": str(len(candidates)), "SCL_MASKED_CLASSES": ",".join(map(str, s2.SCL_MASKED)),
-            "PROCESSING_BASELINE": ",".join(sorted({str(i.properties.get("s2:processing_baseline", ""))
-                                                    for i in best.items})),
-            "REFLECTANCE_DECODED_WITH": ",".join(sorted(how)), "BOA_ADD_OFFSET": "0",
+            "PROCESSING_BASELINE": joined(sorted({str(i.properties.get("s2:processing_baseline", ""))
+                                                  for i in best.items})),
+            **offset_tags, "OFFSET_DARK_DN_P1": f"{min(dark):.0f}" if dark else "nan",
+            "SNOW_PCT": f"{100 * chosen['snow']:.2f}",
+            "CLOUD_ONLY_SNOW_PCT": f"{100 * by_cloud[0]['snow']:.2f}", "SELECTION": options.selection,
+            "BOA_ADD_OFFSET": "0", "DETAIL": "; ".join(notes),
             "UNITS": "B2-B12: surface reflectance; DEM: m; QUALITY: SCL class",
-            "STAC_URL": options.stac_url, "COLLECTION": options.collection,
+            "STAC_URL": options.stac_url, "COLLECTION": best.collection,
             "TARGET_DATE": options.date.isoformat()}
     profile = dict(GTIFF_PROFILE, driver="GTiff", width=grid.width, height=grid.height,
                    count=len(OUTPUT_BANDS), dtype="float32", crs=grid.crs,
@@ -392,8 +472,25 @@ def acquire_glacier(gid, geom_lonlat, options: AcquireOptions, folder: Path, cat
             dst.write(stack)
             dst.descriptions = tuple(OUTPUT_BANDS)
             dst.update_tags(**tags)
-    return GlacierResult(gid, "ok", str(path), best.id, tags["DATE"], best.cloud_cover,
-                         100 * share, len(candidates))
+    return _result_from_tags(gid, path, tags, "ok")
+
+
+def _result_from_tags(gid, path: Path, tags: dict, status="exists") -> GlacierResult:
+    """The table row of an acquired chip, from the tags it carries (a rerun reports the same)."""
+    def number(key):
+        try:
+            return float(tags.get(key, "nan"))
+        except ValueError:
+            return float("nan")
+    detail = tags.get("DETAIL", "")
+    if status == "exists":
+        detail = "; ".join(filter(None, ["already acquired with these parameters", detail]))
+    return GlacierResult(gid, status, str(path), tags.get("SCENE_ID", ""), tags.get("DATE", ""),
+                         number("CLOUD_COVER"), number("MASKED_PCT"), int(tags.get("CANDIDATES", 0)),
+                         detail, tags.get("COLLECTION", ""), tags.get("BOA_OFFSET_IN_SOURCE_DN", ""),
+                         tags.get("OFFSET_DECIDED_BY", ""), tags.get("OFFSET_METADATA", ""),
+                         tags.get("OFFSET_PIXELS", ""), number("OFFSET_DARK_DN_P1"),
+                         number("SNOW_PCT"), number("CLOUD_ONLY_SNOW_PCT"))
 
 
 def acquire(glaciers, options: AcquireOptions, folder, progress: Progress | None = None,
@@ -404,6 +501,10 @@ def acquire(glaciers, options: AcquireOptions, folder, progress: Progress | None
     folder.mkdir(parents=True, exist_ok=True)
     if options.window_days < 0 or options.max_candidates < 1 or options.max_workers < 1:
         raise ValueError("WINDOW_DAYS must be >= 0, MAX_CANDIDATES and MAX_WORKERS >= 1")
+    if not options.collections:
+        raise ValueError("COLLECTION: give at least one collection id, e.g. " + DEFAULT_COLLECTIONS)
+    if options.selection not in SELECTIONS:
+        raise ValueError(f"SELECTION must be one of {', '.join(SELECTIONS)}, not {options.selection!r}")
     try:
         catalog = catalog or open_catalog(options)
     except Exception as err:  # the API is down or not a STAC API

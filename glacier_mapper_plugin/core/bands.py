@@ -1,9 +1,9 @@
 """Which raster band is which model input, and how its numbers become physical units.
 
-Sentinel-2 L2A digital numbers are decoded to surface reflectance with the scale/offset the
-file declares (GDAL band scale/offset, else the BOA_ADD_OFFSET or PROCESSING_BASELINE tag),
-so that scenes from before and after processing baseline 04.00 (-1000 offset) look the same
-to a model. Elevation stays in metres.
+Sentinel-2 L2A digital numbers are decoded to surface reflectance with the file's scale and
+the +1000 offset of processing baseline >= 04.00 where the DNs carry it (decided from the
+file's metadata and its pixels: core.reflectance), so that scenes from before and after
+04.00 look the same to a model. Elevation stays in metres.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import reflectance
 from . import sentinel2 as s2
 
 ELEVATION_NAMES = ("DEM", "ELEVATION", "HEIGHT", "Z")
@@ -108,26 +109,41 @@ class Decoder:
         return out, invalid
 
 
-def decoder_for(src, band: int, name: str, warn=None) -> Decoder:
-    """How to decode band `band` of an open rasterio dataset as model input `name`."""
+def decoder_for(src, band: int, name: str, offset=None) -> Decoder:
+    """How to decode band `band` of an open rasterio dataset as model input `name`.
+    `offset` (a reflectance.OffsetDecision) says whether integer DNs carry the +1000 offset;
+    see `offset_decision`."""
     nodata = (src.nodatavals[band - 1],)
     integer = np.issubdtype(np.dtype(src.dtypes[band - 1]), np.integer)
     if canonical(name) == "DEM" or not integer:
         return Decoder(1.0, 0.0, nodata)
-    nodata = nodata + (s2.NODATA,)
-    scale, offset = src.scales[band - 1], src.offsets[band - 1]
-    if scale not in (None, 1.0) or offset not in (None, 0.0):
-        return Decoder(float(scale), float(offset), nodata)
-    tags = {**src.tags(), **src.tags(band)}
-    if "BOA_ADD_OFFSET" in tags:
-        return Decoder(1.0 / s2.QUANTIFICATION, float(tags["BOA_ADD_OFFSET"]) / s2.QUANTIFICATION, nodata)
-    if tags.get("PROCESSING_BASELINE"):
-        off = s2.boa_offset(tags["PROCESSING_BASELINE"])
-        return Decoder(1.0 / s2.QUANTIFICATION, off / s2.QUANTIFICATION, nodata)
-    if warn:
-        warn(f"{name}: no scale/offset, BOA_ADD_OFFSET or PROCESSING_BASELINE in the raster; "
-             "assuming reflectance x 10000 without the -1000 offset of baselines >= 04.00")
-    return Decoder(1.0 / s2.QUANTIFICATION, 0.0, nodata)
+    scale = reflectance.raster_metadata(src, band)[0]
+    dn_offset = offset.offset if offset is not None else 0.0
+    return Decoder(scale, dn_offset * scale, nodata + (s2.NODATA,))
+
+
+def offset_decision(src, index: dict, progress=None):
+    """One decision for the integer Sentinel-2 bands of `src` (None when there are none):
+    the file's metadata, checked against a bounded sample of its pixels (SCL-clear where a
+    SCL/QUALITY band exists)."""
+    optical = [b for name, b in index.items() if b is not None and canonical(name) != "DEM"
+               and np.issubdtype(np.dtype(src.dtypes[b - 1]), np.integer)]
+    if not optical:
+        return None
+    _, metadata, source = reflectance.raster_metadata(src, optical[0])
+    names = [canonical(d) for d in src.descriptions]
+    quality = next((i for i, n in enumerate(names, start=1) if n in ("SCL", "QUALITY")), None)
+    sample, clear = reflectance.sample_raster(src, optical, quality)
+    decision = reflectance.decide(metadata, source, sample, clear)
+    if progress is not None:
+        message = f"Sentinel-2 DNs of {src.name}: {decision.describe()}"
+        if decision.disagreement or decision.decided_by == "assumed":
+            progress.warning(message + (
+                "; following the pixels" if decision.disagreement else
+                "; assuming no offset: set a BOA_ADD_OFFSET tag (-1000 or 0) on the raster"))
+        else:
+            progress.info(message)
+    return decision
 
 
 def band_readers(stack, src, wanted, mapping=None, dem_path=None, progress=None):
@@ -140,10 +156,10 @@ def band_readers(stack, src, wanted, mapping=None, dem_path=None, progress=None)
 
     index = match_bands(src.descriptions, wanted, mapping, ("DEM",) if dem_path else ())
     readers, dem_vrt = [], None
-    warn = progress.warning if progress is not None else None
+    offset = offset_decision(src, index, progress)
     for name in wanted:
         if index[name] is not None:
-            readers.append((src, index[name], decoder_for(src, index[name], name, warn)))
+            readers.append((src, index[name], decoder_for(src, index[name], name, offset)))
             continue
         if dem_vrt is None:
             dem_src = stack.enter_context(rasterio.open(dem_path))

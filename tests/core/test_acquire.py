@@ -128,7 +128,7 @@ def test_server_down_is_a_clear_error(tmp_path, archive):
 
 def test_empty_search_and_fully_clouded(archive, tmp_path):
     res = acquire(_glaciers(archive["inventory"]), _options(archive, date=dt.date(2019, 1, 1)), tmp_path)
-    assert {r.status for r in res} == {"no scene"} and all("no sentinel-2-l2a item" in r.detail for r in res)
+    assert {r.status for r in res} == {"no scene"} and all("no sentinel-2-c1-l2a or sentinel-2-l2a item" in r.detail for r in res)
     # Only scene d (every glacier under cloud) within +-2 days of its date.
     res = acquire(_glaciers(archive["inventory"]),
                   _options(archive, date=TARGET + dt.timedelta(days=5), window_days=2), tmp_path / "d")
@@ -255,3 +255,202 @@ def test_real_l2a_scl_on_a_glacier_grid(shared_data):
                               rasterio.enums.Resampling.nearest)
     assert set(np.unique(data[valid]).astype(int)) <= classes
     assert classes <= set(s2.SCL)
+
+
+# --------------------------------------------------------------------------- catalog conventions
+# Each case: an archive laid out as one public catalog publishes it (tests/s2_archive.py says
+# which real item each layout follows), one scene made from the region's 2015 (baseline 02.14,
+# no offset) or 2023 (05.09, +1000) imagery, served by rustac + the range server. The chip must
+# decode to the region's true reflectance whatever the catalog says.
+CONVENTION_CASES = {
+    "es-v1 2015 (flag false, baseline 02.14)": ("earth-search-v1", False, "start"),
+    "es-v1 2023 (flag true, raster:bands -0.1)": ("earth-search-v1", False, "end"),
+    "es-v1 2023 flag false but harmonised (#66, #71)": ("earth-search-v1", "flag false", "end"),
+    "es-v1 2023 flag true but offset kept": ("earth-search-v1", "flag true", "end"),
+    "es-c1 2015 (reprocessed, offset in DNs)": ("earth-search-c1", False, "start"),
+    "es-c1 2023": ("earth-search-c1", False, "end"),
+    "pc 2015 (B02 keys, baseline 02.14)": ("planetary-computer", False, "start"),
+    "pc 2023 (baseline 05.09)": ("planetary-computer", False, "end"),
+}
+EXPECTED_DECISION = {  # how the offset must have been decided
+    "es-v1 2023 flag false but harmonised (#66, #71)": ("no", "pixels"),
+    "es-v1 2023 flag true but offset kept": ("yes", "pixels"),
+    "es-c1 2015 (reprocessed, offset in DNs)": ("yes", "metadata+pixels"),
+    "es-v1 2023 (flag true, raster:bands -0.1)": ("no", "metadata+pixels"),
+}
+
+
+@pytest.fixture(scope="module")
+def convention_archives(served_archive, tmp_path_factory):
+    region = served_archive["region"]
+    root = tmp_path_factory.mktemp("conventions")
+    apis = {}
+    with RangeServer(root) as files:
+        try:
+            for case, (conv, lie, year) in CONVENTION_CASES.items():
+                folder = root / f"c{len(apis)}"
+                imagery = region.imagery_start if year == "start" else region.imagery_end
+                items, _ = build_archive(region, folder, f"{files.url}/{folder.name}",
+                                         [("a", TARGET, 10.0, [])], imagery=imagery,
+                                         convention=conv, lie=lie)
+                apis[case] = (StacApi([items]), items, imagery)
+            yield dict(apis=apis, files=files, region=region)
+        finally:
+            for api, _, _ in apis.values():
+                api.close()
+
+
+def _true_reflectance(imagery, out):
+    """The region's own scene decoded with its own baseline, on the chip's grid."""
+    with rasterio.open(imagery) as src:
+        win = rasterio.windows.from_bounds(*out.bounds, transform=src.transform).round_offsets().round_lengths()
+        dn = src.read([1, 2, 3, 4, 5], window=win, boundless=True, fill_value=0)
+        truth = s2.to_reflectance(dn, src.tags()["PROCESSING_BASELINE"])
+    return truth
+
+
+def decoding_error(chip_path, imagery):
+    """Largest |decoded - true| over the 10 m bands, and the largest |median bias| over all
+    five bands (B12 is resampled from 20 m, so only its bias is comparable)."""
+    with rasterio.open(chip_path) as out:
+        data = out.read([1, 2, 3, 4, 5])
+        scl = out.read(7)
+        truth = _true_reflectance(imagery, out)
+    from scipy import ndimage
+    ok = np.isfinite(data).all(axis=0) & np.isfinite(truth).all(axis=0) & ~ndimage.binary_dilation(
+        np.isin(scl, s2.SCL_MASKED), iterations=2)
+    diff = data[:, ok] - truth[:, ok]
+    return float(np.abs(diff[:4]).max()), float(np.abs(np.median(diff, axis=1)).max()), int(ok.sum())
+
+
+@pytest.mark.parametrize("case", list(CONVENTION_CASES))
+def test_each_catalog_convention_decodes_to_true_reflectance(convention_archives, case, tmp_path):
+    api, _, imagery = convention_archives["apis"][case]
+    inv = Inventory.from_layer(read_layer(convention_archives["region"].inventory, "inventory"))
+    res = acquire(_glaciers(inv)[1:2], AcquireOptions(date=TARGET, stac_url=api.url, buffer_m=300.0,
+                                                      max_workers=1), tmp_path)
+    r = res[0]
+    assert r.status == "ok", r.detail
+    pixel_err, bias, n = decoding_error(r.file, imagery)
+    assert n > 1000
+    assert pixel_err <= 0.005 and bias <= 0.005, (case, pixel_err, bias)
+    if case in EXPECTED_DECISION:
+        assert (r.offset_in_dn, r.offset_decided_by) == EXPECTED_DECISION[case]
+    assert r.offset_pixels != "undecided" and np.isfinite(r.dark_dn)
+    with rasterio.open(r.file) as out:
+        tags = out.tags()
+    assert tags["OFFSET_DECIDED_BY"] == r.offset_decided_by
+    assert tags["BOA_OFFSET_IN_SOURCE_DN"] == r.offset_in_dn
+    assert r.collection == ("sentinel-2-c1-l2a" if "c1" in case else "sentinel-2-l2a")
+    if "but" in case:  # the contradiction is reported in the table and on the chip
+        assert "contradicted by pixels" in r.detail and "contradicted by pixels" in tags["DETAIL"]
+
+
+def test_contradiction_is_logged(convention_archives, tmp_path):
+    api, _, _ = convention_archives["apis"]["es-v1 2023 flag false but harmonised (#66, #71)"]
+    inv = Inventory.from_layer(read_layer(convention_archives["region"].inventory, "inventory"))
+    warnings = []
+
+    class Log(Progress):
+        def warning(self, message):
+            warnings.append(message)
+
+    acquire(_glaciers(inv)[:1], AcquireOptions(date=TARGET, stac_url=api.url, buffer_m=200.0), tmp_path, Log())
+    assert any("metadata and pixels disagree" in w and "earthsearch:boa_offset_applied=false" in w
+               for w in warnings), warnings
+
+
+def test_static_catalog_of_collection1(convention_archives, tmp_path):
+    import pystac
+    _, items, imagery = convention_archives["apis"]["es-c1 2023"]
+    cat = pystac.Catalog("offline", "static copy of a Collection 1 archive")
+    for feature in json.loads(items.read_text())["features"]:
+        cat.add_item(pystac.Item.from_dict(feature))
+    cat.normalize_and_save(str(tmp_path / "catalog"), pystac.CatalogType.SELF_CONTAINED)
+    inv = Inventory.from_layer(read_layer(convention_archives["region"].inventory, "inventory"))
+    res = acquire(_glaciers(inv)[:1], AcquireOptions(date=TARGET, stac_url=str(tmp_path / "catalog" / "catalog.json"),
+                                                     buffer_m=200.0), tmp_path / "out")
+    assert res[0].status == "ok" and res[0].collection == "sentinel-2-c1-l2a"
+    pixel_err, bias, _ = decoding_error(res[0].file, imagery)
+    assert pixel_err <= 0.005 and bias <= 0.005
+
+
+# --------------------------------------------------------------------------- collections and snow
+
+@pytest.fixture(scope="module")
+def two_collections(served_archive, tmp_path_factory):
+    """Collection 1 holds acquisition a (cloud over G001); the older collection holds the same
+    acquisition a and a clear one, b, four days later."""
+    region = served_archive["region"]
+    root = tmp_path_factory.mktemp("collections")
+    a = ("a", TARGET, 5.0, [1])  # truth raster id 1 = G001
+    with RangeServer(root) as files:
+        c1, _ = build_archive(region, root / "c1", f"{files.url}/c1", [a], convention="earth-search-c1")
+        v1, _ = build_archive(region, root / "v1", f"{files.url}/v1", [a, ("b", TARGET + dt.timedelta(days=4), 30.0, [])],
+                              convention="earth-search-v1")
+        api = StacApi([c1, v1])
+        try:
+            yield api, region
+        finally:
+            api.close()
+
+
+def test_collections_are_a_priority_list(two_collections, tmp_path):
+    api, region = two_collections
+    inv = Inventory.from_layer(read_layer(region.inventory, "inventory"))
+    opts = AcquireOptions(date=TARGET, stac_url=api.url, buffer_m=200.0,
+                          collection="sentinel-2-c1-l2a,sentinel-2-l2a")
+    res = {r.id: r for r in acquire(_glaciers(inv), opts, tmp_path)}
+    # The same acquisition in both collections is one candidate, taken from Collection 1.
+    assert all(r.candidates == 2 for r in res.values())
+    assert res["G002"].collection == "sentinel-2-c1-l2a" and "_a" in res["G002"].scene_id
+    # The least masked scene wins whichever collection holds it.
+    assert res["G001"].collection == "sentinel-2-l2a" and "_b" in res["G001"].scene_id
+    # Reversed priority: the shared acquisition comes from the older collection.
+    opts.collection = "sentinel-2-l2a,sentinel-2-c1-l2a"
+    again = acquire(_glaciers(inv)[1:2], opts, tmp_path / "reversed")
+    assert again[0].collection == "sentinel-2-l2a" and "_a" in again[0].scene_id
+    # One collection only.
+    opts.collection = "sentinel-2-c1-l2a"
+    only = acquire(_glaciers(inv)[:1], opts, tmp_path / "c1")
+    assert only[0].candidates == 1 and only[0].collection == "sentinel-2-c1-l2a"
+
+
+@pytest.fixture(scope="module")
+def late_snow(served_archive, tmp_path_factory):
+    """Two clear scenes: a (3 days from the target) after a snowfall that covers 40 % of the
+    ground around the glaciers, b (6 days away) without it."""
+    region = served_archive["region"]
+    root = tmp_path_factory.mktemp("snow")
+    scenes = [("a", TARGET - dt.timedelta(days=3), 10.0, []), ("b", TARGET + dt.timedelta(days=6), 20.0, [])]
+    with RangeServer(root) as files:
+        items, _ = build_archive(region, root, files.url, scenes, snow={"a": 0.4})
+        api = StacApi([items])
+        try:
+            yield api, region
+        finally:
+            api.close()
+
+
+def test_cloud_snow_selection_prefers_less_seasonal_snow(late_snow, tmp_path):
+    api, region = late_snow
+    inv = Inventory.from_layer(read_layer(region.inventory, "inventory"))
+    cloud = acquire(_glaciers(inv), AcquireOptions(date=TARGET, stac_url=api.url, buffer_m=400.0), tmp_path / "c")
+    snow = acquire(_glaciers(inv), AcquireOptions(date=TARGET, stac_url=api.url, buffer_m=400.0,
+                                                  selection="cloud_snow"), tmp_path / "s")
+    for c, s in zip(cloud, snow):
+        assert "_a" in c.scene_id and "_b" in s.scene_id  # the paper: closer date; DL4GAM: less snow
+        assert c.snow_pct == pytest.approx(c.cloud_only_snow_pct) and c.snow_pct > 20
+        assert s.snow_pct < c.snow_pct - 15 and s.cloud_only_snow_pct == pytest.approx(c.snow_pct)
+        assert s.masked_pct == pytest.approx(c.masked_pct, abs=0.01)
+        with rasterio.open(s.file) as out:
+            assert out.tags()["SELECTION"] == "cloud_snow"
+    with pytest.raises(ValueError, match="SELECTION"):
+        acquire(_glaciers(inv), AcquireOptions(date=TARGET, stac_url=api.url, selection="snow"), tmp_path)
+
+
+def test_snow_selection_never_trades_cloud_for_snow(served_archive, tmp_path):
+    """Scene b is snow-free but clouds G001: beyond the tolerance, so cloud_snow keeps a."""
+    archive = served_archive
+    res = acquire(_glaciers(archive["inventory"])[:1], _options(archive, selection="cloud_snow"), tmp_path)
+    assert "_a" in res[0].scene_id

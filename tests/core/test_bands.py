@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from glacier_mapper_plugin.core.bands import canonical, decoder_for, match_bands, parse_mapping
+from glacier_mapper_plugin.core import sentinel2 as s2
+from glacier_mapper_plugin.core.bands import (band_readers, canonical, decoder_for, match_bands,
+                                              offset_decision, parse_mapping)
 
 WANT = ["B2", "B3", "B4", "B8", "B12", "DEM"]
 
@@ -36,10 +38,61 @@ def test_both_baselines_decode_to_the_same_reflectance(region):
     vals = []
     for path in (region.imagery_start, region.imagery_end):
         with rasterio.open(path) as src:
-            dec = decoder_for(src, 4, "B8")
+            index = match_bands(src.descriptions, ["B8"])
+            dec = decoder_for(src, 4, "B8", offset_decision(src, index))
             v, invalid = dec(src.read(4))
             scl = src.read(6)
             vals.append(np.median(v[(scl == 5) & ~invalid]))
             assert (invalid == (src.read(4) == 0)).all()
     assert vals[0] == pytest.approx(vals[1], abs=0.02)
     assert 0.1 < vals[0] < 0.4
+
+
+def _local_copy(src_path, dst, offset_in_dn, declare):
+    """The region's scene as a user's GeoTIFF: DNs with or without the +1000 offset, and the
+    convention declared as `declare`: 'gdal' (band scale/offset), 'tag' (BOA_ADD_OFFSET),
+    'wrong tag' (BOA_ADD_OFFSET saying the opposite), or 'none'."""
+    with rasterio.open(src_path) as src:
+        dn = src.read()
+        profile = src.profile
+        source_offset = s2.boa_offset(src.tags()["PROCESSING_BASELINE"]) != 0
+        descriptions = src.descriptions
+    optical = dn[:5].astype(np.int32)
+    shift = (1000 if offset_in_dn else 0) - (1000 if source_offset else 0)
+    optical[optical > 0] += shift
+    dn[:5] = np.clip(optical, 0, 65535)
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(dn)
+        out.descriptions = descriptions
+        if declare == "gdal":
+            out.scales = (1e-4,) * 5 + (1.0,)
+            out.offsets = (-0.1 if offset_in_dn else 0.0,) * 5 + (0.0,)
+        elif declare in ("tag", "wrong tag"):
+            says = offset_in_dn if declare == "tag" else not offset_in_dn
+            out.update_tags(BOA_ADD_OFFSET=str(-1000 if says else 0))
+    return dst
+
+
+@pytest.mark.parametrize("offset_in_dn", [True, False])
+@pytest.mark.parametrize("declare", ["gdal", "tag", "wrong tag", "none"])
+def test_local_geotiff_conventions_decode_to_true_reflectance(region, tmp_path, offset_in_dn, declare):
+    from contextlib import ExitStack
+    path = _local_copy(region.imagery_end, tmp_path / "scene.tif", offset_in_dn, declare)
+    with rasterio.open(region.imagery_end) as src:
+        truth = s2.to_reflectance(src.read([1, 2, 3, 4, 5]), src.tags()["PROCESSING_BASELINE"])
+    log = []
+
+    class Log:
+        def info(self, m):
+            log.append(m)
+        warning = info
+
+    with ExitStack() as stack, rasterio.open(path) as src:
+        readers = band_readers(stack, src, ["B2", "B3", "B4", "B8", "B12"], progress=Log())
+        decoded = np.stack([dec(ds.read(b))[0] for ds, b, dec in readers])
+    ok = np.isfinite(truth).all(axis=0)
+    assert np.abs(decoded[:, ok] - truth[:, ok]).max() <= 0.005
+    message = " ".join(log)
+    assert ("offset in DNs, decided by" if offset_in_dn else "no offset in DNs, decided by") in message
+    if declare == "wrong tag":
+        assert "decided by pixels" in message and "following the pixels" in message
