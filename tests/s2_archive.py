@@ -287,3 +287,26 @@ def scenes_for(target: dt.date):
         ("c", target - dt.timedelta(days=20), 0.0, []),       # perfect but outside +-15 days
         ("d", target + dt.timedelta(days=5), 90.0, "all"),    # every glacier clouded
     ]
+
+
+def decoding_error(chip_path, imagery):
+    """(largest |decoded - true| over the 10 m bands, largest |median bias| over all five
+    bands, pixels compared) of an acquired chip against the scene it was cut from, decoded
+    with that scene's own baseline. B12 is resampled from 20 m, so only its bias compares."""
+    from scipy import ndimage
+
+    from glacier_mapper_plugin.core import sentinel2 as s2
+    with rasterio.open(chip_path) as out:
+        data = out.read([1, 2, 3, 4, 5])
+        scl = out.read(7)
+        bounds = out.bounds
+    with rasterio.open(imagery) as src:
+        win = rasterio.windows.from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+        dn = src.read([1, 2, 3, 4, 5], window=win, boundless=True, fill_value=0)
+        truth = s2.to_reflectance(dn, src.tags()["PROCESSING_BASELINE"])
+    ok = np.isfinite(data).all(axis=0) & np.isfinite(truth).all(axis=0) & ~ndimage.binary_dilation(
+        np.isin(scl, s2.SCL_MASKED), iterations=2)
+    diff = data[:, ok] - truth[:, ok]
+    if not ok.any():
+        return float("nan"), float("nan"), 0
+    return float(np.abs(diff[:4]).max()), float(np.abs(np.median(diff, axis=1)).max()), int(ok.sum())

@@ -34,6 +34,25 @@ def test_selected_glaciers_in_wgs84(processing, served, tmp_path):
     assert set(rows) == {"G002", "G003"} and all(r["status"] == "ok" for r in rows.values())
     with rasterio.open(res["FILES"][0]) as src:
         assert src.count == 7 and src.crs.to_epsg() == 32632
+    # How the reflectance was decoded is in the table, with numbers as numbers.
+    row = rows["G002"]
+    assert row["collection"] == "sentinel-2-l2a" and row["offset_in_dn"] == "yes"
+    assert row["offset_decided_by"] == "metadata+pixels" and "s2:processing_baseline 05.09" in row["offset_metadata"]
+    assert 900 <= row["dark_dn"] < 1250 and row["snow_pct"] >= 0
+    types = {f.name(): f.typeName().lower() for f in table.fields()}
+    for name in ("cloud_pct", "masked_pct", "snow_pct", "cloud_only_snow_pct", "dark_dn"):
+        assert types[name] in ("real", "double"), (name, types[name])
+    assert types["candidates"] in ("integer", "integer64", "int")
+
+
+def test_cloud_snow_selection_parameter(processing, served, tmp_path):
+    region, api = served
+    res = processing.run("glacier_mapper:acquire_imagery", {
+        "INVENTORY": f"{region.inventory}|layername=inventory", "ID_FIELD": "id", "SELECTION": 1,
+        "DATE": TARGET.isoformat(), "STAC_URL": api.url, "BUFFER_M": 100, "DEM": "",
+        "COLLECTION": "sentinel-2-l2a", "OUTPUT_FOLDER": str(tmp_path / "chips"), "OUTPUT": "TEMPORARY_OUTPUT"})
+    with rasterio.open(res["FILES"][0]) as src:
+        assert src.tags()["SELECTION"] == "cloud_snow" and src.tags()["COLLECTION"] == "sentinel-2-l2a"
 
 
 def test_bad_date_is_named(processing, served, tmp_path):

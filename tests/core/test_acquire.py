@@ -17,7 +17,7 @@ from glacier_mapper_plugin.core.labels import Inventory
 from glacier_mapper_plugin.core.progress import Cancelled, Progress
 from glacier_mapper_plugin.core.synthetic import make_region
 from glacier_mapper_plugin.core.vector import read_layer
-from tests.s2_archive import build_archive, scenes_for
+from tests.s2_archive import build_archive, decoding_error, scenes_for
 from tests.servers import RangeServer, StacApi, free_port
 
 TARGET = dt.date(2023, 9, 1)
@@ -298,29 +298,6 @@ def convention_archives(served_archive, tmp_path_factory):
         finally:
             for api, _, _ in apis.values():
                 api.close()
-
-
-def _true_reflectance(imagery, out):
-    """The region's own scene decoded with its own baseline, on the chip's grid."""
-    with rasterio.open(imagery) as src:
-        win = rasterio.windows.from_bounds(*out.bounds, transform=src.transform).round_offsets().round_lengths()
-        dn = src.read([1, 2, 3, 4, 5], window=win, boundless=True, fill_value=0)
-        truth = s2.to_reflectance(dn, src.tags()["PROCESSING_BASELINE"])
-    return truth
-
-
-def decoding_error(chip_path, imagery):
-    """Largest |decoded - true| over the 10 m bands, and the largest |median bias| over all
-    five bands (B12 is resampled from 20 m, so only its bias is comparable)."""
-    with rasterio.open(chip_path) as out:
-        data = out.read([1, 2, 3, 4, 5])
-        scl = out.read(7)
-        truth = _true_reflectance(imagery, out)
-    from scipy import ndimage
-    ok = np.isfinite(data).all(axis=0) & np.isfinite(truth).all(axis=0) & ~ndimage.binary_dilation(
-        np.isin(scl, s2.SCL_MASKED), iterations=2)
-    diff = data[:, ok] - truth[:, ok]
-    return float(np.abs(diff[:4]).max()), float(np.abs(np.median(diff, axis=1)).max()), int(ok.sum())
 
 
 @pytest.mark.parametrize("case", list(CONVENTION_CASES))
