@@ -1,8 +1,6 @@
 """QGIS entry point: registers the Processing provider; nothing here touches iface at import."""
 from qgis.core import QgsApplication
 
-from . import dependencies
-
 
 class GlacierMapperPlugin:
     def __init__(self, iface):
@@ -10,8 +8,7 @@ class GlacierMapperPlugin:
         self.provider = None
 
     def initProcessing(self):  # noqa: N802 (QGIS API name)
-        # Dependencies first, so that algorithms can import torch when they run.
-        dependencies.add_to_sys_path()
+        # Nothing is added to QGIS's sys.path: the algorithms run in the engine's own process.
         from .provider import GlacierMapperProvider
         self.provider = GlacierMapperProvider()
         QgsApplication.processingRegistry().addProvider(self.provider)

@@ -1,5 +1,5 @@
-"""The `glacier_mapper` Processing provider. It loads even when torch is missing: each
-algorithm that needs a dependency says how to install it when it is run."""
+"""The `glacier_mapper` Processing provider. It loads without the engine: each algorithm
+says how to install the engine when it is missing (glacier_mapper:install_engine)."""
 from pathlib import Path
 
 from qgis.core import QgsProcessingProvider

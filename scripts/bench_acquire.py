@@ -18,9 +18,7 @@ import rasterio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from glacier_mapper_plugin import dependencies  # noqa: E402
 
-dependencies.add_to_sys_path()
 from glacier_mapper_plugin.core.acquire import AcquireOptions, acquire  # noqa: E402
 from glacier_mapper_plugin.core.geodesy import ellipsoidal_area_km2  # noqa: E402
 from glacier_mapper_plugin.core.labels import Inventory  # noqa: E402

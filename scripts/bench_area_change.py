@@ -17,9 +17,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from glacier_mapper_plugin import dependencies  # noqa: E402
 
-dependencies.add_to_sys_path()
 from glacier_mapper_plugin.core.area_change import AreaChangeOptions, area_change  # noqa: E402
 from glacier_mapper_plugin.core.labels import Inventory  # noqa: E402
 from glacier_mapper_plugin.core.segment import SegmentOptions, segment  # noqa: E402

@@ -14,9 +14,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from glacier_mapper_plugin import dependencies  # noqa: E402
 
-dependencies.add_to_sys_path()
 from glacier_mapper_plugin.core.climate import read_climate  # noqa: E402
 from glacier_mapper_plugin.core.mass_balance import (DegreeDay, MBMOptions, aggregate, design,  # noqa: E402
                                                      fit, metrics_by_period, predict_rows)

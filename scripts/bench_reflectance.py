@@ -35,8 +35,6 @@ def main():
     ap.add_argument("--glaciers", type=int, default=8)
     ap.add_argument("--buffer", type=float, default=1280.0)
     args = ap.parse_args()
-    from glacier_mapper_plugin import dependencies
-    dependencies.add_to_sys_path()
     from glacier_mapper_plugin.core import reflectance
     from glacier_mapper_plugin.core.acquire import AcquireOptions, acquire
     from glacier_mapper_plugin.core.labels import Inventory

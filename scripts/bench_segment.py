@@ -4,6 +4,7 @@ onnxruntime on the same tiles, measured in one run; and peak memory on a full S2
     .venv/bin/python scripts/bench_segment.py [--size 4096] [--encoder resnet34]
     .venv/bin/python scripts/bench_segment.py --device cuda   # tiles/s and GPU busy share
     .venv/bin/python scripts/bench_segment.py --memory   # 10980 x 10980, peak RSS
+    .venv/bin/python scripts/bench_segment.py --chips 200 --encoder resnet18   # a batch through the engine
 
 Two forward baselines on the same tiles and precision: the raw forward (the model called
 batch after batch, torch's default threads) and, stricter, the bare network spread over the
@@ -29,9 +30,7 @@ from rasterio.windows import Window
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from glacier_mapper_plugin import dependencies  # noqa: E402
 
-dependencies.add_to_sys_path()
 
 from glacier_mapper_plugin.core import segment as segment_module  # noqa: E402
 from glacier_mapper_plugin.core.io import GTIFF_PROFILE  # noqa: E402
@@ -260,7 +259,6 @@ def run_memory(args):
         code = f"""
 import resource, sys, time
 sys.path.insert(0, {str(ROOT)!r})
-from glacier_mapper_plugin import dependencies; dependencies.add_to_sys_path()
 import rasterio
 from glacier_mapper_plugin.core.segment import SegmentOptions, segment
 with rasterio.open({str(raster)!r}) as src:
@@ -274,6 +272,75 @@ print("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         print(out.stdout, out.stderr[-2000:])
+
+
+def run_chips(args):
+    """A batch over per-glacier chips (what the batch dialog does: one run per chip), in this
+    process (core.segment in a loop: the in-process figure) and through the engine client QGIS
+    uses (engine/client.py: one engine for the session, one job per chip), alternating
+    halves so that both see the same machine; the ratio is the cost of running outside QGIS."""
+    import os
+    from glacier_mapper_plugin.core.model_file import new_model
+    from glacier_mapper_plugin.core.segment import SegmentOptions, segment
+    from glacier_mapper_plugin.engine import client
+    os.environ.setdefault(client.ENV_VAR, sys.executable)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = tmp / "m.gmm"
+        new_model(model, BANDS, mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0], encoder=args.encoder)
+        chips = []
+        profile = dict(driver="GTiff", width=args.chip, height=args.chip, count=6, dtype="float32",
+                       crs="EPSG:32632", tiled=True, blockxsize=256, blockysize=256, compress="deflate",
+                       nodata=float("nan"))
+        for i in range(args.chips):  # acquisition-like chips: float reflectance + DEM
+            t = rasterio.transform.from_origin(600000 + 5000 * i, 5200000, 10, 10)
+            data = np.concatenate([rng.uniform(0.02, 0.9, (5, args.chip, args.chip)),
+                                   rng.uniform(2000, 3500, (1, args.chip, args.chip))]).astype(np.float32)
+            path = tmp / f"chip{i:03d}.tif"
+            with rasterio.open(path, "w", transform=t, **profile) as dst:
+                dst.write(data)
+                dst.descriptions = tuple(BANDS)
+            chips.append(path)
+        opts = dict(TILE_SIZE=256, OVERLAP=64, BATCH_SIZE=args.batch, PRECISION=args.precision, DEVICE=args.device)
+        core_opts = SegmentOptions(tile_size=256, overlap=64, batch_size=args.batch, precision=args.precision,
+                                   device=args.device)
+
+        class Quiet:
+            def progress(self, f): pass
+            def info(self, m): pass
+            def warning(self, m): pass
+            def debug(self, m): pass
+            def cancelled(self): return False
+
+        def in_process(part):
+            for c in part:
+                segment(c, model, tmp / f"{c.stem}_p.tif", tmp / f"{c.stem}_m.tif", options=core_opts)
+
+        def through_engine(part):
+            for c in part:
+                client.run_step("segment_glaciers", dict(opts, INPUT=str(c), MODEL=str(model),
+                                                         OUTPUT_PROBABILITY=str(tmp / f"{c.stem}_ep.tif"),
+                                                         OUTPUT_MASK=str(tmp / f"{c.stem}_em.tif")), Quiet())
+        in_process(chips[:2])  # warm both (model load, first engine start counted below)
+        half = len(chips) // 2
+        times = {"in-process": 0.0, "engine": 0.0}
+        t0 = time.perf_counter()
+        through_engine(chips[:1])
+        start_cost = time.perf_counter() - t0
+        times["engine"] += start_cost
+        for name, fn, part in (("in-process", in_process, chips[:half]), ("engine", through_engine, chips[1:half]),
+                               ("engine", through_engine, chips[half:]), ("in-process", in_process, chips[half:])):
+            t0 = time.perf_counter()
+            fn(part)
+            times[name] += time.perf_counter() - t0
+        client.POOL.close()
+    n = len(chips)
+    print(f"{n} chips of {args.chip} x {args.chip} x 6 ({args.encoder}, tile 256, {args.device})")
+    print(f"in-process core.segment loop: {times['in-process']:.1f} s ({n / times['in-process']:.2f} chips/s)")
+    print(f"through the engine (QGIS's client, one engine): {times['engine']:.1f} s "
+          f"({n / times['engine']:.2f} chips/s), first job incl. engine start {start_cost:.1f} s")
+    print(f"engine / in-process: {times['engine'] / times['in-process']:.3f} (goal <= 1.2)")
 
 
 if __name__ == "__main__":
@@ -290,6 +357,8 @@ if __name__ == "__main__":
     p.add_argument("--probability", default="float32", choices=["float32", "uint8"])
     p.add_argument("--no-onnx", action="store_true")
     p.add_argument("--memory", action="store_true")
+    p.add_argument("--chips", type=int, default=0, help="batch of this many chips through the engine")
+    p.add_argument("--chip", type=int, default=384, help="chip side (px) for --chips")
     a = p.parse_args()
-    (run_memory if a.memory else run_speed)(a)
+    (run_chips if a.chips else run_memory if a.memory else run_speed)(a)
     print("benchmark process peak RSS MB:", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

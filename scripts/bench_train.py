@@ -15,9 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from glacier_mapper_plugin import dependencies  # noqa: E402
 
-dependencies.add_to_sys_path()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

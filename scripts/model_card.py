@@ -11,9 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from glacier_mapper_plugin import dependencies  # noqa: E402
 
-dependencies.add_to_sys_path()
 from glacier_mapper_plugin.core.model_file import ModelFileError, new_model, read_header  # noqa: E402
 
 

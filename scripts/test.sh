@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Runs the whole suite (core, algorithms through pytest-qgis, qgis_process, real data).
+# Runs the whole suite in two tiers: the engine tier (core science, the engine process and
+# command line, real data) in the engine's venv, then the QGIS tiers (algorithms through
+# pytest-qgis, qgis_process, the desktop under Xvfb) in QGIS's own Python, where the engine
+# runs as a separate process. Arguments go to both pytest runs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source scripts/env.sh
-exec "$VENV/bin/python" -m pytest tests -p no:cacheprovider "$@"
+"$VENV/bin/python" -m pytest tests/core tests/data tests/engine -p no:cacheprovider "$@"
+"$QGIS_VENV/bin/python" -m pytest tests/algorithms tests/headless tests/desktop -p no:cacheprovider "$@"

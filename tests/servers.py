@@ -105,6 +105,23 @@ class RangeHandler(SimpleHTTPRequestHandler):
             self.server.per_file[path.name] = self.server.per_file.get(path.name, 0) + len(data)
 
 
+def clear_gdal_http_cache() -> None:
+    """Empty the /vsicurl/ cache of the GDAL that rasterio uses in this process (it persists
+    between reads). rasterio has no call for it, so the C function of the libgdal its wheel
+    bundles is called by hand. In the QGIS tiers the reads happen in the engine process and
+    there is nothing to clear here."""
+    import ctypes
+    import glob
+    import importlib.util
+    spec = importlib.util.find_spec("rasterio")
+    if spec is None or spec.origin is None:
+        return
+    site = Path(spec.origin).parent.parent
+    libs = glob.glob(str(site / "rasterio.libs" / "libgdal*.so*"))
+    if libs:
+        ctypes.CDLL(libs[0]).VSICurlClearCache()
+
+
 class RangeServer:
     """Serves `root` on 127.0.0.1; `url` is its base address."""
 
@@ -119,8 +136,7 @@ class RangeServer:
     def reset(self, fail_next=0, fail_code=500, delay=0.0):
         """Counters to zero, new failure plan; GDAL's /vsicurl/ cache is emptied so that the
         next reads really reach this server."""
-        from osgeo import gdal
-        gdal.VSICurlClearCache()
+        clear_gdal_http_cache()
         h = self.httpd
         h.fail_next, h.fail_code, h.delay = fail_next, fail_code, delay
         h.requests, h.bytes_sent, h.per_file, h.queries = 0, 0, {}, set()
@@ -142,7 +158,9 @@ class StacApi:
     """`rustac serve` with an in-memory backend, loaded with item collection files."""
 
     def __init__(self, hrefs):
-        exe = shutil.which("rustac") or str(Path(os.sys.executable).parent / "rustac")
+        venv = Path(os.environ.get("VENV", Path(__file__).resolve().parent.parent / ".venv"))
+        exe = shutil.which("rustac") or next((str(p) for p in (Path(os.sys.executable).parent / "rustac",
+                                                              venv / "bin" / "rustac") if p.exists()), "rustac")
         if not Path(exe).exists():
             raise RuntimeError("rustac not found: run `make setup`")
         self.port = free_port()

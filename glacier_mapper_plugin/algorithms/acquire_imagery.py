@@ -1,25 +1,15 @@
-"""glacier_mapper:acquire_imagery -> core.acquire.acquire."""
-import datetime as dt
-
-from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputMultipleLayers,
+"""glacier_mapper:acquire_imagery (engine step acquire_imagery)."""
+from qgis.core import (QgsProcessing, QgsProcessingOutputMultipleLayers,
                        QgsProcessingOutputNumber, QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
-                       QgsProcessingParameterString, QgsWkbTypes)
+                       QgsProcessingParameterString)
 
 from .base import GlacierMapperAlgorithm
-from .layers import fields_for, inventory_from_source, write_rows
-
-RESULT_TYPES = {"glacier_id": str, "status": str, "collection": str, "scene_id": str, "date": str,
-                "cloud_pct": float, "masked_pct": float, "snow_pct": float, "cloud_only_snow_pct": float,
-                "candidates": int, "offset_in_dn": str, "offset_decided_by": str, "offset_metadata": str,
-                "offset_pixels": str, "dark_dn": float, "file": str, "detail": str}
-
 
 class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
     ALG_ID = "acquire_imagery"
     DISPLAY = "Acquire Sentinel-2 imagery per glacier"
     GROUP, GROUP_ID = "Data", "data"
-    REQUIRES = ("pystac_client",)
     HELP = ("For every glacier of the inventory (selected features only when ticked), finds "
             "Sentinel-2 L2A scenes within +-WINDOW_DAYS of DATE on a STAC API, keeps the "
             "MAX_CANDIDATES least cloudy, and picks the one with the smallest share of the "
@@ -61,7 +51,7 @@ class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
     }
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
-        from ..core.acquire import DEFAULT_COLLECTIONS, EARTH_SEARCH, SELECTIONS
+        from ..core.catalogs import DEFAULT_COLLECTIONS, EARTH_SEARCH, SELECTIONS
         self.add_inventory_parameters()
         self.addParameter(QgsProcessingParameterString("DATE", "Target date (YYYY-MM-DD)", defaultValue="2023-09-01"))
         self.addParameter(QgsProcessingParameterNumber("WINDOW_DAYS", "Window (+- days)", defaultValue=15, minValue=0, maxValue=365))
@@ -77,37 +67,4 @@ class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputMultipleLayers("FILES", "Acquired rasters"))
         self.addOutput(QgsProcessingOutputNumber("N_OK", "Glaciers with imagery"))
 
-    def execute(self, parameters, context, feedback, progress):
-        from ..core.acquire import SELECTIONS, AcquireOptions, acquire
-        source = self.parameterAsSource(parameters, "INVENTORY", context)
-        inventory = inventory_from_source(source, self.parameterAsString(parameters, "ID_FIELD", context) or None)
-        text = self.parameterAsString(parameters, "DATE", context).strip()
-        try:
-            date = dt.date.fromisoformat(text[:10])
-        except ValueError:
-            raise QgsProcessingException(f"DATE must be YYYY-MM-DD, not {text!r}") from None
-        options = AcquireOptions(
-            date=date, window_days=self.parameterAsInt(parameters, "WINDOW_DAYS", context),
-            max_candidates=self.parameterAsInt(parameters, "MAX_CANDIDATES", context),
-            stac_url=self.parameterAsString(parameters, "STAC_URL", context).strip(),
-            collection=self.parameterAsString(parameters, "COLLECTION", context).strip(),
-            buffer_m=self.parameterAsDouble(parameters, "BUFFER_M", context),
-            dem=self.parameterAsString(parameters, "DEM", context).strip() or None,
-            max_workers=self.parameterAsInt(parameters, "MAX_WORKERS", context),
-            selection=SELECTIONS[self.parameterAsEnum(parameters, "SELECTION", context)])
-        folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
-        glaciers = [(i, g, inventory.crs) for i, g in zip(inventory.ids, inventory.geometries) if g is not None]
-        results = acquire(glaciers, options, folder, progress)
-        rows = [{name: (str(r.id) if name == "glacier_id" else getattr(r, name)) for name in RESULT_TYPES}
-                for r in results]
-        fields = fields_for(rows, RESULT_TYPES)
-        sink, table_id = self.parameterAsSink(parameters, "OUTPUT", context, fields, QgsWkbTypes.NoGeometry)
-        write_rows(sink, fields, rows)
-        del sink
-        files = [r.file for r in results if r.file]
-        n_ok = sum(r.status in ("ok", "exists") for r in results)
-        progress.info(f"{n_ok} of {len(results)} glaciers have imagery in {folder}")
-        for r in results:
-            if r.status not in ("ok", "exists"):
-                progress.warning(f"{r.id}: {r.status}: {r.detail}")
-        return {"OUTPUT": table_id, "OUTPUT_FOLDER": folder, "FILES": files, "N_OK": n_ok}
+

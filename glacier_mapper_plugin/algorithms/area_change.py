@@ -1,41 +1,10 @@
-"""glacier_mapper:area_change -> core.area_change.area_change (+ core.report)."""
-import datetime as dt
-
-from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputHtml,
-                       QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
-                       QgsProcessingParameterField, QgsProcessingParameterFileDestination,
-                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
-                       QgsWkbTypes)
+"""glacier_mapper:area_change (engine step area_change)."""
+from qgis.core import (QgsProcessing, QgsProcessingOutputHtml, QgsProcessingOutputNumber,
+                       QgsProcessingParameterFeatureSink, QgsProcessingParameterField,
+                       QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
+                       QgsProcessingParameterNumber)
 
 from .base import GlacierMapperAlgorithm, style_output
-from .layers import fields_for, inventory_from_source, source_geometries, write_rows
-
-GLACIER_TYPES = {"area_inventory_km2": float, "area_start_km2": float, "area_end_km2": float,
-                 "recall": float, "recall_end": float, "masked_start": float, "masked_end": float,
-                 "year_start": float, "year_end": float, "rate_km2_yr": float, "rate_pct_yr": float,
-                 "area_start_sigma_km2": float, "area_end_sigma_km2": float,
-                 "rate_sigma_km2_yr": float, "rate_sigma_pct_yr": float, "snr": float,
-                 "kept": bool, "filter_reason": str}
-
-
-def year_of(value):
-    """Decimal year of a date-like attribute (QDate, date, 'YYYY-MM-DD', 2015, '2015')."""
-    from ..core.area_change import decimal_year
-    if value is None:
-        return float("nan")
-    if isinstance(value, dt.datetime):
-        value = value.date()
-    if isinstance(value, dt.date):
-        return decimal_year(value)
-    text = str(value).strip().replace("/", "-")
-    try:
-        return decimal_year(dt.date.fromisoformat(text[:10]))
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return float("nan")
 
 
 class AreaChangeAlgorithm(GlacierMapperAlgorithm):
@@ -105,65 +74,5 @@ class AreaChangeAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("N_KEPT", "Glaciers kept"))
         self.addOutput(QgsProcessingOutputHtml("REPORT_HTML", "Area change report"))
 
-    def _paths(self, parameters, name, context):
-        return [layer.source() for layer in self.parameterAsLayerList(parameters, name, context)]
-
-    def _optional_number(self, parameters, name, context):
-        value = parameters.get(name)
-        return None if value in (None, "") else self.parameterAsDouble(parameters, name, context)
-
-    def execute(self, parameters, context, feedback, progress):
-        from ..core.area_change import AreaChangeOptions, area_change
-        from ..core.report import write_report
-        source = self.parameterAsSource(parameters, "INVENTORY", context)
-        inventory = inventory_from_source(source, self.parameterAsString(parameters, "ID_FIELD", context) or None)
-        date_field = self.parameterAsString(parameters, "DATE_FIELD", context)
-        years = [year_of(r.get(date_field)) for r in inventory.records] if date_field else None
-        options = AreaChangeOptions(
-            min_recall=self.parameterAsDouble(parameters, "MIN_RECALL", context),
-            max_masked=self.parameterAsDouble(parameters, "MAX_MASKED", context),
-            trim_percent=self.parameterAsDouble(parameters, "TRIM_PERCENT", context),
-            min_snr=self.parameterAsDouble(parameters, "MIN_SNR", context),
-            threshold=self.parameterAsDouble(parameters, "THRESHOLD", context),
-            outline_uncertainty_px=self.parameterAsDouble(parameters, "OUTLINE_UNCERTAINTY_PX", context),
-            start_year=self._optional_number(parameters, "START_YEAR", context),
-            end_year=self._optional_number(parameters, "END_YEAR", context))
-        start_ens = self._paths(parameters, "START_ENSEMBLE", context)
-        end_ens = self._paths(parameters, "END_ENSEMBLE", context)
-        if bool(start_ens) != bool(end_ens):
-            raise QgsProcessingException("START_ENSEMBLE and END_ENSEMBLE go together: give both or neither")
-        result = area_change(
-            inventory, self._paths(parameters, "START", context), self._paths(parameters, "END", context),
-            self._paths(parameters, "START_QUALITY", context) or None,
-            self._paths(parameters, "END_QUALITY", context) or None, options, years,
-            [[p] for p in start_ens] or None, [[p] for p in end_ens] or None, progress)
-
-        rows = [dict(r, id=str(r["id"])) for r in result.glaciers]
-        types = {k: v for k, v in GLACIER_TYPES.items() if k in rows[0]}
-        out_fields = source.fields()
-        for f in fields_for(rows, types):
-            if f.name() in types:
-                out_fields.append(f)
-        sink, out_id = self.parameterAsSink(parameters, "OUTPUT", context, out_fields,
-                                            source.wkbType(), source.sourceCrs())
-        write_rows(sink, out_fields, [dict(rec, **{k: r[k] for k in types})
-                                      for rec, r in zip(inventory.records, rows)],
-                   source_geometries(source))
-        summary_fields = fields_for([result.regional])
-        s_sink, summary_id = self.parameterAsSink(parameters, "OUTPUT_SUMMARY", context, summary_fields, QgsWkbTypes.NoGeometry)
-        write_rows(s_sink, summary_fields, [result.regional])
-        size_fields = fields_for(result.size_classes, {"size_class": str, "n": int, "n_kept": int})
-        c_sink, classes_id = self.parameterAsSink(parameters, "OUTPUT_SIZE_CLASSES", context, size_fields, QgsWkbTypes.NoGeometry)
-        write_rows(c_sink, size_fields, result.size_classes)
-        report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
-        if report:
-            used = {d.name(): parameters.get(d.name(), d.defaultValue())
-                    for d in self.parameterDefinitions() if not d.name().startswith("OUTPUT")}
-            write_report(report, result, used)
-        del sink, s_sink, c_sink  # closes the files (QGIS finalises a sink when it is deleted)
-        style_output(context, out_id, "area_change.qml")
-        for reason, count in sorted(result.filter_counts.items()):
-            progress.info(f"{count:5d} glaciers: {reason}")
-        return {"OUTPUT": out_id, "OUTPUT_SUMMARY": summary_id, "OUTPUT_SIZE_CLASSES": classes_id,
-                "OUTPUT_REPORT": report, "REPORT_HTML": report,
-                "REGIONAL_RATE": result.regional["rate_pct_yr"], "N_KEPT": result.regional["n_kept"]}
+    def finish(self, parameters, context, outputs):
+        style_output(context, outputs.get("OUTPUT"), "area_change.qml")

@@ -1,36 +1,39 @@
-"""What every Glacier Mapper algorithm shares: names, help, dependency checks, and the
-bridge from core progress/cancellation to QgsProcessingFeedback."""
+"""What every Glacier Mapper algorithm shares: names, help, and the run itself: parameters
+become plain values (feature sources are exported to a temporary GeoPackage), the engine
+process runs the step (engine/client.py) while its progress and log reach
+QgsProcessingFeedback, and its GeoPackages are copied into the sinks the user chose. Nothing
+here imports numpy, torch or any other package of the engine."""
 from __future__ import annotations
 
 import collections
-
+import contextlib
+import os
 from pathlib import Path
 
-from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
-                       QgsProcessingLayerPostProcessorInterface)
+from qgis.core import (QgsApplication, QgsFeature, QgsFeatureSink, QgsFields, QgsProcessing,
+                       QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
+                       QgsProcessingLayerPostProcessorInterface, QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterField, QgsProcessingParameterNumber, QgsProcessingUtils,
+                       QgsVectorFileWriter, QgsVectorLayer)
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from .. import dependencies
-from ..core.progress import Cancelled, Progress
+from ..engine import client
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 STYLES = PLUGIN_DIR / "resources" / "styles"
 HELP_URL = "https://github.com/glacier-mapper/glacier-mapper#algorithms"
 
 
-class FeedbackProgress(Progress):
-    """Core progress that forwards to QgsProcessingFeedback and reads its cancel flag."""
+class FeedbackListener:
+    """What the engine says, forwarded to QgsProcessingFeedback; its cancel flag read back."""
 
     def __init__(self, feedback):
-        super().__init__()
         self.feedback = feedback
 
-    def update(self, fraction, message=None):
+    def progress(self, fraction):
         if self.feedback is not None:
             self.feedback.setProgress(100.0 * min(max(fraction, 0.0), 1.0))
-        super().update(fraction, message)
 
     def info(self, message):
         if self.feedback is not None:
@@ -44,8 +47,17 @@ class FeedbackProgress(Progress):
         else:  # QGIS < 3.20
             self.feedback.reportError(message, False)
 
-    def is_cancelled(self):
+    def debug(self, message):
+        if self.feedback is not None:
+            self.feedback.pushDebugInfo(message)
+
+    def cancelled(self):
         return self.feedback is not None and self.feedback.isCanceled()
+
+
+def profile_dir() -> Path | None:
+    path = QgsApplication.qgisSettingsDirPath()
+    return Path(path) if path else None
 
 
 class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
@@ -80,8 +92,8 @@ def style_output(context, path, qml: str) -> None:
 
 
 class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
-    """Subclasses set ALG_ID, DISPLAY, GROUP/GROUP_ID, HELP, PARAM_HELP and REQUIRES and
-    implement initAlgorithm and execute()."""
+    """Subclasses set ALG_ID (also the engine's step), DISPLAY, GROUP/GROUP_ID, HELP and
+    PARAM_HELP, implement initAlgorithm, and may style or load outputs in finish()."""
 
     ALG_ID = ""
     DISPLAY = ""
@@ -89,7 +101,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
     GROUP_ID = ""
     HELP = ""
     PARAM_HELP: dict[str, str] = {}
-    REQUIRES: tuple[str, ...] = ()  # import names of optional dependencies
+    NEEDS_ENGINE = True
 
     def tr(self, text):
         return QCoreApplication.translate("GlacierMapper", text)
@@ -133,31 +145,141 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterField("ID_FIELD", "Glacier id field", parentLayerParameterName="INVENTORY",
                                                       optional=True))
 
-    def missing_dependencies(self) -> list[str]:
-        dependencies.add_to_sys_path()
-        return dependencies.missing_modules(self.REQUIRES) if self.REQUIRES else []
-
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API name)
-        missing = self.missing_dependencies()
-        if missing:
-            return False, (f"{self.displayName()} needs {', '.join(missing)}. "
-                           + dependencies.install_hint())
+        if self.NEEDS_ENGINE:
+            try:
+                client.engine_python(profile_dir())
+            except client.EngineMissing as err:
+                return False, str(err)
         return super().checkParameterValues(parameters, context)
 
+    # ------------------------------------------------------------------ the run
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
-        missing = self.missing_dependencies()
-        if missing:
-            raise QgsProcessingException(f"{self.displayName()} needs {', '.join(missing)}. "
-                                         + dependencies.install_hint())
-        progress = FeedbackProgress(feedback)
+        temporary: list[str] = []
         try:
-            results = self.execute(parameters, context, feedback, progress)
-            # numpy scalars do not survive QVariant (qgis_process --json would print "").
-            return {k: (v.item() if hasattr(v, "item") else v) for k, v in results.items()}
-        except Cancelled:
-            raise QgsProcessingException("Cancelled: no output was written.") from None
-        except (ValueError, FileNotFoundError) as err:
-            raise QgsProcessingException(str(err)) from err
+            params, sinks = self.engine_parameters(parameters, context, feedback, temporary)
+            try:
+                result = client.run_step(self.ALG_ID, params, FeedbackListener(feedback), profile_dir())
+            except client.EngineError as err:
+                raise QgsProcessingException(str(err)) from None
+            outputs = dict(result)
+            for name, tmp in sinks.items():
+                if result.get(name):
+                    outputs[name] = self.copy_to_sink(parameters, name, context, tmp)
+            self.finish(parameters, context, outputs)
+            return outputs
+        finally:
+            for path in temporary:
+                for leftover in (path, path + "-wal", path + "-shm"):
+                    with contextlib.suppress(OSError):
+                        os.remove(leftover)
+
+    def finish(self, parameters, context, outputs) -> None:
+        """Styles and layers to load on completion (subclasses)."""
+
+    def engine_parameters(self, parameters, context, feedback, temporary):
+        """(plain values for the engine, {sink name: temporary GeoPackage}) by parameter type."""
+        params, sinks = {}, {}
+        for d in self.parameterDefinitions():
+            name, kind = d.name(), d.type()
+            given = parameters.get(name) not in (None, "")
+            if kind == "source":
+                source = self.parameterAsSource(parameters, name, context)
+                if source is None:
+                    if given or not (d.flags() & d.FlagOptional):
+                        raise QgsProcessingException(f"{name}: layer not found")
+                    continue
+                params[name] = self.export_source(source, name, context, feedback, temporary)
+            elif kind == "raster":
+                layer = self.parameterAsRasterLayer(parameters, name, context)
+                if layer is None and given:
+                    raise QgsProcessingException(f"{name}: raster layer not found")
+                params[name] = layer.source() if layer is not None else None
+            elif kind == "multilayer":
+                params[name] = [layer.source() for layer in self.parameterAsLayerList(parameters, name, context)]
+            elif kind == "file":
+                params[name] = self.parameterAsFile(parameters, name, context) or None
+            elif kind == "number":
+                if not given and d.defaultValue() is None:
+                    params[name] = None
+                elif d.dataType() == QgsProcessingParameterNumber.Integer:
+                    params[name] = self.parameterAsInt(parameters, name, context)
+                else:
+                    params[name] = self.parameterAsDouble(parameters, name, context)
+            elif kind == "distance":
+                params[name] = self.parameterAsDouble(parameters, name, context)
+            elif kind == "enum":
+                params[name] = (self.parameterAsEnumString(parameters, name, context) if d.usesStaticStrings()
+                                else d.options()[self.parameterAsEnum(parameters, name, context)])
+            elif kind in ("string", "field"):
+                params[name] = self.parameterAsString(parameters, name, context)
+            elif kind == "boolean":
+                params[name] = self.parameterAsBool(parameters, name, context)
+            elif kind in ("rasterDestination", "vectorDestination"):
+                params[name] = self.parameterAsOutputLayer(parameters, name, context) or None
+            elif kind in ("fileDestination", "folderDestination"):
+                params[name] = self.parameterAsFileOutput(parameters, name, context) or None
+            elif kind == "sink":
+                if name in parameters and parameters[name] is None:
+                    continue  # an optional sink the user skipped
+                tmp = QgsProcessingUtils.generateTempFilename(f"{name.lower()}.gpkg")
+                temporary.append(tmp)
+                params[name] = sinks[name] = tmp
+            else:
+                params[name] = parameters.get(name)
+        return params, sinks
+
+    def export_source(self, source, name, context, feedback, temporary) -> str:
+        """Any feature source (a layer, its selection, a memory layer, a CSV) as a GeoPackage
+        the engine can read, in the source's CRS."""
+        path = QgsProcessingUtils.generateTempFilename(f"{name.lower()}.gpkg")
+        temporary.append(path)
+        options = QgsVectorFileWriter.SaveVectorOptions()
+        options.driverName = "GPKG"
+        options.layerName = name.lower()
+        fields = QgsFields()
+        for f in source.fields():
+            if f.name().lower() != "fid":  # the GeoPackage makes its own
+                fields.append(f)
+        writer = QgsVectorFileWriter.create(path, fields, source.wkbType(), source.sourceCrs(),
+                                            context.transformContext(), options)
+        if writer.hasError() != QgsVectorFileWriter.NoError:
+            raise QgsProcessingException(f"{name}: cannot export the layer for the engine: {writer.errorMessage()}")
+        for feat in source.getFeatures():
+            if feedback is not None and feedback.isCanceled():
+                raise QgsProcessingException("Cancelled: no output was written.")
+            out = QgsFeature(fields)
+            out.setAttributes([feat[f.name()] for f in fields])
+            out.setGeometry(feat.geometry())
+            writer.addFeature(out, QgsFeatureSink.FastInsert)
+        del writer
+        return f"{path}|layername={name.lower()}"
+
+    def copy_to_sink(self, parameters, name, context, path) -> str:
+        """The engine's GeoPackage into the sink the user chose (file, memory, ...)."""
+        layer = QgsVectorLayer(path, name, "ogr")
+        if not layer.isValid():
+            raise QgsProcessingException(f"{name}: the engine's output {path} cannot be read")
+        fields = QgsFields()
+        keep = []
+        for i, f in enumerate(layer.fields()):
+            if f.name().lower() != "fid":
+                fields.append(f)
+                keep.append(i)
+        sink, dest = self.parameterAsSink(parameters, name, context, fields, layer.wkbType(), layer.crs())
+        if sink is None:
+            raise QgsProcessingException(f"{name}: cannot create the output")
+        for feat in layer.getFeatures():
+            out = QgsFeature(fields)
+            attrs = feat.attributes()
+            out.setAttributes([attrs[i] for i in keep])
+            if feat.hasGeometry():
+                out.setGeometry(feat.geometry())
+            if not sink.addFeature(out, QgsFeatureSink.FastInsert):
+                raise QgsProcessingException(f"{name}: could not write a feature: {sink.lastError()}")
+        del sink, layer
+        return dest
 
     def load_on_completion(self, context, path, name, output_name, qml=None):
         """Load a file output into the project when the algorithm finishes (and style it)."""

@@ -1,22 +1,15 @@
-"""glacier_mapper:cross_validate -> core.crossval.cross_validate."""
-from qgis.core import (QgsField, QgsProcessing, QgsProcessingOutputMultipleLayers,
+"""glacier_mapper:cross_validate (engine step cross_validate)."""
+from qgis.core import (QgsProcessing, QgsProcessingOutputMultipleLayers,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFolderDestination,
-                       QgsProcessingParameterNumber, QgsWkbTypes)
-from qgis.PyQt.QtCore import QVariant
+                       QgsProcessingParameterNumber)
 
 from .base import GlacierMapperAlgorithm
-from .layers import fields_for, source_geometries, write_rows
-from .train_model import TRAINING_HELP, add_training_parameters, training_inputs
-
-TABLE_TYPES = {"subregion": str, "patches": int, "glaciers": int, "accuracy": float, "iou": float,
-               "precision": float, "recall": float, "f1": float}
-
+from .train_model import TRAINING_HELP, add_training_parameters
 
 class CrossValidateAlgorithm(GlacierMapperAlgorithm):
     ALG_ID = "cross_validate"
     DISPLAY = "Cross-validate glacier model"
     GROUP, GROUP_ID = "Segmentation", "segmentation"
-    REQUIRES = ("torch", "segmentation_models_pytorch", "safetensors")
     HELP = ("Geographic K-fold cross-validation (Diaconu & Bamber 2023): glaciers sorted west "
             "to east are cut into FOLDS of equal glacierised area; for each fold a model is "
             "trained on the others (with a validation slice of glaciers) and tested on it. "
@@ -37,27 +30,4 @@ class CrossValidateAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_INVENTORY", "Inventory with folds", QgsProcessing.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputMultipleLayers("PREDICTIONS", "Out-of-fold probability rasters"))
 
-    def execute(self, parameters, context, feedback, progress):
-        from ..core.crossval import cross_validate
-        rasters, inventory, dem, options = training_inputs(self, parameters, context)
-        folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
-        cv = cross_validate(rasters, inventory, folder, dem, self.parameterAsInt(parameters, "FOLDS", context),
-                            options, progress)
-        rows = cv.table()
-        fields = fields_for(rows, TABLE_TYPES)
-        sink, table_id = self.parameterAsSink(parameters, "OUTPUT_TABLE", context, fields, QgsWkbTypes.NoGeometry)
-        write_rows(sink, fields, rows)
-
-        source = self.parameterAsSource(parameters, "INVENTORY", context)
-        inv_fields = source.fields()
-        inv_fields.append(QgsField("fold", QVariant.Int))
-        inv_sink, inv_id = self.parameterAsSink(parameters, "OUTPUT_INVENTORY", context, inv_fields,
-                                                source.wkbType(), source.sourceCrs())
-        records = [dict(rec, fold=f + 1) for rec, f in zip(inventory.records, cv.folds)]
-        write_rows(inv_sink, inv_fields, records, source_geometries(source))
-        for r in rows:
-            progress.info(f"{r['subregion']:>8}: IoU {r['iou']:.4f}  F1 {r['f1']:.4f}  "
-                          f"precision {r['precision']:.4f}  recall {r['recall']:.4f}")
-        return {"OUTPUT_TABLE": table_id, "OUTPUT_INVENTORY": inv_id, "OUTPUT_FOLDER": folder,
-                "PREDICTIONS": [str(p) for p in cv.predictions]}
 

@@ -1,10 +1,8 @@
-"""glacier_mapper:evaluate_segmentation -> core.evaluate.evaluate."""
-from qgis.core import (QgsField, QgsProcessing, QgsProcessingOutputNumber,
-                       QgsProcessingParameterFeatureSink, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterLayer, QgsWkbTypes)
+"""glacier_mapper:evaluate_segmentation (engine step evaluate_segmentation)."""
+from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
+                       QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
 
 from .base import GlacierMapperAlgorithm
-from .layers import fields_for, inventory_from_source, source_geometries, write_rows
 
 
 class EvaluateSegmentationAlgorithm(GlacierMapperAlgorithm):
@@ -37,30 +35,4 @@ class EvaluateSegmentationAlgorithm(GlacierMapperAlgorithm):
         for name in ("ACCURACY", "IOU", "PRECISION", "RECALL", "F1"):
             self.addOutput(QgsProcessingOutputNumber(name, name.title()))
 
-    def execute(self, parameters, context, feedback, progress):
-        from ..core.evaluate import evaluate
-        prediction = self.parameterAsRasterLayer(parameters, "PREDICTION", context)
-        source = self.parameterAsSource(parameters, "INVENTORY", context)
-        id_field = self.parameterAsString(parameters, "ID_FIELD", context) or None
-        inventory = inventory_from_source(source, id_field)
-        quality = self.parameterAsRasterLayer(parameters, "QUALITY", context)
-        ev = evaluate(prediction.source(), inventory, quality.source() if quality else None,
-                      threshold=self.parameterAsDouble(parameters, "THRESHOLD", context))
-        rows = [dict(r, id=str(r["id"])) for r in ev.glaciers]
-        fields = fields_for(rows)
-        sink, table_id = self.parameterAsSink(parameters, "OUTPUT_TABLE", context, fields, QgsWkbTypes.NoGeometry)
-        write_rows(sink, fields, rows)
-        joined_fields = source.fields()
-        for f in fields:
-            if f.name() != "id":
-                joined_fields.append(QgsField(f.name(), f.type()))
-        joined = [dict(rec, **{k: v for k, v in r.items() if k != "id"})
-                  for rec, r in zip(inventory.records, ev.glaciers)]
-        out, out_id = self.parameterAsSink(parameters, "OUTPUT", context, joined_fields,
-                                           source.wkbType(), source.sourceCrs())
-        write_rows(out, joined_fields, joined, source_geometries(source))
-        o = ev.overall
-        progress.info(f"pixels: IoU {o['iou']:.4f}, F1 {o['f1']:.4f}, precision {o['precision']:.4f}, "
-                      f"recall {o['recall']:.4f}, accuracy {o['accuracy']:.4f}")
-        return {"OUTPUT_TABLE": table_id, "OUTPUT": out_id, "ACCURACY": o["accuracy"], "IOU": o["iou"],
-                "PRECISION": o["precision"], "RECALL": o["recall"], "F1": o["f1"]}
+

@@ -1,14 +1,12 @@
-"""glacier_mapper:train_mass_balance and predict_mass_balance -> core.mbm_workflow."""
-from qgis.core import (QgsFeatureRequest, QgsProcessing, QgsProcessingException,
-                       QgsProcessingOutputHtml, QgsProcessingOutputMultipleLayers,
+"""glacier_mapper:train_mass_balance and predict_mass_balance (engine steps of the same names)."""
+from qgis.core import (QgsProcessing, QgsProcessingOutputHtml, QgsProcessingOutputMultipleLayers,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterFile,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
-                       QgsProcessingParameterString, QgsWkbTypes)
+                       QgsProcessingParameterString)
 
 from .base import GlacierMapperAlgorithm
-from .layers import plain_value, fields_for, inventory_from_source, write_rows
 from .segment_glaciers import string_enum
 
 CLIMATE_HELP = {
@@ -19,17 +17,6 @@ CLIMATE_HELP = {
                          "(default: hgt, z or orog).",
     "DEM": "Elevation raster (any CRS) for slope, aspect and, when predicting, the grid.",
 }
-
-
-def parse_variables(text):
-    out = {}
-    for part in (text or "").split(","):
-        if part.strip():
-            if "=" not in part:
-                raise QgsProcessingException(f"CLIMATE_VARIABLES: {part!r} is not name=variable")
-            k, v = part.split("=", 1)
-            out[k.strip()] = v.strip()
-    return out
 
 
 def add_climate_parameters(alg):
@@ -43,7 +30,6 @@ class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
     ALG_ID = "train_mass_balance"
     DISPLAY = "Train mass-balance model (Mass Balance Machine)"
     GROUP, GROUP_ID = "Mass balance", "mass_balance"
-    REQUIRES = ("xgboost",)
     HELP = ("Trains the Mass Balance Machine (Sjursen et al. 2025): a monthly XGBoost model of "
             "surface mass balance fitted to point (stake), elevation-band or glacier-wide "
             "seasonal and annual observations by summing its monthly predictions over each "
@@ -83,48 +69,13 @@ class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_MODEL", "Model file", "Mass balance model (*.json)"))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_METRICS", "Cross-validation metrics", QgsProcessing.TypeVector))
 
-    def execute(self, parameters, context, feedback, progress):
-        from ..core.mass_balance import MBMOptions
-        from ..core.mbm_workflow import train_mbm
-        from ..core.stakes import observations_from_rows, observations_from_stake_table
-        source = self.parameterAsSource(parameters, "OBSERVATIONS", context)
-        if source is None:
-            raise QgsProcessingException("OBSERVATIONS: layer not found")
-        names = source.fields().names()
-        rows = [{n: plain_value(f[n]) for n in names} for f in source.getFeatures(QgsFeatureRequest())]
-        units = self.parameterAsEnumString(parameters, "UNITS", context)
-        if "POINT_BALANCE" not in names and "ba_stratigraphic" in names:
-            obs, dropped = observations_from_stake_table(rows, units)
-        else:
-            obs, dropped = observations_from_rows(rows, units, self.parameterAsString(parameters, "GLACIER_FIELD", context) or None)
-        progress.info(f"{len(obs)} observations, {dropped} rows dropped (unknown dates or balances)")
-        options = MBMOptions(lapse_rate=self.parameterAsDouble(parameters, "LAPSE_RATE", context),
-                             precipitation_factor=self.parameterAsDouble(parameters, "PRECIPITATION_FACTOR", context),
-                             n_estimators=self.parameterAsInt(parameters, "N_ESTIMATORS", context),
-                             max_depth=self.parameterAsInt(parameters, "MAX_DEPTH", context),
-                             learning_rate=self.parameterAsDouble(parameters, "LEARNING_RATE", context),
-                             seed=self.parameterAsInt(parameters, "SEED", context))
-        dem = self.parameterAsRasterLayer(parameters, "DEM", context)
-        output = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
-        result = train_mbm(obs, self.parameterAsFile(parameters, "CLIMATE", context),
-                           dem.source() if dem else None, output, options,
-                           self.parameterAsInt(parameters, "FOLDS", context),
-                           parse_variables(self.parameterAsString(parameters, "CLIMATE_VARIABLES", context)),
-                           self.parameterAsString(parameters, "CLIMATE_ELEVATION", context) or None,
-                           progress, dropped)
-        table = [dict(target=k, **v) for k, v in result.metrics.items()]
-        fields = fields_for(table, {"target": str, "n": int, "rmse": float, "bias": float, "r2": float})
-        sink, metrics_id = self.parameterAsSink(parameters, "OUTPUT_METRICS", context, fields, QgsWkbTypes.NoGeometry)
-        write_rows(sink, fields, table)
-        del sink
-        return {"OUTPUT_MODEL": output, "OUTPUT_METRICS": metrics_id}
+
 
 
 class PredictMassBalanceAlgorithm(GlacierMapperAlgorithm):
     ALG_ID = "predict_mass_balance"
     DISPLAY = "Predict mass balance (Mass Balance Machine)"
     GROUP, GROUP_ID = "Mass balance", "mass_balance"
-    REQUIRES = ("xgboost",)
     HELP = ("Applies a Mass Balance Machine model to every glacier of an inventory over a range "
             "of hydrological years (October-September): monthly point balances on the DEM "
             "cells inside each outline, summed to annual (Ba), winter (Bw, Oct-Apr) and summer "
@@ -152,26 +103,4 @@ class PredictMassBalanceAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputMultipleLayers("RASTERS", "Mass-balance rasters"))
         self.addOutput(QgsProcessingOutputHtml("PLOT", "Mass-balance plot"))
 
-    def execute(self, parameters, context, feedback, progress):
-        from ..core.mbm_workflow import plot_series, predict_mbm
-        source = self.parameterAsSource(parameters, "INVENTORY", context)
-        inventory = inventory_from_source(source, self.parameterAsString(parameters, "ID_FIELD", context) or None)
-        dem = self.parameterAsRasterLayer(parameters, "DEM", context)
-        folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
-        series = predict_mbm(self.parameterAsFile(parameters, "MODEL", context),
-                             [(i, g, inventory.crs) for i, g in zip(inventory.ids, inventory.geometries) if g is not None],
-                             self.parameterAsFile(parameters, "CLIMATE", context), dem.source(),
-                             self.parameterAsInt(parameters, "START_YEAR", context),
-                             self.parameterAsInt(parameters, "END_YEAR", context), folder,
-                             parse_variables(self.parameterAsString(parameters, "CLIMATE_VARIABLES", context)),
-                             self.parameterAsString(parameters, "CLIMATE_ELEVATION", context) or None, progress)
-        rows = [r for s in series for r in s.rows]
-        if not rows:
-            raise QgsProcessingException("no glacier of INVENTORY has DEM cells inside its outline")
-        fields = fields_for(rows, {"glacier_id": str, "year": int, "ba": float, "bw": float, "bs": float})
-        sink, table_id = self.parameterAsSink(parameters, "OUTPUT", context, fields, QgsWkbTypes.NoGeometry)
-        write_rows(sink, fields, rows)
-        del sink
-        png = plot_series(series, f"{folder}/mass_balance.png")
-        return {"OUTPUT": table_id, "OUTPUT_FOLDER": folder, "PLOT": str(png.with_suffix(".html")),
-                "RASTERS": [str(s.raster) for s in series if s.raster]}
+

@@ -1,12 +1,10 @@
-"""glacier_mapper:segment_glaciers -> core.segment.segment."""
-from qgis.core import (QgsCoordinateTransform, QgsFeatureRequest, QgsProcessing,
-                       QgsProcessingException, QgsProcessingOutputNumber,
+"""glacier_mapper:segment_glaciers (engine step segment_glaciers)."""
+from qgis.core import (QgsProcessing, QgsProcessingOutputNumber,
                        QgsProcessingOutputString, QgsProcessingParameterDistance,
                        QgsProcessingParameterEnum, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterFile, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
-from shapely import wkb
 
 from .base import GlacierMapperAlgorithm, style_output
 
@@ -22,24 +20,10 @@ def string_enum(name, description, options):
     return param
 
 
-def layer_geometries(source, crs, context):
-    """Shapely geometries of a feature source, transformed to `crs`."""
-    transform = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
-    geoms = []
-    for feat in source.getFeatures(QgsFeatureRequest()):
-        g = feat.geometry()
-        if g.isNull():
-            continue
-        g.transform(transform)
-        geoms.append(wkb.loads(bytes(g.asWkb())))
-    return geoms
-
-
 class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
     ALG_ID = "segment_glaciers"
     DISPLAY = "Segment glaciers"
     GROUP, GROUP_ID = "Segmentation", "segmentation"
-    REQUIRES = ("torch", "segmentation_models_pytorch", "safetensors")
     HELP = ("Runs a Glacier Mapper U-Net over a raster of any size, tile by tile with smooth "
             "blending of overlapping tiles, on CUDA or the CPU, and writes the glacier "
             "probability, a mask and glacier polygons. Bands are matched to the model by their "
@@ -94,43 +78,8 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputString("DEVICE_USED", "Device used"))
         self.addOutput(QgsProcessingOutputString("PRECISION_USED", "Precision used"))
 
-    def execute(self, parameters, context, feedback, progress):
-        from ..core.bands import parse_mapping
-        from ..core.segment import SegmentOptions, segment
-
-        raster = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        if raster is None:
-            raise QgsProcessingException("INPUT: raster layer not found")
-        dem = self.parameterAsRasterLayer(parameters, "DEM", context)
-        mask_source = self.parameterAsSource(parameters, "MASK_LAYER", context)
-        threshold = parameters.get("THRESHOLD")
-        options = SegmentOptions(
-            tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
-            overlap=self.parameterAsInt(parameters, "OVERLAP", context),
-            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
-            threshold=None if threshold in (None, "") else self.parameterAsDouble(parameters, "THRESHOLD", context),
-            device=self.parameterAsEnumString(parameters, "DEVICE", context),
-            precision=self.parameterAsEnumString(parameters, "PRECISION", context),
-            probability_dtype=self.parameterAsEnumString(parameters, "PROBABILITY_FORMAT", context),
-            bands=parse_mapping(self.parameterAsString(parameters, "BANDS", context)) or None,
-            mask_geometries=layer_geometries(mask_source, raster.crs(), context) if mask_source else [],
-            mask_buffer_m=self.parameterAsDouble(parameters, "MASK_BUFFER", context),
-            min_area_km2=self.parameterAsDouble(parameters, "MIN_AREA", context),
-            simplify_m=self.parameterAsDouble(parameters, "SIMPLIFY", context))
-        prob_path = self.parameterAsOutputLayer(parameters, "OUTPUT_PROBABILITY", context)
-        mask_path = self.parameterAsOutputLayer(parameters, "OUTPUT_MASK", context) or None
-        poly_path = self.parameterAsOutputLayer(parameters, "OUTPUT_POLYGONS", context) or None
-        if poly_path and not poly_path.lower().endswith(".gpkg"):
-            raise QgsProcessingException(f"OUTPUT_POLYGONS must be a GeoPackage (.gpkg), not {poly_path}")
-        if poly_path and not mask_path:
-            raise QgsProcessingException("OUTPUT_POLYGONS is made from the mask: set OUTPUT_MASK too")
-        result = segment(raster.source(), self.parameterAsFile(parameters, "MODEL", context),
-                         prob_path, mask_path, poly_path, dem.source() if dem else None,
-                         options, progress)
-        prob_qml = "probability_percent.qml" if options.probability_dtype == "uint8" else "probability.qml"
-        style_output(context, prob_path, prob_qml)
-        style_output(context, mask_path, "mask.qml")
-        style_output(context, poly_path, "glacier_polygons.qml")
-        return {"OUTPUT_PROBABILITY": prob_path, "OUTPUT_MASK": mask_path,
-                "OUTPUT_POLYGONS": poly_path, "GLACIER_AREA_KM2": result.glacier_area_km2,
-                "DEVICE_USED": result.device, "PRECISION_USED": result.precision}
+    def finish(self, parameters, context, outputs):
+        prob_qml = "probability_percent.qml" if parameters.get("PROBABILITY_FORMAT") == "uint8" else "probability.qml"
+        style_output(context, outputs.get("OUTPUT_PROBABILITY"), prob_qml)
+        style_output(context, outputs.get("OUTPUT_MASK"), "mask.qml")
+        style_output(context, outputs.get("OUTPUT_POLYGONS"), "glacier_polygons.qml")

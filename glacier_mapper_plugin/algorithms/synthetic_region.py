@@ -1,9 +1,8 @@
-"""glacier_mapper:synthetic_region -> core.synthetic.make_region."""
+"""glacier_mapper:synthetic_region (engine step synthetic_region)."""
 from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputRasterLayer,
                        QgsProcessingOutputVectorLayer, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber)
 
-from ..core.synthetic import make_region
 from .base import GlacierMapperAlgorithm
 
 
@@ -48,25 +47,9 @@ class SyntheticRegionAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("GLACIER_COUNT", "Glaciers placed"))
         self.addOutput(QgsProcessingOutputNumber("TRUE_REGIONAL_RATE", "True regional rate (%/yr)"))
 
-    def execute(self, parameters, context, feedback, progress):
-        folder = self.parameterAsString(parameters, "OUTPUT_FOLDER", context)
-        region = make_region(
-            folder,
-            seed=self.parameterAsInt(parameters, "SEED", context),
-            size_km=self.parameterAsDouble(parameters, "SIZE_KM", context),
-            n_glaciers=self.parameterAsInt(parameters, "N_GLACIERS", context),
-            start_year=self.parameterAsInt(parameters, "START_YEAR", context),
-            end_year=self.parameterAsInt(parameters, "END_YEAR", context),
-            progress=progress)
-        inventory = f"{region.inventory}|layername=inventory"
-        self.load_on_completion(context, region.dem, "DEM", "DEM")
-        for key, path, date in (("IMAGERY_START", region.imagery_start, region.start_date),
-                                ("IMAGERY_END", region.imagery_end, region.end_date)):
-            self.load_on_completion(context, path, f"Sentinel-2 L2A {date}", key,
+    def finish(self, parameters, context, outputs):
+        self.load_on_completion(context, outputs["DEM"], "DEM", "DEM")
+        for key, date in (("IMAGERY_START", outputs["START_DATE"]), ("IMAGERY_END", outputs["END_DATE"])):
+            self.load_on_completion(context, outputs[key], f"Sentinel-2 L2A {date}", key,
                                     "s2_natural_colour.qml")
-        self.load_on_completion(context, inventory, "Inventory", "INVENTORY", "inventory.qml")
-        return {"OUTPUT_FOLDER": str(region.folder), "IMAGERY_START": str(region.imagery_start),
-                "IMAGERY_END": str(region.imagery_end), "DEM": str(region.dem),
-                "INVENTORY": inventory, "TRUTH_START": str(region.truth_start),
-                "TRUTH_END": str(region.truth_end), "GLACIER_COUNT": region.n_glaciers,
-                "TRUE_REGIONAL_RATE": region.true_regional_rate_pct_yr}
+        self.load_on_completion(context, outputs["INVENTORY"], "Inventory", "INVENTORY", "inventory.qml")

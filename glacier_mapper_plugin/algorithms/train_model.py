@@ -1,11 +1,10 @@
-"""glacier_mapper:train_model -> core.train.train_model."""
+"""glacier_mapper:train_model (engine step train_model)."""
 from qgis.core import (QgsProcessing, QgsProcessingOutputNumber,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
 
 from .base import GlacierMapperAlgorithm
-from .layers import inventory_from_source
 from .segment_glaciers import DEVICES, string_enum
 
 ENCODERS = ["resnet34", "resnet18", "resnet50"]
@@ -47,36 +46,10 @@ def add_training_parameters(alg):
     alg.addParameter(QgsProcessingParameterNumber("VAL_FRACTION", "Validation share of glaciers", QgsProcessingParameterNumber.Double, 0.2, False, 0.0, 0.9))
 
 
-def training_inputs(alg, parameters, context):
-    """(raster paths, Inventory, DEM path or None, TrainOptions) from the parameters."""
-    from ..core.bands import canonical, parse_mapping
-    from ..core.train import TrainOptions
-    rasters = [layer.source() for layer in alg.parameterAsLayerList(parameters, "INPUT", context)]
-    source = alg.parameterAsSource(parameters, "INVENTORY", context)
-    inventory = inventory_from_source(source, alg.parameterAsString(parameters, "ID_FIELD", context) or None)
-    dem = alg.parameterAsRasterLayer(parameters, "DEM", context)
-    text = alg.parameterAsString(parameters, "BANDS", context).strip()
-    mapping = parse_mapping(text) if "=" in text else None
-    bands = list(mapping) if mapping else ([canonical(b) for b in text.split(",") if b.strip()] or None)
-    options = TrainOptions(
-        patch_size=alg.parameterAsInt(parameters, "PATCH_SIZE", context),
-        encoder=alg.parameterAsEnumString(parameters, "ENCODER", context),
-        epochs=alg.parameterAsInt(parameters, "EPOCHS", context),
-        batch_size=alg.parameterAsInt(parameters, "BATCH_SIZE", context),
-        learning_rate=alg.parameterAsDouble(parameters, "LEARNING_RATE", context),
-        device=alg.parameterAsEnumString(parameters, "DEVICE", context),
-        seed=alg.parameterAsInt(parameters, "SEED", context),
-        val_fraction=alg.parameterAsDouble(parameters, "VAL_FRACTION", context),
-        quality=alg.parameterAsString(parameters, "QUALITY", context) or "none",
-        bands=bands, mapping=mapping)
-    return rasters, inventory, (dem.source() if dem else None), options
-
-
 class TrainModelAlgorithm(GlacierMapperAlgorithm):
     ALG_ID = "train_model"
     DISPLAY = "Train glacier model"
     GROUP, GROUP_ID = "Segmentation", "segmentation"
-    REQUIRES = ("torch", "segmentation_models_pytorch", "safetensors")
     HELP = ("Trains a U-Net on imagery with an existing inventory as labels (Diaconu & Bamber "
             "2023): patches centred on glaciers, binary cross-entropy that ignores no-data, "
             "cloud and shadow pixels, per-band standardisation from the training patches, D4 "
@@ -91,10 +64,4 @@ class TrainModelAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("VAL_IOU", "Validation IoU per glacier"))
         self.addOutput(QgsProcessingOutputNumber("BEST_EPOCH", "Best epoch"))
 
-    def execute(self, parameters, context, feedback, progress):
-        from ..core.train import train_model
-        rasters, inventory, dem, options = training_inputs(self, parameters, context)
-        output = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
-        result = train_model(rasters, inventory, output, dem, options, progress)
-        return {"OUTPUT_MODEL": output, "BEST_EPOCH": result.best_epoch,
-                "VAL_IOU": result.header.metrics.get("val_iou_per_glacier")}
+

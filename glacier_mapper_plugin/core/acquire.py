@@ -38,21 +38,15 @@ from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
 
 from . import reflectance
+from .catalogs import DEFAULT_COLLECTIONS, EARTH_SEARCH, PC_SAS, PLANETARY_COMPUTER, SELECTIONS  # noqa: F401
 from . import sentinel2 as s2
 from .geodesy import to_lonlat, utm_epsg
 from .io import GTIFF_PROFILE, atomic_output
 from .progress import Cancelled, Progress
 
-EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
-# Collection 1 first: ESA's consistent reprocessing of the whole archive (one processing
-# baseline >= 05.00, the offset declared rightly); the older collection fills gaps.
-DEFAULT_COLLECTIONS = "sentinel-2-c1-l2a,sentinel-2-l2a"
-SELECTIONS = ("cloud", "cloud_snow")
 # cloud_snow: scenes whose masked share is within this of the best compete on snow.
 SNOW_TOLERANCE = 0.05
 SCL_SNOW = 11
-PLANETARY_COMPUTER = "https://planetarycomputer.microsoft.com/api/stac/v1"
-PC_SAS = "https://planetarycomputer.microsoft.com/api/sas/v1/token"
 # STAC asset keys of each band, in the order they are tried (Earth Search v1, Planetary
 # Computer / ESA names): the one place where API naming lives.
 ASSET_KEYS = {"B2": ("blue", "B02"), "B3": ("green", "B03"), "B4": ("red", "B04"),

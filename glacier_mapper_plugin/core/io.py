@@ -41,12 +41,6 @@ def atomic_output(path):
 def gdal_cache_limit(max_bytes: int = 256 * 1024 ** 2):
     """Cap GDAL's block cache (by default 5 % of RAM) while streaming a large raster, so
     memory depends on our windows and not on GDAL's caching; restored afterwards."""
-    from osgeo import gdal
-    previous = gdal.GetCacheMax()
-    if previous > max_bytes:
-        gdal.SetCacheMax(max_bytes)
-    try:
+    import rasterio
+    with rasterio.Env(GDAL_CACHEMAX=int(max_bytes)):
         yield
-    finally:
-        if previous > max_bytes:
-            gdal.SetCacheMax(previous)

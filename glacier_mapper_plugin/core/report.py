@@ -30,7 +30,7 @@ def rate_by_size_class_plot(result) -> str:
         groups.append(rates)
         labels.append(f"{lo:g}-{hi:g}" if math.isfinite(hi) else f">{lo:g}")
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.boxplot([g if g else [math.nan] for g in groups], labels=labels, showfliers=True)
+    ax.boxplot([g if g else [math.nan] for g in groups], tick_labels=labels, showfliers=True)
     for i, g in enumerate(groups, start=1):
         ax.text(i, ax.get_ylim()[1], f"n={len(g)}", ha="center", va="bottom", fontsize=7)
     ax.axhline(result.regional["rate_pct_yr"], color="tab:red", lw=1, ls="--",

@@ -4,7 +4,7 @@ Glacier-centred patches; per-band standardisation from training patches only (st
 model); binary cross-entropy that ignores no-data, cloud and shadow pixels; D4 flips and
 rotations; a validation split by glacier, never by patch (neighbouring patches share
 pixels); the checkpoint with the best mean per-glacier validation IoU is kept. Every epoch
-writes a resume file, so a stopped run continues from its last finished epoch. All
+writes a resume file (in the user's cache), so a stopped run continues from its last finished epoch. All
 randomness derives from SEED (per epoch), so a run is reproducible on the CPU and a
 resumed run equals an uninterrupted one.
 """
@@ -147,9 +147,21 @@ def _config_hash(rasters, inventory, bands, opts: TrainOptions) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def cache_dir() -> Path:
+    """The user's Glacier Mapper cache: $GLACIER_MAPPER_CACHE, else the platform's cache."""
+    if os.environ.get("GLACIER_MAPPER_CACHE"):
+        return Path(os.environ["GLACIER_MAPPER_CACHE"])
+    base = os.environ.get("LOCALAPPDATA") if os.name == "nt" else os.environ.get("XDG_CACHE_HOME")
+    return Path(base or Path.home() / ".cache") / "glacier_mapper"
+
+
 def resume_path(output_model) -> Path:
+    """Where a stopped training keeps its last epoch: in the cache, not beside the output (a
+    stopped or cancelled run leaves nothing in the output folder), keyed by the output's
+    absolute path; the settings it belongs to are checked inside."""
     p = Path(output_model)
-    return p.with_name(p.name + ".resume")
+    key = hashlib.sha256(str(p.resolve()).encode()).hexdigest()[:16]
+    return cache_dir() / "resume" / f"{p.name}-{key}.resume"
 
 
 def _save_resume(path, network, optimizer, best_state, meta):

@@ -1,23 +1,12 @@
-import numpy as np
 import pytest
 from qgis.core import QgsProcessingException, QgsVectorLayer
 
-from tests.core.test_area_change import squares, write
-from glacier_mapper_plugin.core.vector import VectorLayer, write_gpkg
+from tests.conftest import in_engine
 
 
 def _inputs(tmp_path, n=3, name="inv"):
-    inv, sl = squares(n)
-    start = np.zeros((40, 30 * n + 10), np.uint8)
-    for s in sl:
-        start[s] = 1
-    end = start.copy()
-    end[sl[0][0].stop - 2:sl[0][0].stop, sl[0][1]] = 0
-    gpkg = write_gpkg(tmp_path / f"{name}.gpkg", [VectorLayer(
-        "glaciers", inv.crs, inv.geometries,
-        [dict(rgi_id=i, inv_date="2015-08-28") for i in inv.ids])])
-    return (str(gpkg), write(tmp_path / f"{name}_s.tif", start, "2015-08-28"),
-            write(tmp_path / f"{name}_e.tif", end, "2023-08-28"))
+    return in_engine("import json; from tests.core.test_area_change import write_case; "
+                     f"print(json.dumps(write_case({str(tmp_path)!r}, {n}, {name!r})))")
 
 
 def test_outputs_columns_report(processing, tmp_path):

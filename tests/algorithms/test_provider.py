@@ -28,10 +28,33 @@ def test_styles_exist_and_parse():
         assert QDomDocument().setContent(qml.read_text())[0], qml
 
 
-def test_missing_dependency_is_explained(provider, monkeypatch):
-    from glacier_mapper_plugin.algorithms.synthetic_region import SyntheticRegionAlgorithm
-    monkeypatch.setattr(SyntheticRegionAlgorithm, "REQUIRES", ("surely_not_a_module_xyz",))
+def test_missing_engine_is_explained(provider, monkeypatch, tmp_path):
+    monkeypatch.setenv("GLACIER_MAPPER_ENGINE", str(tmp_path / "no-such-python"))
+    monkeypatch.setattr("glacier_mapper_plugin.algorithms.base.profile_dir", lambda: tmp_path / "profile")
     alg = QgsApplication.processingRegistry().createAlgorithmById("glacier_mapper:synthetic_region")
-    ok, message = alg.checkParameterValues({}, None)
+    ok, message = alg.checkParameterValues({"OUTPUT_FOLDER": str(tmp_path)}, None)
     assert not ok
-    assert "surely_not_a_module_xyz" in message and "dependencies install" in message
+    assert "engine" in message and "glacier_mapper:install_engine" in message
+    install = QgsApplication.processingRegistry().createAlgorithmById("glacier_mapper:install_engine")
+    assert install is not None
+
+
+def test_command_line_parameters_match_the_algorithms(provider):
+    """engine/parameters.json (what glacier-mapper offers without QGIS) is what QGIS declares;
+    regenerate it with scripts/export_parameters.py after changing a parameter."""
+    import json
+    from pathlib import Path
+
+    from scripts.export_parameters import CLI_NAMES, OUT, describe
+    committed = {s["id"]: s for s in json.loads(Path(OUT).read_text())["steps"]}
+    for alg in provider.algorithms():
+        if alg.name() in CLI_NAMES:
+            assert describe(alg) == committed[alg.name()], f"{alg.name()}: run scripts/export_parameters.py"
+
+
+def test_qgis_never_imports_the_engine_packages(provider):
+    """Loading the provider and every algorithm's definition pulls in none of the engine's
+    packages (the desktop test checks the same after real runs)."""
+    import sys
+    for name in ("torch", "segmentation_models_pytorch", "xgboost", "pystac_client", "pyogrio", "dask"):
+        assert name not in sys.modules, name

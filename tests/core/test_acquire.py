@@ -304,8 +304,20 @@ def convention_archives(served_archive, tmp_path_factory):
 def test_each_catalog_convention_decodes_to_true_reflectance(convention_archives, case, tmp_path):
     api, _, imagery = convention_archives["apis"][case]
     inv = Inventory.from_layer(read_layer(convention_archives["region"].inventory, "inventory"))
-    res = acquire(_glaciers(inv)[1:2], AcquireOptions(date=TARGET, stac_url=api.url, buffer_m=300.0,
-                                                      max_workers=1), tmp_path)
+    options = AcquireOptions(date=TARGET, stac_url=api.url, buffer_m=300.0, max_workers=1)
+    files = convention_archives["files"]
+    files.reset()
+    if case.startswith("pc"):  # Planetary Computer hrefs are signed, as on the real API
+        tokens = ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
+        threading.Thread(target=tokens.serve_forever, daemon=True).start()
+        options.sign, options.sas_url = "planetary-computer", f"http://127.0.0.1:{tokens.server_address[1]}/token"
+    try:
+        res = acquire(_glaciers(inv)[1:2], options, tmp_path)
+    finally:
+        if case.startswith("pc"):
+            tokens.shutdown()
+    if case.startswith("pc"):
+        assert any("sig=testtoken" in q for q in files.httpd.queries)
     r = res[0]
     assert r.status == "ok", r.detail
     pixel_err, bias, n = decoding_error(r.file, imagery)

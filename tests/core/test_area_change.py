@@ -1,3 +1,4 @@
+from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
@@ -32,6 +33,23 @@ def squares(n, size_px=20, gap=10):
         geoms.append(box(X0 + c0 * PX, Y0 - (5 + size_px) * PX, X0 + (c0 + size_px) * PX, Y0 - 5 * PX))
         slices.append((slice(5, 5 + size_px), slice(c0, c0 + size_px)))
     return Inventory([f"G{i}" for i in range(n)], geoms, "EPSG:32632"), slices
+
+
+def write_case(folder, n=3, name="inv"):
+    """n square glaciers (inventory GeoPackage with rgi_id and inv_date) and start/end
+    predictions where G0 loses two rows of its snout: (inventory, start, end) paths."""
+    from glacier_mapper_plugin.core.vector import VectorLayer, write_gpkg
+    folder = Path(folder)
+    inv, sl = squares(n)
+    start = np.zeros((40, 30 * n + 10), np.uint8)
+    for s_ in sl:
+        start[s_] = 1
+    end = start.copy()
+    end[sl[0][0].stop - 2:sl[0][0].stop, sl[0][1]] = 0
+    gpkg = write_gpkg(folder / f"{name}.gpkg", [VectorLayer(
+        "glaciers", inv.crs, inv.geometries, [dict(rgi_id=i, inv_date="2015-08-28") for i in inv.ids])])
+    return (str(gpkg), write(folder / f"{name}_s.tif", start, "2015-08-28"),
+            write(folder / f"{name}_e.tif", end, "2023-08-28"))
 
 
 def shrink(arr, sl, rows_lost):

@@ -111,3 +111,26 @@ def test_machine_learns_seasonal_sums_and_round_trips(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="MODEL"):
         load_mbm(tmp_path / "bad.json")
+
+
+def hef_band_csv(folder, path):
+    """Hintereisferner's WGMS band balances 1980-2003 as an MBM-layout CSV (mm w.e.), plus one
+    row with an impossible date that must be dropped and counted."""
+    import csv
+    from pathlib import Path
+
+    from glacier_mapper_plugin.core.vector import read_layer
+    from glacier_mapper_plugin.core.wgms import elevation_bands
+    folder, path = Path(folder), Path(path)
+    c = read_layer(folder / "Hintereisferner_RGI6.shp").geometries[0].centroid
+    obs = [o for o in elevation_bands(folder / "profile_WGMS-00491.csv", "RGI60-11.00897", c.x, c.y)
+           if 1980 <= o.year <= 2003]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["POINT_ID", "POINT_LAT", "POINT_LON", "POINT_ELEVATION", "FROM_DATE", "TO_DATE",
+                    "POINT_BALANCE", "RGIId"])
+        for o in obs:
+            w.writerow([o.point_id, o.lat, o.lon, o.elevation, o.from_date.strftime("%Y%m%d"),
+                        o.to_date.strftime("%Y%m%d"), round(o.balance * 1000), o.glacier])
+        w.writerow(["bad", c.y, c.x, 3000, "19999999", "20000930", -100, "RGI60-11.00897"])
+    return path

@@ -13,7 +13,7 @@ def test_gpkg_round_trip(tmp_path):
     path = write_gpkg(tmp_path / "g.gpkg", [layer])
     back = read_layer(path, "glaciers")
     assert [r["id"] for r in back.records] == ["A", "B"]
-    assert back.records[0]["date"] == "2015/08/01"
+    assert back.records[0]["date"] == dt.date(2015, 8, 1)  # dates stay dates
     assert back.records[1]["n"] is None and back.records[0]["kept"] is True
     assert back.geometries[1].area == 50
     assert CRS.from_wkt(back.crs).to_epsg() == 32632

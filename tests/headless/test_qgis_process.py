@@ -7,6 +7,8 @@ import subprocess
 import pytest
 import rasterio
 
+from tests.conftest import in_engine
+
 QGIS_PROCESS = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
 
 
@@ -17,6 +19,8 @@ def qgis_process(*args, timeout=300):
     # pytest-qgis points QGIS at a throw-away profile; the user's default profile is the
     # one that holds the installed plugin.
     env.pop("QGIS_CUSTOM_CONFIG_PATH", None)
+    # ... and the record of where its engine is, as `make setup` (or install_engine) wrote it.
+    env.pop("GLACIER_MAPPER_ENGINE", None)
     return subprocess.run([QGIS_PROCESS, *args], capture_output=True, text=True, env=env,
                           timeout=timeout)
 
@@ -87,22 +91,11 @@ def test_json_area_change_run(tmp_path):
 
 def test_json_mass_balance_prediction(tmp_path, shared_data):
     """qgis_process: train a small Mass Balance Machine on Hintereisferner bands, predict."""
-    from tests.algorithms.test_mass_balance import hef as _  # noqa: F401 (layout documented there)
     f = shared_data / "oggm_hef"
-    import csv as _csv
-    from glacier_mapper_plugin.core.vector import read_layer
-    from glacier_mapper_plugin.core.wgms import elevation_bands
-    c = read_layer(f / "Hintereisferner_RGI6.shp").geometries[0].centroid
-    obs = [o for o in elevation_bands(f / "profile_WGMS-00491.csv", "HEF", c.x, c.y) if 1990 <= o.year <= 2003]
-    csv_path = tmp_path / "obs.csv"
-    with csv_path.open("w", newline="") as fh:
-        w = _csv.writer(fh)
-        w.writerow(["POINT_ID", "POINT_LAT", "POINT_LON", "POINT_ELEVATION", "FROM_DATE", "TO_DATE", "POINT_BALANCE", "RGIId"])
-        for o in obs:
-            w.writerow([o.point_id, o.lat, o.lon, o.elevation, o.from_date.strftime("%Y%m%d"),
-                        o.to_date.strftime("%Y%m%d"), o.balance, o.glacier])
+    csv_path = in_engine("import json; from tests.core.test_mass_balance import hef_band_csv; "
+                         f"print(json.dumps(str(hef_band_csv({str(f)!r}, {str(tmp_path / 'obs.csv')!r}))))")
     out = qgis_process("--json", "run", "glacier_mapper:train_mass_balance", "--",
-                       f"OBSERVATIONS={csv_path}", "UNITS=m", f"CLIMATE={f / 'histalp_merged_hef.nc'}",
+                       f"OBSERVATIONS={csv_path}", "UNITS=mm", f"CLIMATE={f / 'histalp_merged_hef.nc'}",
                        f"DEM={f / 'hef_srtm.tif'}", "N_ESTIMATORS=30", "FOLDS=2",
                        f"OUTPUT_MODEL={tmp_path / 'm.json'}", f"OUTPUT_METRICS={tmp_path / 'metrics.gpkg'}")
     assert out.returncode == 0, out.stderr + out.stdout
@@ -113,3 +106,41 @@ def test_json_mass_balance_prediction(tmp_path, shared_data):
                        f"OUTPUT={tmp_path / 'series.gpkg'}")
     assert out.returncode == 0, out.stderr + out.stdout
     assert len(json.loads(out.stdout)["results"]["RASTERS"]) == 1
+
+
+@pytest.mark.parametrize("how", ["SIGINT to the process group (Ctrl-C)", "SIGTERM to qgis_process"])
+def test_signals_stop_the_run_and_a_rerun_resumes(how, small_region, tmp_path, monkeypatch):
+    """Stops within 10 s, exits non-zero, leaves no file in the output folder (hidden ones
+    included), and the same command afterwards resumes the training where it stopped."""
+    import signal
+    import time
+    monkeypatch.setenv("GLACIER_MAPPER_CACHE", str(tmp_path / "cache"))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    args = [QGIS_PROCESS, "run", "glacier_mapper:train_model", "--", f"INPUT={small_region.imagery_start}",
+            f"INVENTORY={small_region.inventory}|layername=inventory", "ID_FIELD=id", f"DEM={small_region.dem}",
+            "PATCH_SIZE=64", "ENCODER=resnet18", "EPOCHS=4", "BATCH_SIZE=2", "DEVICE=cpu", "SEED=1",
+            f"OUTPUT_MODEL={out_dir / 'model.gmm'}"]
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    env.pop("QGIS_CUSTOM_CONFIG_PATH", None)
+    env.pop("GLACIER_MAPPER_ENGINE", None)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "cache").rglob("*.resume")):  # the first epoch is done
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        time.sleep(0.2)
+    t0 = time.monotonic()
+    if how.startswith("SIGINT"):
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert time.monotonic() - t0 < 10
+    assert proc.returncode != 0
+    time.sleep(1.5)  # the engine, told by the kernel that its parent died, cleans up
+    assert [p.name for p in out_dir.iterdir()] == []
+    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "resuming after epoch" in out.stdout + out.stderr
+    assert (out_dir / "model.gmm").exists() and not list((tmp_path / "cache").rglob("*.resume"))

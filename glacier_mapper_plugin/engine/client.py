@@ -1,0 +1,266 @@
+"""The QGIS side of the engine: start it, send it a job, relay what it says, stop it.
+
+The science runs in a separate process with its own Python environment (torch's bundled
+LLVM crashes QGIS when a Mesa GL driver is loaded; a second numpy breaks QGIS's modules; an
+out-of-memory training must not take the user's session down), as QGIS's GRASS, SAGA and R
+providers run theirs. This module imports only the standard library, so QGIS never loads
+the engine's packages. Engines are kept for the session (one per concurrent run) so that a
+batch over hundreds of chips pays one start and one model load, not one per chip.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+PLUGIN_DIR = Path(__file__).resolve().parent.parent
+ENV_VAR = "GLACIER_MAPPER_ENGINE"       # the engine's python (or its venv folder)
+CONFIG_NAME = "glacier_mapper_engine.json"
+IDLE_EXIT_S = 600                         # an idle engine ends itself after this long
+STOP_GRACE_S = 8.0                        # SIGTERM, then SIGKILL after this long
+
+
+class EngineError(Exception):
+    """The engine refused the job or failed; the message is for the user."""
+
+
+class EngineCancelled(EngineError):
+    pass
+
+
+class EngineMissing(EngineError):
+    pass
+
+
+def install_hint() -> str:
+    return ("Install it from Processing > Toolbox > Glacier Mapper > Install engine "
+            "(glacier_mapper:install_engine; also `qgis_process run glacier_mapper:install_engine`), "
+            "or from a shell: python3 -m glacier_mapper_plugin.engine.install "
+            "(run in the QGIS plugins folder).")
+
+
+def default_engine_dir(profile_dir: Path) -> Path:
+    return Path(profile_dir) / "python" / "glacier_mapper_engine"
+
+
+def venv_python(venv: Path) -> Path:
+    venv = Path(venv)
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def engine_python(profile_dir: Path | None) -> Path:
+    """Where the engine's interpreter is: $GLACIER_MAPPER_ENGINE, else the location the
+    installer recorded in the profile, else the installer's default folder."""
+    candidates = []
+    if os.environ.get(ENV_VAR):
+        p = Path(os.environ[ENV_VAR])
+        candidates.append(venv_python(p) if p.is_dir() else p)
+    if profile_dir is not None:
+        config = Path(profile_dir) / "python" / CONFIG_NAME
+        if config.is_file():
+            try:
+                candidates.append(Path(json.loads(config.read_text())["python"]))
+            except (ValueError, KeyError, OSError):
+                pass
+        candidates.append(venv_python(default_engine_dir(profile_dir) / "venv"))
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise EngineMissing("The Glacier Mapper engine (its own Python environment with torch, "
+                        "rasterio and the other packages the algorithms need) is not installed"
+                        + (f" (looked for {', '.join(map(str, candidates))})" if candidates else "")
+                        + ". " + install_hint())
+
+
+def _engine_env() -> dict:
+    env = dict(os.environ)
+    # The engine imports this very plugin (same version as the QGIS side) and nothing of
+    # QGIS's Python: drop what QGIS put on the path.
+    for var in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "QGIS_PREFIX_PATH"):
+        env.pop(var, None)
+    env["PYTHONPATH"] = str(PLUGIN_DIR.parent)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        sig = -code
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+        if sig == signal.SIGKILL:
+            return ("it was killed (SIGKILL), most likely by the system's out-of-memory killer: "
+                    "the job needed more memory than is free (try a smaller TILE_SIZE, "
+                    "BATCH_SIZE or PATCH_SIZE, or close other programs)")
+        return f"it crashed ({name})"
+    return f"it exited with code {code}"
+
+
+class Engine:
+    """One engine process in serve mode: jobs in on stdin, JSON lines out on stdout."""
+
+    def __init__(self, python: Path):
+        self.python = Path(python)
+        kwargs = {}
+        if os.name == "nt":
+            kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW
+        self.proc = subprocess.Popen(
+            [str(self.python), "-m", "glacier_mapper_plugin.engine.runner", "serve",
+             "--idle-exit", str(IDLE_EXIT_S)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=_engine_env(), cwd=str(PLUGIN_DIR.parent), text=True, encoding="utf-8",
+            bufsize=1, **kwargs)
+        self.lines: queue.Queue = queue.Queue()
+        self.stderr: deque = deque(maxlen=40)
+        threading.Thread(target=self._pump, args=(self.proc.stdout, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.proc.stderr, False), daemon=True).start()
+
+    def _pump(self, stream, is_stdout):
+        for line in stream:
+            if is_stdout:
+                self.lines.put(line)
+            else:
+                self.stderr.append(line.rstrip())
+                self.lines.put(None)  # wake the reader: it may be waiting for an exit
+        if is_stdout:
+            self.lines.put("")  # EOF
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = STOP_GRACE_S) -> None:
+        """SIGTERM (the engine removes its partial outputs and exits), SIGKILL if it hangs."""
+        if self.proc.poll() is not None:
+            return
+        try:
+            self.proc.terminate()
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        except OSError:
+            pass
+
+    def run(self, step: str, params: dict, listener) -> dict:
+        """Run one job; `listener` has progress(fraction), info(text), warning(text),
+        debug(text) and cancelled() -> bool. Returns the job's results."""
+        try:
+            self.proc.stdin.write(json.dumps({"step": step, "params": params}) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            raise EngineError(self._death_message("before it started the job")) from None
+        last = "starting"
+        while True:
+            if listener.cancelled():
+                self.stop()
+                raise EngineCancelled("Cancelled: the engine was stopped and its partial outputs removed.")
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:
+                while self.stderr:
+                    listener.debug(self.stderr.popleft())
+                continue
+            if line == "":
+                self.proc.wait()
+                raise EngineError(self._death_message(f"while {last}"))
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                listener.debug(line.rstrip())
+                continue
+            if "progress" in msg:
+                listener.progress(float(msg["progress"]))
+            if "info" in msg:
+                last = msg["info"]
+                listener.info(msg["info"])
+            if "warning" in msg:
+                listener.warning(msg["warning"])
+            if "result" in msg:
+                return msg["result"]
+            if "error" in msg:
+                if msg.get("type") == "Cancelled":
+                    raise EngineCancelled(msg["error"])
+                raise EngineError(msg["error"])
+
+    def _death_message(self, when: str) -> str:
+        code = self.proc.poll()
+        code = self.proc.wait() if code is None else code
+        tail = "\n".join(list(self.stderr)[-12:])
+        return (f"The Glacier Mapper engine stopped {when}: {_describe_exit(code)}. QGIS is not "
+                f"affected; no partial output was kept." + (f"\nEngine log:\n{tail}" if tail else ""))
+
+
+class _Pool:
+    """Idle engines by interpreter; a run takes one (or starts one) and gives it back."""
+
+    def __init__(self):
+        self.idle: dict[str, list[Engine]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, python: Path) -> Engine:
+        with self.lock:
+            engines = self.idle.get(str(python), [])
+            while engines:
+                engine = engines.pop()
+                if engine.alive():
+                    return engine
+        return Engine(python)
+
+    def give_back(self, engine: Engine) -> None:
+        if engine.alive():
+            with self.lock:
+                self.idle.setdefault(str(engine.python), []).append(engine)
+
+    def close(self) -> None:
+        with self.lock:
+            engines = [e for es in self.idle.values() for e in es]
+            self.idle.clear()
+        for e in engines:
+            try:
+                e.proc.stdin.close()  # EOF: a serving engine exits
+            except OSError:
+                pass
+        deadline = time.time() + 2
+        for e in engines:
+            try:
+                e.proc.wait(timeout=max(0.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                e.stop(grace=1.0)
+
+
+POOL = _Pool()
+atexit.register(POOL.close)
+
+
+def run_step(step: str, params: dict, listener, profile_dir: Path | None = None) -> dict:
+    """Run `step` in an engine and return its results (EngineError on failure)."""
+    python = engine_python(profile_dir)
+    engine = POOL.take(python)
+    try:
+        result = engine.run(step, params, listener)
+    except EngineCancelled:
+        engine.stop()
+        raise
+    except EngineError:
+        if engine.alive():   # a clean refusal: the engine is still good
+            POOL.give_back(engine)
+        raise
+    except BaseException:    # KeyboardInterrupt in qgis_process, errors of our own
+        engine.stop()
+        raise
+    POOL.give_back(engine)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover - manual check: where is the engine?
+    print(engine_python(Path(sys.argv[1]) if len(sys.argv) > 1 else None))

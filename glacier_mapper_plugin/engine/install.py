@@ -1,0 +1,147 @@
+"""Creates or updates the engine's environment: a venv of its own with the pinned packages of
+requirements.txt (numpy 2, rasterio/shapely/pyproj/pyogrio wheels with their own GDAL and
+PROJ, torch, ...), so that QGIS's versions no longer constrain it and nothing is added to
+QGIS's Python. Standard library only: it runs from QGIS (glacier_mapper:install_engine),
+from `make setup`, or from a shell:
+
+    python3 -m glacier_mapper_plugin.engine.install [--venv DIR] [--wheelhouse DIR]
+
+Default location: <QGIS profile>/python/glacier_mapper_engine/venv; the chosen location is
+recorded in <QGIS profile>/python/glacier_mapper_engine.json, where the plugin looks for it.
+Remove the engine by deleting both. Re-running is fast when nothing changed (a stamp of the
+requirements is kept in the venv). --wheelhouse installs offline from a folder of wheels
+(`pip download -r requirements.txt -d wheels` on a machine with internet).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .client import CONFIG_NAME, PLUGIN_DIR, default_engine_dir, venv_python
+
+REQUIREMENTS = Path(__file__).resolve().parent / "requirements.txt"
+STAMP = ".glacier_mapper_stamp"
+
+
+def default_profile_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    if os.name == "nt":
+        base = os.environ.get("APPDATA", base)
+        return Path(base) / "QGIS" / "QGIS3" / "profiles" / "default"
+    return Path(base) / "QGIS" / "QGIS3" / "profiles" / "default"
+
+
+def base_python() -> Path:
+    """A real Python interpreter to create the venv with (inside QGIS, sys.executable can be
+    QGIS itself)."""
+    names = ["python.exe"] if os.name == "nt" else [f"python{sys.version_info.major}.{sys.version_info.minor}", "python3"]
+    for prefix in (sys.base_prefix, sys.prefix):
+        for folder in (Path(prefix), Path(prefix) / "bin"):
+            for name in names:
+                if (folder / name).is_file():
+                    return folder / name
+    if Path(sys.executable).name.startswith("python"):
+        return Path(sys.executable)
+    found = shutil.which("python3") or shutil.which("python")
+    if not found:
+        raise RuntimeError("no Python interpreter found to create the engine's environment")
+    return Path(found)
+
+
+def _stamp(requirements: list[Path]) -> str:
+    h = hashlib.sha256(sys.version.encode())
+    for r in requirements:
+        h.update(r.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def say(message: str, fraction: float | None = None, as_json: bool = False) -> None:
+    if as_json:
+        print(json.dumps({"info": message} if fraction is None else {"info": message, "progress": fraction}),
+              flush=True)
+    else:
+        print(message, flush=True)
+
+
+def install(venv: Path, profile_dir: Path, wheelhouse: Path | None = None, extra: list[Path] = (),
+            python: Path | None = None, as_json: bool = False) -> Path:
+    """Create/update the venv, install the requirements, check the engine starts, record it."""
+    venv = Path(venv).resolve()
+    requirements = [REQUIREMENTS, *map(Path, extra)]
+    py = venv_python(venv)
+    stamp = _stamp(requirements)
+    if py.is_file() and (venv / STAMP).is_file() and (venv / STAMP).read_text().strip() == stamp:
+        say(f"engine environment {venv} is up to date", 0.9, as_json)
+    else:
+        if not py.is_file():
+            creator = Path(python) if python else base_python()
+            say(f"creating the engine environment {venv} with {creator}", 0.02, as_json)
+            subprocess.run([str(creator), "-m", "venv", str(venv)], check=True)
+        cmd = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
+        if wheelhouse:
+            cmd += ["--no-index", "--find-links", str(wheelhouse)]
+        for r in requirements:
+            cmd += ["-r", str(r)]
+        say("installing " + ", ".join(r.name for r in requirements) + (f" from {wheelhouse}" if wheelhouse else ""),
+            0.05, as_json)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        n = 0
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line and not line.startswith("WARNING: Location"):
+                n += 1
+                say(line, min(0.85, 0.05 + 0.005 * n), as_json)
+        if proc.wait() != 0:
+            raise RuntimeError(f"pip failed (exit {proc.returncode}) while installing the engine's packages; "
+                               "see the lines above" + ("" if wheelhouse else
+                                                        " (offline? give a WHEELHOUSE folder of wheels)"))
+        (venv / STAMP).write_text(stamp)
+    say("checking that the engine starts", 0.92, as_json)
+    env = dict(os.environ, PYTHONPATH=str(PLUGIN_DIR.parent))
+    check = subprocess.run([str(py), "-m", "glacier_mapper_plugin.engine.check"], env=env,
+                           capture_output=True, text=True)
+    if check.returncode != 0:
+        raise RuntimeError("the engine's environment was installed but does not start:\n"
+                           + (check.stdout + check.stderr)[-3000:])
+    say(check.stdout.strip(), None, as_json)
+    config = Path(profile_dir) / "python" / CONFIG_NAME
+    config.parent.mkdir(parents=True, exist_ok=True)
+    tmp = config.with_name(config.name + ".tmp")
+    tmp.write_text(json.dumps({"python": str(py), "venv": str(venv)}, indent=1))
+    os.replace(tmp, config)
+    say(f"engine ready: {py} (recorded in {config})", 1.0, as_json)
+    return py
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", type=Path, default=None, help="QGIS profile folder (default: the default profile)")
+    ap.add_argument("--venv", type=Path, default=None, help="where the environment goes "
+                    "(default: <profile>/python/glacier_mapper_engine/venv)")
+    ap.add_argument("--wheelhouse", type=Path, default=None, help="install offline from this folder of wheels")
+    ap.add_argument("--extra", type=Path, action="append", default=[], help="more requirements files")
+    ap.add_argument("--python", type=Path, default=None, help="interpreter to create the venv with")
+    ap.add_argument("--json", action="store_true", help="progress as JSON lines (for QGIS)")
+    args = ap.parse_args(argv)
+    profile = args.profile or default_profile_dir()
+    venv = args.venv or default_engine_dir(profile) / "venv"
+    try:
+        install(venv, profile, args.wheelhouse, args.extra, args.python, args.json)
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as err:
+        if args.json:
+            print(json.dumps({"error": str(err)}), flush=True)
+        else:
+            print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""`glacier-mapper <step>`: every step's --help, names as in QGIS, a run, errors, Ctrl-C."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import rasterio
+
+from glacier_mapper_plugin.engine.cli import load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+EXE = Path(sys.executable).parent / "glacier-mapper"
+STEPS = ["synthetic-region", "acquire", "train", "crossval", "segment", "evaluate", "area-change",
+         "train-mb", "predict-mb"]
+
+
+def cli(*args, timeout=600, **kw):
+    return subprocess.run([str(EXE), *map(str, args)], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def test_every_step_is_there_with_the_qgis_names():
+    assert sorted(s["cli"] for s in load_spec()) == sorted(STEPS)
+    out = cli("--help")
+    assert out.returncode == 0 and all(step in out.stdout for step in STEPS)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_help_per_step(step):
+    out = cli(step, "--help")
+    assert out.returncode == 0, out.stderr
+    spec = next(s for s in load_spec() if s["cli"] == step)
+    for p in spec["parameters"]:
+        assert "--" + p["name"].lower().replace("_", "-") in out.stdout
+    assert "--json" in out.stdout
+
+
+def test_run_json_and_progress_on_stderr(tmp_path):
+    out = cli("synthetic-region", "--output-folder", tmp_path / "r", "--size-km", 2, "--n-glaciers", 2, "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert Path(result["IMAGERY_END"]).is_file() and "%]" in out.stderr and "peak memory" in out.stderr
+    seg = cli("segment", "--input", result["IMAGERY_END"], "--dem", result["DEM"], "--model", "/nonexistent.gmm",
+              "--output-probability", tmp_path / "p.tif")
+    assert seg.returncode == 1 and "error:" in seg.stderr and "Traceback" not in seg.stderr
+    assert not (tmp_path / "p.tif").exists()
+
+
+def test_missing_required_parameter_is_named():
+    out = cli("segment", "--input", "x.tif")
+    assert out.returncode == 2 and "--model" in out.stderr
+
+
+def test_ctrl_c_cancels_cleanly(tmp_path):
+    folder = tmp_path / "big"
+    proc = subprocess.Popen([str(EXE), "synthetic-region", "--output-folder", str(folder), "--size-km", "30",
+                             "--n-glaciers", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=15)
+    assert time.monotonic() - t0 < 10
+    assert proc.returncode == 130 and "cancelled" in err
+    assert not [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else True
