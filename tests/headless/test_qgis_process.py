@@ -144,3 +144,27 @@ def test_signals_stop_the_run_and_a_rerun_resumes(how, small_region, tmp_path, m
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "resuming after epoch" in out.stdout + out.stderr
     assert (out_dir / "model.gmm").exists() and not list((tmp_path / "cache").rglob("*.resume"))
+
+
+def test_command_line_equals_qgis_process(region, untrained_model, tmp_path):
+    """The same segmentation through `glacier-mapper segment` and `qgis_process run`: the
+    same files, value for value."""
+    import numpy as np
+    from tests.conftest import ENGINE_PYTHON
+    common = dict(INPUT=region.imagery_end, DEM=region.dem, MODEL=untrained_model, TILE_SIZE=128, OVERLAP=32,
+                  DEVICE="cpu", PRECISION="fp32")
+    out = qgis_process("--json", "run", "glacier_mapper:segment_glaciers", "--",
+                       *[f"{k}={v}" for k, v in common.items()], f"OUTPUT_PROBABILITY={tmp_path / 'q.tif'}",
+                       f"OUTPUT_MASK={tmp_path / 'qm.tif'}", f"OUTPUT_POLYGONS={tmp_path / 'qg.gpkg'}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    cli = subprocess.run([str(ENGINE_PYTHON.parent / "glacier-mapper"), "segment", "--json",
+                          *[a for k, v in common.items() for a in ("--" + k.lower().replace("_", "-"), str(v))],
+                          "--output-probability", str(tmp_path / "c.tif"), "--output-mask", str(tmp_path / "cm.tif"),
+                          "--output-polygons", str(tmp_path / "cg.gpkg")], capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert json.loads(cli.stdout)["GLACIER_AREA_KM2"] == pytest.approx(json.loads(out.stdout)["results"]["GLACIER_AREA_KM2"])
+    for a, b in (("q.tif", "c.tif"), ("qm.tif", "cm.tif")):
+        with rasterio.open(tmp_path / a) as x, rasterio.open(tmp_path / b) as y:
+            px, py = dict(x.profile), dict(y.profile)
+            assert str(px.pop("nodata")) == str(py.pop("nodata")) and px == py  # nan != nan
+            np.testing.assert_array_equal(x.read(), y.read())
