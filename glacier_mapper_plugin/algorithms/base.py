@@ -55,6 +55,32 @@ class FeedbackListener:
         return self.feedback is not None and self.feedback.isCanceled()
 
 
+@contextlib.contextmanager
+def no_side_files():
+    """While our algorithm checks and runs, GDAL writes no .aux.xml beside the rasters QGIS
+    opens for it (QGIS loads raster parameters to validate them, and the statistics it
+    computes would otherwise land next to the user's inputs). Thread-local: the rest of QGIS
+    keeps its settings."""
+    try:
+        from osgeo import gdal
+    except ImportError:  # pragma: no cover - QGIS always ships GDAL's bindings
+        yield
+        return
+    previous = gdal.GetThreadLocalConfigOption("GDAL_PAM_ENABLED", None)
+    gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", "NO")
+    try:
+        yield
+    finally:
+        gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", previous)
+
+
+def file_path(value) -> str | None:
+    """`value` when it is the path of an existing file (optionally with |layername=...)."""
+    if isinstance(value, (str, Path)) and str(value) and os.path.exists(str(value).split("|")[0]):
+        return str(value)
+    return None
+
+
 def profile_dir() -> Path | None:
     path = QgsApplication.qgisSettingsDirPath()
     return Path(path) if path else None
@@ -151,14 +177,17 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
                 client.engine_python(profile_dir())
             except client.EngineMissing as err:
                 return False, str(err)
-        return super().checkParameterValues(parameters, context)
+        with no_side_files():
+            return super().checkParameterValues(parameters, context)
 
     # ------------------------------------------------------------------ the run
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         temporary: list[str] = []
         try:
-            params, sinks = self.engine_parameters(parameters, context, feedback, temporary)
+            with no_side_files():
+                params, sinks = self.engine_parameters(parameters, context, feedback, temporary)
+            self.check_outputs(parameters, context, params)
             try:
                 result = client.run_step(self.ALG_ID, params, FeedbackListener(feedback), profile_dir())
             except client.EngineError as err:
@@ -174,6 +203,21 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
                 for leftover in (path, path + "-wal", path + "-shm"):
                     with contextlib.suppress(OSError):
                         os.remove(leftover)
+
+    def check_outputs(self, parameters, context, params) -> None:
+        """No output may be one of the inputs as the user named them (the engine only sees
+        the exported copies of feature sources), and every output must be writable."""
+        from ..engine import outputs
+        originals = dict(params)
+        for d in self.parameterDefinitions():
+            if d.type() == "source":
+                value = parameters.get(d.name())
+                layer = None if file_path(value) else self.parameterAsVectorLayer(parameters, d.name(), context)
+                originals[d.name()] = file_path(value) or (layer.source() if layer is not None else None)
+        try:
+            outputs.check(self.ALG_ID, originals)
+        except ValueError as err:
+            raise QgsProcessingException(str(err)) from None
 
     def finish(self, parameters, context, outputs) -> None:
         """Styles and layers to load on completion (subclasses)."""
@@ -192,12 +236,19 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
                     continue
                 params[name] = self.export_source(source, name, context, feedback, temporary)
             elif kind == "raster":
-                layer = self.parameterAsRasterLayer(parameters, name, context)
-                if layer is None and given:
+                # A file path goes to the engine as it is: loading it as a QGIS layer would
+                # compute statistics and write an .aux.xml beside the user's input.
+                path = file_path(parameters.get(name))
+                layer = None if path or not given else self.parameterAsRasterLayer(parameters, name, context)
+                if given and not path and layer is None:
                     raise QgsProcessingException(f"{name}: raster layer not found")
-                params[name] = layer.source() if layer is not None else None
+                params[name] = path or (layer.source() if layer is not None else None)
             elif kind == "multilayer":
-                params[name] = [layer.source() for layer in self.parameterAsLayerList(parameters, name, context)]
+                values = parameters.get(name) or []
+                values = values if isinstance(values, (list, tuple)) else [values]
+                paths = [file_path(v) for v in values]
+                params[name] = paths if values and all(paths) else \
+                    [layer.source() for layer in self.parameterAsLayerList(parameters, name, context)]
             elif kind == "file":
                 params[name] = self.parameterAsFile(parameters, name, context) or None
             elif kind == "number":

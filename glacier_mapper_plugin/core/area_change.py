@@ -50,6 +50,7 @@ class DateCounts:
     predicted: np.ndarray    # unmasked and predicted glacier
     km2: np.ndarray          # area of one pixel on the ellipsoid, per glacier
     year: np.ndarray         # decimal year of the raster (NaN if unknown), per glacier
+    outside: np.ndarray      # outline pixels beyond the raster's edge: counted as masked
 
 
 class InventoryIndex:
@@ -96,14 +97,14 @@ def raster_year(src) -> float | None:
 
 
 def count_pixels(prediction, index: InventoryIndex, quality_raster=None, quality="auto",
-                 threshold=0.5) -> DateCounts:
+                 threshold=0.5, parameter="START") -> DateCounts:
     """Outline, masked and predicted pixel counts per glacier on one prediction raster. Only
     outlines near the raster are burnt (5000 per-glacier chips must not cost 5000^2)."""
     n = index.n + 1
     with rasterio.open(prediction) as src:
         if src.crs is None or src.crs.is_geographic:
             raise ValueError(f"{prediction}: predictions must be in a metric CRS")
-        glacier, masked = read_prediction(src, threshold)
+        glacier, masked = read_prediction(src, threshold, parameter)
         near = index.near(src)
         sub = Inventory([k + 1 for k in near], [index.inventory.geometries[k] for k in near],
                         index.inventory.crs).to_crs(src.crs.to_wkt())
@@ -117,6 +118,13 @@ def count_pixels(prediction, index: InventoryIndex, quality_raster=None, quality
         for k, g in zip(near, sub.geometries):
             if g is not None and g.area > 0:
                 km2[k + 1] = pixel_km2 * index.area[k + 1] / (g.area / 1e6)
+        # An outline that runs off the raster: the part beyond the edge was not seen, which is
+        # what masked means (else a glacier on a scene edge gets a spurious rate).
+        from shapely.geometry import box
+        frame = box(*src.bounds)
+        planar_px = abs(src.transform.a * src.transform.e)
+        beyond = {k + 1: g.area / planar_px for k, g in zip(near, sub.geometries)
+                  if g is not None and not g.is_empty and not g.within(frame)}
     if quality_raster:
         with rasterio.open(quality_raster) as q:
             if (q.height, q.width, q.transform) != grid:
@@ -128,10 +136,13 @@ def count_pixels(prediction, index: InventoryIndex, quality_raster=None, quality
             masked = masked | masked_from_quality(q.read(band))
             year = year if year is not None else raster_year(q)
     inside = ids > 0
-    return DateCounts(np.bincount(ids[inside], minlength=n),
-                      np.bincount(ids[inside & masked], minlength=n),
+    pixels = np.bincount(ids[inside], minlength=n)
+    outside = np.zeros(n)
+    for k, full in beyond.items():
+        outside[k] = max(0.0, round(full) - pixels[k])
+    return DateCounts(pixels, np.bincount(ids[inside & masked], minlength=n),
                       np.bincount(ids[inside & ~masked & glacier], minlength=n), km2,
-                      np.full(n, np.nan if year is None else year))
+                      np.full(n, np.nan if year is None else year), outside)
 
 
 def combine(counts: list[DateCounts]) -> DateCounts:
@@ -139,16 +150,17 @@ def combine(counts: list[DateCounts]) -> DateCounts:
     chips overlap their neighbours: summing them would count pixels twice)."""
     best = np.stack([c.pixels for c in counts]).argmax(axis=0)[None]
     return DateCounts(*(np.take_along_axis(np.stack([getattr(c, f) for c in counts]), best, 0)[0]
-                        for f in ("pixels", "masked", "predicted", "km2", "year")))
+                        for f in ("pixels", "masked", "predicted", "km2", "year", "outside")))
 
 
 def corrected_area(c: DateCounts):
     """(area km2 on the ellipsoid with masked pixels recall-corrected, recall, masked share)."""
     unmasked = c.pixels - c.masked
+    total = c.pixels + c.outside
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.where(unmasked > 0, c.predicted / unmasked, np.nan)
-        masked = np.where(c.pixels > 0, c.masked / c.pixels, np.nan)
-    area = np.where(unmasked > 0, c.predicted * c.pixels / np.maximum(unmasked, 1), np.nan)
+        masked = np.where(total > 0, (c.masked + c.outside) / total, np.nan)
+    area = np.where(unmasked > 0, c.predicted * total / np.maximum(unmasked, 1), np.nan)
     return area * c.km2, recall, masked
 
 
@@ -176,6 +188,10 @@ def area_change(inventory: Inventory, start, end, start_quality=None, end_qualit
     index = InventoryIndex(inventory)
     if not start or not end:
         raise ValueError("START and END need at least one prediction raster each")
+    if (start_ensemble or end_ensemble) and (len(start) > 1 or len(end) > 1):
+        raise ValueError("START_ENSEMBLE/END_ENSEMBLE take one raster per member covering the "
+                         "region (a mosaic), so they go with one START and one END raster, not "
+                         "with per-glacier chips: mosaic the chips first, or leave the ensembles out")
 
     def measure(rasters, qualities, label):
         qualities = qualities or [None] * len(rasters)
@@ -184,7 +200,7 @@ def area_change(inventory: Inventory, start, end, start_quality=None, end_qualit
         per = []
         for r, q in zip(rasters, qualities):
             progress.check()
-            per.append(count_pixels(r, index, q, opts.quality, opts.threshold))
+            per.append(count_pixels(r, index, q, opts.quality, opts.threshold, label))
         return combine(per)
 
     progress.update(0.05, f"measuring {len(start)} start and {len(end)} end prediction raster(s)")
@@ -269,6 +285,8 @@ def _filter_reason(row, pixels, opts) -> str:
         return f"masked_end > {opts.max_masked:g}"
     if not row["area_start_km2"] > 0:
         return "no glacier predicted at the start date"
+    if not np.isfinite(row["rate_pct_yr"]):
+        return "no rate (nothing unmasked at one of the dates)"
     if not np.isfinite(row["recall"]) or row["recall"] < opts.min_recall:
         return f"recall < {opts.min_recall:g}"
     if opts.min_snr > 0 and row.get("snr", np.inf) < opts.min_snr:
@@ -280,7 +298,7 @@ def _trim(rows, percent):
     """Drop the `percent` % most extreme rates of the glaciers still kept, half from each
     tail; an odd one out comes from the tail that lies farther from the median."""
     kept = [r for r in rows if r["kept"]]
-    n_drop = int(round(len(kept) * percent / 100.0))
+    n_drop = int(np.floor(len(kept) * percent / 100.0 + 0.5))  # half up, not to even
     if percent <= 0 or n_drop == 0:
         return
     order = sorted(kept, key=lambda r: r["rate_pct_yr"])

@@ -23,17 +23,56 @@ class Evaluation:
     glaciers: list[dict]    # one record per inventory glacier
 
 
-def read_prediction(src, threshold: float = 0.5):
+PROBABILITY_TOLERANCE = 1e-3
+
+
+def prediction_kind(src, values, valid, parameter="PREDICTION") -> str:
+    """'probability' (0-1 float), 'percent' (0-100 integers, as segment_glaciers writes with
+    PROBABILITY_FORMAT=uint8) or 'mask' (0/1). Percent and mask are told apart by the
+    metadata, not by the largest value (a percent raster whose glaciers all stay below 2 %
+    would look like a mask). Anything else (a DEM, a scene, DNs) is refused."""
+    if src.count != 1:
+        raise ValueError(f"{parameter} has {src.count} bands: a prediction has one (the probability or "
+                         "mask that segment_glaciers or cross_validate wrote), not a scene")
+    v = values[valid]
+    if v.size == 0:
+        raise ValueError(f"{parameter} has no valid pixel: it is all no data")
+    lo, hi = float(v.min()), float(v.max())
+    description = (src.descriptions[0] or "").lower()
+    if np.issubdtype(values.dtype, np.floating):
+        if lo < -PROBABILITY_TOLERANCE or hi > 1 + PROBABILITY_TOLERANCE:
+            raise ValueError(f"{parameter}: values from {lo:g} to {hi:g} are not a probability (0-1) or a "
+                             "0/1 mask: is it a DEM or a scene? Give the probability raster that "
+                             "segment_glaciers wrote")
+        return "probability"
+    if "(%)" in description or "percent" in description:
+        if hi > 100:
+            raise ValueError(f"{parameter} says it holds percent but has values up to {hi:g}")
+        return "percent"
+    if "mask" in description or hi <= 1:
+        if lo < 0 or hi > 1:
+            raise ValueError(f"{parameter} is described as a mask but has values {lo:g} to {hi:g}")
+        return "mask"
+    if src.dtypes[0] == "uint8" and hi <= 100:
+        return "percent"  # an unlabelled 0-100 raster: the only integer probability we write
+    raise ValueError(f"{parameter}: integer values from {lo:g} to {hi:g} are neither a 0/1 mask nor a "
+                     "0-100 % probability: is it a DEM or a scene? Give the probability or mask that "
+                     "segment_glaciers wrote")
+
+
+def read_prediction(src, threshold: float = 0.5, parameter="PREDICTION"):
     """(glacier bool, no-data bool) from a probability (0-1 float or 0-100 uint8) or mask."""
     band = src.read(1, masked=True)
     nodata = np.ma.getmaskarray(band)
     values = band.filled(0)
     if np.issubdtype(values.dtype, np.floating):
         nodata |= ~np.isfinite(values)
+    kind = prediction_kind(src, values, ~nodata, parameter)
+    if kind == "probability":
         glacier = np.nan_to_num(values) >= threshold
-    elif values.max(initial=0) <= 1:
+    elif kind == "mask":
         glacier = values == 1
-    else:  # uint8 percent
+    else:
         glacier = values >= threshold * 100
     return glacier & ~nodata, nodata
 

@@ -12,6 +12,16 @@ GTIFF_PROFILE = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256,
                      compress="deflate", predictor=2, BIGTIFF="IF_SAFER")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Outputs get the permissions the user's umask gives new files (some writers create 0600).
+FILE_MODE = 0o666 & ~_umask()
+
+
 def partial_path(path: Path) -> Path:
     """Temporary sibling of `path` keeping its extension, so drivers pick the right format."""
     path = Path(path)
@@ -26,10 +36,14 @@ def atomic_output(path):
     tmp = partial_path(path)
     try:
         yield tmp
+        if tmp.is_file():
+            os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
-        for leftover in (tmp, Path(str(tmp) + ".aux.xml"), Path(str(tmp) + "-journal")):
-            with contextlib.suppress(FileNotFoundError):
+        # Cleanup never hides the real error (a failing unlink on a read-only folder, say).
+        for leftover in (tmp, Path(str(tmp) + ".aux.xml"), Path(str(tmp) + "-journal"),
+                         Path(str(tmp) + "-wal"), Path(str(tmp) + "-shm")):
+            with contextlib.suppress(OSError):
                 leftover.unlink()
         raise
     aux = Path(str(tmp) + ".aux.xml")

@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     for p in spec["parameters"]:
         value = getattr(args, p["name"])
         params[p["name"]] = _default(p) if value is None else value
-    from .steps import STEPS
+    runner.quiet_gdal()
     progress = StderrProgress(args.quiet)
     runner._CURRENT.append(progress)
     runner._die_with_parent()
@@ -131,11 +131,11 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, runner._on_signal)
     started = time.monotonic()
     try:
-        result = STEPS[spec["id"]](params, progress)
+        result = runner.run_step(spec["id"], params, progress)
     except Cancelled as err:
         sys.stderr.write(f"\ncancelled: no output was written ({err})\n")
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as err:
+    except (ValueError, OSError) as err:
         sys.stderr.write(f"\nerror: {err}\n")
         return 1
     finally:

@@ -87,6 +87,7 @@ def _engine_env() -> dict:
     for var in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "QGIS_PREFIX_PATH"):
         env.pop(var, None)
     env["PYTHONPATH"] = str(PLUGIN_DIR.parent)
+    env.setdefault("GDAL_PAM_ENABLED", "NO")  # no .aux.xml beside the user's inputs
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     return env

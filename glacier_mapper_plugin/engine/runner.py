@@ -81,6 +81,11 @@ def _on_signal(signum, frame):
     os._exit(128 + signum)
 
 
+def quiet_gdal() -> None:
+    """No .aux.xml side files: GDAL would write them next to the user's inputs."""
+    os.environ.setdefault("GDAL_PAM_ENABLED", "NO")
+
+
 def _die_with_parent() -> None:
     """Linux: SIGTERM when the parent (QGIS, qgis_process) dies, so no engine outlives it."""
     if sys.platform.startswith("linux"):
@@ -101,17 +106,28 @@ def peak_memory_mb() -> float:
         return float("nan")
 
 
+def run_step(name: str, params: dict, progress) -> dict:
+    """A step with its outputs guarded (engine/outputs.py); for the runner and the CLI."""
+    from . import outputs
+    from .steps import STEPS
+    step = STEPS.get(name)
+    if step is None:
+        raise ValueError(f"unknown step {name!r} (known: {', '.join(sorted(STEPS))})")
+    created = outputs.check(name, params)
+    try:
+        return step(params, progress)
+    except BaseException:
+        outputs.remove_created(created)
+        raise
+
+
 def run_job(job: dict) -> str:
     """Run one job and report its outcome: "ok", "error" or "cancelled"."""
-    from .steps import STEPS
     progress = JsonProgress()
     _CURRENT.append(progress)
     started = time.monotonic()
     try:
-        step = STEPS.get(job.get("step"))
-        if step is None:
-            raise ValueError(f"unknown step {job.get('step')!r} (known: {', '.join(sorted(STEPS))})")
-        result = step(dict(job.get("params") or {}), progress)
+        result = run_step(job.get("step"), dict(job.get("params") or {}), progress)
         emit(info=f"engine: {time.monotonic() - started:.1f} s, peak memory {peak_memory_mb():.0f} MB")
         emit(result=result)
         return "ok"
@@ -120,6 +136,9 @@ def run_job(job: dict) -> str:
         return "cancelled"
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as err:
         emit(error=str(err), type=type(err).__name__)
+    except OSError as err:  # unreadable or unwritable files: name them, no traceback
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        emit(error=f"{err.strerror or err}{where}", type="OSError")
     except MemoryError:
         emit(error=f"out of memory after {time.monotonic() - started:.0f} s (peak "
                    f"{peak_memory_mb():.0f} MB): try smaller tiles, batches or patches", type="MemoryError")
@@ -165,6 +184,7 @@ def main(argv=None) -> int:
     r = sub.add_parser("run")
     r.add_argument("job")
     args = ap.parse_args(argv)
+    quiet_gdal()
     _die_with_parent()
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)

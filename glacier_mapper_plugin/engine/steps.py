@@ -262,7 +262,11 @@ def segment_glaciers(p, progress: Progress):
         raise ValueError(f"OUTPUT_POLYGONS must be a GeoPackage (.gpkg), not {poly}")
     if poly and not mask:
         raise ValueError("OUTPUT_POLYGONS is made from the mask: set OUTPUT_MASK too")
-    result = segment(p["INPUT"], p["MODEL"], prob, mask, poly, p.get("DEM") or None, options, progress)
+    from ..core.model_file import ModelFileError
+    try:
+        result = segment(p["INPUT"], p["MODEL"], prob, mask, poly, p.get("DEM") or None, options, progress)
+    except ModelFileError as err:
+        raise ValueError(f"MODEL: {err}") from None
     return {"OUTPUT_PROBABILITY": prob, "OUTPUT_MASK": mask, "OUTPUT_POLYGONS": poly,
             "GLACIER_AREA_KM2": result.glacier_area_km2, "DEVICE_USED": result.device,
             "PRECISION_USED": result.precision}
@@ -313,9 +317,11 @@ def year_of(value):
     except ValueError:
         pass
     try:
-        return float(text)
+        year = float(text)
     except ValueError:
         return float("nan")
+    # RGI writes unknown dates as -9999999 (or 99999999): never a year.
+    return year if 1900 <= year <= 2200 else float("nan")
 
 
 @step("area_change")

@@ -246,3 +246,89 @@ def test_buffer_method_uncertainty(tmp_path):
     none = area_change(inv, [str(tmp_path / "s.tif")], [str(tmp_path / "e.tif")],
                        options=AreaChangeOptions(trim_percent=0, outline_uncertainty_px=0))
     assert "rate_sigma_km2_yr" not in none.glaciers[0]
+
+
+# --------------------------------------------------------------------------- issue 13: nonsense refused
+
+def test_outline_beyond_the_raster_edge_counts_as_masked(tmp_path):
+    """A glacier whose outline runs off the raster: the unseen part is masked, so MAX_MASKED
+    filters it instead of a spurious rate passing every filter."""
+    from shapely.geometry import box as sbox
+    inv, sl = squares(2)
+    g0 = inv.geometries[0]
+    left = g0.bounds[0]
+    # Glacier 0 extends 40 px west of the raster's left edge (the raster starts at X0).
+    inv.geometries[0] = sbox(X0 - 40 * PX, g0.bounds[1], g0.bounds[2], g0.bounds[3])
+    start = np.zeros((40, 70), np.uint8)
+    for s_ in sl:
+        start[s_] = 1
+    start[sl[0][0], 0:sl[0][1].start] = 1
+    s = write(tmp_path / "s.tif", start, "2015-08-28")
+    e = write(tmp_path / "e.tif", start, "2023-08-28")
+    res = area_change(inv, [s], [e], options=AreaChangeOptions(trim_percent=0))
+    g = {r["id"]: r for r in res.glaciers}
+    assert g["G0"]["masked_start"] > 0.5 and not g["G0"]["kept"] and "masked" in g["G0"]["filter_reason"]
+    assert g["G1"]["masked_start"] == 0 and g["G1"]["kept"]
+    assert left >= X0
+
+
+def test_a_dem_or_a_scene_is_not_a_prediction(tmp_path, region):
+    inv, _ = squares(1)
+    dem = write(tmp_path / "dem.tif", np.full((40, 40), 2800.5, np.float32), "2015-08-28")
+    with pytest.raises(ValueError, match="START: values from 2800.5 to 2800.5 are not a probability"):
+        area_change(inv, [dem], [dem])
+    with pytest.raises(ValueError, match="START has 6 bands"):
+        area_change(inv, [str(region.imagery_start)], [str(region.imagery_end)])
+    dn = write(tmp_path / "dn.tif", np.full((40, 40), 4000, np.uint16), "2015-08-28")
+    with pytest.raises(ValueError, match="END: integer values from 4000 to 4000 are neither"):
+        area_change(inv, [write(tmp_path / "ok.tif", np.ones((40, 40), np.uint8), "2015-08-28")], [dn])
+
+
+def test_percent_and_mask_are_told_by_metadata_not_by_the_maximum(tmp_path):
+    """A uint8 percent raster (as segment_glaciers writes it) whose largest value is 1 % is a
+    probability of 1 %, not a mask full of glacier."""
+    from glacier_mapper_plugin.core.evaluate import read_prediction
+    path = write(tmp_path / "p.tif", np.ones((10, 10), np.uint8))
+    with rasterio.open(path, "r+") as dst:
+        dst.set_band_description(1, "glacier probability (%)")
+    with rasterio.open(path) as src:
+        glacier, _ = read_prediction(src, 0.5)
+    assert not glacier.any()
+    with rasterio.open(write(tmp_path / "m.tif", np.ones((10, 10), np.uint8))) as src:
+        assert read_prediction(src, 0.5)[0].all()  # unlabelled 0/1: a mask
+
+
+def test_trim_rounds_half_up_and_nan_rates_never_reach_the_sums(tmp_path):
+    from glacier_mapper_plugin.core.area_change import _regional, _trim
+    rows = [dict(id=i, kept=True, filter_reason="", rate_pct_yr=float(i), rate_km2_yr=-0.01,
+                 area_start_km2=1.0, area_end_km2=0.9, area_inventory_km2=1.0) for i in range(10)]
+    _trim(rows, 5.0)  # 10 x 5 % = 0.5 glaciers: one is dropped (round half up)
+    assert sum(not r["kept"] for r in rows) == 1
+    inv, sl = squares(2)
+    start = np.zeros((40, 70), np.uint8)
+    for s_ in sl:
+        start[s_] = 1
+    end = start.copy()
+    end[sl[1]] = 0
+    q = np.full(start.shape, 4, np.uint8)
+    q[sl[1]] = 9  # G1 fully under cloud at the end date
+    res = area_change(inv, [write(tmp_path / "s.tif", start, "2015-08-28")],
+                      [write(tmp_path / "e.tif", end, "2023-08-28")], None,
+                      [write(tmp_path / "q.tif", q, scl=True)], AreaChangeOptions(trim_percent=0, max_masked=1.0))
+    g = {r["id"]: r for r in res.glaciers}
+    assert not g["G1"]["kept"] and "no rate" in g["G1"]["filter_reason"]
+    assert np.isfinite(res.regional["rate_pct_yr"]) and res.regional["n_kept"] == 1
+    assert _regional(rows)["n_kept"] == 9
+
+
+def test_ensembles_with_per_glacier_chips_name_real_parameters(tmp_path):
+    inv, _ = squares(1)
+    p = write(tmp_path / "p.tif", np.ones((40, 40), np.uint8), "2015-08-28")
+    with pytest.raises(ValueError, match="START_ENSEMBLE/END_ENSEMBLE take one raster per member"):
+        area_change(inv, [p, p], [p, p], start_ensemble=[[p]], end_ensemble=[[p]])
+
+
+def test_unknown_rgi_dates_are_not_years():
+    from glacier_mapper_plugin.engine.steps import year_of
+    assert np.isnan(year_of(-9999999)) and np.isnan(year_of("-9999999")) and np.isnan(year_of(99999999))
+    assert year_of("2015-08-28") == pytest.approx(2015.65, abs=0.01) and year_of(2003) == 2003

@@ -1,0 +1,81 @@
+"""Outputs that lose nothing: no output of a run is one of its inputs, every output location
+is checked writable before any work starts (not after hours of training), and a run that
+fails or is cancelled leaves behind no folder it created (files are written atomically by
+core.io.atomic_output)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+SPEC = Path(__file__).resolve().parent / "parameters.json"
+INPUT_TYPES = ("source", "raster", "multilayer", "file")
+OUTPUT_TYPES = ("sink", "rasterDestination", "vectorDestination", "fileDestination", "folderDestination")
+
+
+def _types(step: str) -> dict[str, str]:
+    for s in json.loads(SPEC.read_text())["steps"]:
+        if s["id"] == step:
+            return {p["name"]: p["type"] for p in s["parameters"]}
+    return {}
+
+
+def _paths(value) -> list[Path]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for v in values:
+        if v in (None, "") or not isinstance(v, (str, os.PathLike)):
+            continue
+        text = str(v).split("|")[0]
+        if "://" in text or text.startswith("/vsi"):
+            continue
+        out.append(Path(text).expanduser().resolve())
+    return out
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check(step: str, params: dict) -> list[Path]:
+    """Refuse outputs that are inputs or cannot be written; returns the folders that do not
+    exist yet (to be removed again if the run fails and leaves them empty)."""
+    types = _types(step)
+    inputs = {p: name for name, t in types.items() if t in INPUT_TYPES for p in _paths(params.get(name))}
+    missing: list[Path] = []
+    for name, t in types.items():
+        if t not in OUTPUT_TYPES:
+            continue
+        for path in _paths(params.get(name)):
+            if path in inputs:
+                raise ValueError(f"{name} is the same file as {inputs[path]} ({path}): an output never "
+                                 "replaces an input; choose another file name")
+            folder = path if t == "folderDestination" else path.parent
+            if path.exists() and path.is_dir() and t != "folderDestination":
+                raise ValueError(f"{name}: {path} is a folder; give a file name")
+            existing = _nearest_existing(folder)
+            if not existing.is_dir():
+                raise ValueError(f"{name}: cannot write {path}: {existing} is a file, not a folder")
+            try:
+                with tempfile.NamedTemporaryFile(dir=existing, prefix=".glacier_mapper_probe_"):
+                    pass
+            except OSError as err:
+                raise ValueError(f"{name}: cannot write to {existing} ({err.strerror.lower()}): "
+                                 "choose a folder you can write to") from None
+            p = folder
+            while not p.exists():
+                missing.append(p)
+                p = p.parent
+    return missing
+
+
+def remove_created(folders: list[Path]) -> None:
+    """After a failed run: the folders it created, if they are (still) empty."""
+    for folder in sorted(set(folders), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
