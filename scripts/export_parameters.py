@@ -19,13 +19,20 @@ CLI_NAMES = {"synthetic_region": "synthetic-region", "acquire_imagery": "acquire
              "area_change": "area-change", "train_mass_balance": "train-mb", "predict_mass_balance": "predict-mb"}
 
 
+def plain_default(value):
+    if isinstance(value, (int, float, str, bool, type(None))):
+        return value
+    if hasattr(value, "toString"):  # QDate, QDateTime
+        return value.toString("yyyy-MM-dd")
+    return str(value)
+
+
 def describe(alg) -> dict:
     params = []
     for d in alg.parameterDefinitions():
         entry = {"name": d.name(), "type": d.type(), "description": d.description(),
                  "help": alg.PARAM_HELP.get(d.name(), ""), "optional": bool(d.flags() & d.FlagOptional),
-                 "default": d.defaultValue() if isinstance(d.defaultValue(), (int, float, str, bool, type(None)))
-                 else str(d.defaultValue())}
+                 "default": plain_default(d.defaultValue())}
         if d.type() == "number":
             entry["integer"] = d.dataType() == d.Integer
         if d.type() == "enum":

@@ -41,19 +41,48 @@ def outline_style(path, colour, label_field=None):
 
 
 def rate_style(path):
-    """Glaciers coloured by area change rate (%/yr): dark red = fastest shrinking."""
-    layer = QgsVectorLayer("Polygon?crs=EPSG:32632&field=rate_pct_yr:double", "x", "memory")
+    """Kept glaciers coloured by area change rate (%/yr, dark red = fastest shrinking);
+    filtered ones grey and hatched, labelled with the reason they were filtered."""
+    from qgis.core import (QgsPalLayerSettings, QgsRuleBasedLabeling, QgsRuleBasedRenderer,
+                           QgsTextFormat)
+    layer = QgsVectorLayer("Polygon?crs=EPSG:32632&field=rate_pct_yr:double&field=kept:boolean"
+                           "&field=filter_reason:string", "x", "memory")
     classes = [(-100, -4, "#67001f", "< -4"), (-4, -3, "#b2182b", "-4 to -3"),
                (-3, -2, "#d6604d", "-3 to -2"), (-2, -1, "#f4a582", "-2 to -1"),
                (-1, 0, "#fddbc7", "-1 to 0"), (0, 100, "#92c5de", ">= 0")]
-    ranges = []
+    root = QgsRuleBasedRenderer.Rule(None)
     for lo, hi, colour, label in classes:
         symbol = QgsFillSymbol.createSimple({"color": colour, "outline_color": "60,60,60,255",
                                              "outline_width": "0.2"})
-        ranges.append(QgsRendererRange(lo, hi, symbol, label))
-    renderer = QgsGraduatedSymbolRenderer("rate_pct_yr", ranges)
-    layer.setRenderer(renderer)
+        root.appendChild(QgsRuleBasedRenderer.Rule(
+            symbol, 0, 0, f'"kept" AND "rate_pct_yr" >= {lo} AND "rate_pct_yr" < {hi}', f"{label} %/yr"))
+    filtered = QgsFillSymbol.createSimple({"color": "150,150,150,90", "outline_color": "110,110,110,255",
+                                           "outline_width": "0.2", "style": "b_diagonal"})
+    root.appendChild(QgsRuleBasedRenderer.Rule(filtered, 0, 0, 'NOT "kept"', "filtered (see filter_reason)"))
+    layer.setRenderer(QgsRuleBasedRenderer(root))
+    settings = QgsPalLayerSettings()
+    settings.fieldName = "filter_reason"
+    fmt = QgsTextFormat()
+    fmt.setColor(QColor(80, 80, 80))
+    fmt.setSize(8)
+    settings.setFormat(fmt)
+    label_root = QgsRuleBasedLabeling.Rule(None)
+    label_root.appendChild(QgsRuleBasedLabeling.Rule(settings, 0, 0, 'NOT "kept"', "filtered"))
+    layer.setLabeling(QgsRuleBasedLabeling(label_root))
+    layer.setLabelsEnabled(True)
     layer.saveNamedStyle(str(path))
+
+
+def dem_style(path):
+    """The DEM as a translucent hillshade: terrain shows without hiding the imagery it may be
+    loaded above."""
+    from qgis.core import QgsHillshadeRenderer
+    with tempfile.TemporaryDirectory() as tmp:
+        layer = _raster(tmp, 1, "float32")
+        renderer = QgsHillshadeRenderer(layer.dataProvider(), 1, 315.0, 45.0)
+        renderer.setOpacity(0.35)
+        layer.setRenderer(renderer)
+        layer.saveNamedStyle(str(path))
 
 
 def _raster(tmp, count, dtype):
@@ -75,7 +104,10 @@ def probability_style(path, maximum):
             QgsColorRampShader.ColorRampItem(maximum, QColor(8, 29, 88, 255), str(maximum))])
         shader = QgsRasterShader()
         shader.setRasterShaderFunction(ramp)
-        layer.setRenderer(QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader))
+        renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+        renderer.setClassificationMin(0.0)  # else the legend reads "nan ... nan"
+        renderer.setClassificationMax(maximum)
+        layer.setRenderer(renderer)
         layer.saveNamedStyle(str(path))
 
 
@@ -95,9 +127,10 @@ def natural_colour_style(path):
         for setter in (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
                        renderer.setBlueContrastEnhancement):
             ce = QgsContrastEnhancement(layer.dataProvider().dataType(1))
-            # Reflectance 0..0.85 (DN with the -1000 offset of baselines >= 04.00).
-            ce.setMinimumValue(1000)
-            ce.setMaximumValue(9500)
+            # QGIS applies the file's scale/offset, so values are surface reflectance: 0-0.6
+            # shows rock and debris and leaves snow bright.
+            ce.setMinimumValue(0.0)
+            ce.setMaximumValue(0.6)
             ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
             setter(ce)
         layer.setRenderer(renderer)
@@ -115,6 +148,7 @@ if __name__ == "__main__":
     mask_style(STYLES / "mask.qml")
     outline_style(STYLES / "glacier_polygons.qml", "255,120,0,255")
     rate_style(STYLES / "area_change.qml")
+    dem_style(STYLES / "dem.qml")
     print("styles written to", STYLES)
     app.exitQgis()
     sys.exit(0)

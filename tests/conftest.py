@@ -53,6 +53,21 @@ def make_region(folder, **kw):
     return SimpleNamespace(**{k: (Path(v) if k in fields else v) for k, v in got.items()})
 
 
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))} if folder.is_dir() else {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_data_untouched():
+    """Tests never write next to their inputs: ../shared/data is the same after the session
+    (a .aux.xml beside hef_srtm.tif once appeared there)."""
+    before = _snapshot(SHARED_DATA)
+    yield
+    after = _snapshot(SHARED_DATA)
+    assert after == before, f"tests changed ../shared/data: {sorted(set(after) ^ set(before))}"
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     if not SHARED_DATA.is_dir():

@@ -1,12 +1,15 @@
 """glacier_mapper:acquire_imagery (engine step acquire_imagery)."""
-from qgis.core import (QgsProcessing, QgsProcessingOutputMultipleLayers,
+from qgis.core import (QgsProcessing, QgsProcessingOutputMultipleLayers, QgsProcessingParameterDateTime,
                        QgsProcessingOutputNumber, QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterString)
 
+from qgis.PyQt.QtCore import QDate
+
 from .base import GlacierMapperAlgorithm
 
 class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
+    ADVANCED = frozenset({"MAX_CANDIDATES", "MAX_WORKERS", "COLLECTION", "SELECTION"})
     ALG_ID = "acquire_imagery"
     DISPLAY = "Acquire Sentinel-2 imagery per glacier"
     GROUP, GROUP_ID = "Data", "data"
@@ -53,7 +56,8 @@ class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         from ..core.catalogs import DEFAULT_COLLECTIONS, EARTH_SEARCH, SELECTIONS
         self.add_inventory_parameters()
-        self.addParameter(QgsProcessingParameterString("DATE", "Target date (YYYY-MM-DD)", defaultValue="2023-09-01"))
+        self.addParameter(QgsProcessingParameterDateTime("DATE", "Target date", QgsProcessingParameterDateTime.Date,
+                                                         defaultValue=QDate(2023, 9, 1)))
         self.addParameter(QgsProcessingParameterNumber("WINDOW_DAYS", "Window (+- days)", defaultValue=15, minValue=0, maxValue=365))
         self.addParameter(QgsProcessingParameterNumber("MAX_CANDIDATES", "Candidate scenes", defaultValue=5, minValue=1, maxValue=100))
         self.addParameter(QgsProcessingParameterString("STAC_URL", "STAC API or catalog", defaultValue=EARTH_SEARCH))

@@ -1,5 +1,5 @@
 """glacier_mapper:area_change (engine step area_change)."""
-from qgis.core import (QgsProcessing, QgsProcessingOutputHtml, QgsProcessingOutputNumber,
+from qgis.core import (QgsProcessing, QgsProcessingOutputNumber,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterField,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber)
@@ -8,6 +8,7 @@ from .base import GlacierMapperAlgorithm, style_output
 
 
 class AreaChangeAlgorithm(GlacierMapperAlgorithm):
+    ADVANCED = frozenset({"THRESHOLD", "OUTLINE_UNCERTAINTY_PX", "MIN_SNR", "START_QUALITY", "END_QUALITY"})
     ALG_ID = "area_change"
     DISPLAY = "Glacier area change"
     GROUP, GROUP_ID = "Area change", "area_change"
@@ -67,12 +68,15 @@ class AreaChangeAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold", QgsProcessingParameterNumber.Double, 0.5, False, 0.0, 1.0))
         self.addParameter(QgsProcessingParameterNumber("OUTLINE_UNCERTAINTY_PX", "Outline uncertainty (pixels)", QgsProcessingParameterNumber.Double, 0.5, False, 0.0, 10.0))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Area change", QgsProcessing.TypeVectorPolygon))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_SUMMARY", "Regional summary", QgsProcessing.TypeVector))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_SIZE_CLASSES", "Size classes", QgsProcessing.TypeVector))
+        # Secondary outputs are optional (created by default in the dialog): a headless run
+        # needs only OUTPUT.
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_SUMMARY", "Regional summary", QgsProcessing.TypeVector,
+                                                            optional=True, createByDefault=True))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_SIZE_CLASSES", "Size classes", QgsProcessing.TypeVector,
+                                                            optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Report", "HTML files (*.html)", optional=True, createByDefault=True))
         self.addOutput(QgsProcessingOutputNumber("REGIONAL_RATE", "Regional rate (%/yr)"))
         self.addOutput(QgsProcessingOutputNumber("N_KEPT", "Glaciers kept"))
-        self.addOutput(QgsProcessingOutputHtml("REPORT_HTML", "Area change report"))
 
     def finish(self, parameters, context, outputs):
         style_output(context, outputs.get("OUTPUT"), "area_change.qml")

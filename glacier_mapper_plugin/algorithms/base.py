@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import html
 import os
 from pathlib import Path
 
@@ -74,6 +75,17 @@ def no_side_files():
         gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", previous)
 
 
+def as_date(value):
+    """A QDate from what a date parameter holds (QDate, QDateTime or text; QGIS 3.22 has no
+    parameterAsDate)."""
+    from qgis.PyQt.QtCore import QDate, QDateTime, Qt
+    if isinstance(value, QDateTime):
+        return value.date()
+    if isinstance(value, QDate):
+        return value
+    return QDate.fromString(str(value).strip()[:10], Qt.ISODate)
+
+
 def file_path(value) -> str | None:
     """`value` when it is the path of an existing file (optionally with |layername=...)."""
     if isinstance(value, (str, Path)) and str(value) and os.path.exists(str(value).split("|")[0]):
@@ -111,10 +123,14 @@ def styler(qml: str) -> StyleOnLoad:
     return post
 
 
-def style_output(context, path, qml: str) -> None:
-    """Style a destination output that QGIS will load when the algorithm completes."""
+def style_output(context, path, qml: str, name: str | None = None) -> None:
+    """Style (and name, e.g. after its input) a destination output that QGIS will load when
+    the algorithm completes."""
     if path and context.willLoadLayerOnCompletion(path):
-        context.layerToLoadOnCompletionDetails(path).setPostProcessor(styler(qml))
+        details = context.layerToLoadOnCompletionDetails(path)
+        details.setPostProcessor(styler(qml))
+        if name:
+            details.name = name
 
 
 class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
@@ -128,6 +144,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
     HELP = ""
     PARAM_HELP: dict[str, str] = {}
     NEEDS_ENGINE = True
+    ADVANCED: frozenset = frozenset()  # parameter names shown under "Advanced parameters"
 
     def tr(self, text):
         return QCoreApplication.translate("GlacierMapper", text)
@@ -151,8 +168,15 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
         return HELP_URL
 
     def shortHelpString(self):  # noqa: N802 (QGIS API name)
-        lines = [self.tr(self.HELP), "", "<b>Parameters</b>"]
-        lines += [f"<b>{name}</b>: {self.tr(text)}" for name, text in self.PARAM_HELP.items()]
+        """The help panel is HTML: texts are escaped ("recall < MIN_RECALL" must not vanish),
+        and parameters are named by the labels the form shows, ids in parentheses for
+        qgis_process and glacier-mapper users."""
+        labels = {d.name(): d.description() for d in self.parameterDefinitions()}
+        labels.update({d.name(): d.description() for d in self.outputDefinitions()})
+        lines = [html.escape(self.tr(self.HELP)), "", "<b>Parameters</b>"]
+        for name, text in self.PARAM_HELP.items():
+            label = labels.get(name, name)
+            lines.append(f"<b>{html.escape(label)}</b> ({name}): {html.escape(self.tr(text))}")
         return "<br>".join(lines)
 
     def createInstance(self):  # noqa: N802 (QGIS API name)
@@ -162,6 +186,8 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
         text = self.PARAM_HELP.get(parameter.name())
         if text and hasattr(parameter, "setHelp"):
             parameter.setHelp(self.tr(text))
+        if parameter.name() in self.ADVANCED:  # expert settings fold away in the dialog
+            parameter.setFlags(parameter.flags() | parameter.FlagAdvanced)
         return super().addParameter(parameter, createOutput)
 
     def add_inventory_parameters(self):
@@ -265,6 +291,11 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
                                 else d.options()[self.parameterAsEnum(parameters, name, context)])
             elif kind in ("string", "field"):
                 params[name] = self.parameterAsString(parameters, name, context)
+            elif kind == "datetime":  # a date widget; the engine gets ISO text (YYYY-MM-DD)
+                date = as_date(parameters.get(name)) if given else None
+                if given and (date is None or not date.isValid()):
+                    raise QgsProcessingException(f"{name} must be a date, YYYY-MM-DD")
+                params[name] = date.toString("yyyy-MM-dd") if date is not None else None
             elif kind == "boolean":
                 params[name] = self.parameterAsBool(parameters, name, context)
             elif kind in ("rasterDestination", "vectorDestination"):
@@ -272,7 +303,8 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
             elif kind in ("fileDestination", "folderDestination"):
                 params[name] = self.parameterAsFileOutput(parameters, name, context) or None
             elif kind == "sink":
-                if name in parameters and parameters[name] is None:
+                if (name in parameters and parameters[name] is None) or \
+                        (d.flags() & d.FlagOptional and parameters.get(name) in (None, "")):
                     continue  # an optional sink the user skipped
                 tmp = QgsProcessingUtils.generateTempFilename(f"{name.lower()}.gpkg")
                 temporary.append(tmp)

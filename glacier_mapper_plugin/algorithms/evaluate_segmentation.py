@@ -6,6 +6,7 @@ from .base import GlacierMapperAlgorithm
 
 
 class EvaluateSegmentationAlgorithm(GlacierMapperAlgorithm):
+    ADVANCED = frozenset({"THRESHOLD"})
     ALG_ID = "evaluate_segmentation"
     DISPLAY = "Evaluate segmentation"
     GROUP, GROUP_ID = "Segmentation", "segmentation"

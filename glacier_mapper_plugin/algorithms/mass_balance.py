@@ -27,6 +27,7 @@ def add_climate_parameters(alg):
 
 
 class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
+    ADVANCED = frozenset({"N_ESTIMATORS", "MAX_DEPTH", "LEARNING_RATE", "SEED", "CLIMATE_VARIABLES", "CLIMATE_ELEVATION"})
     ALG_ID = "train_mass_balance"
     DISPLAY = "Train mass-balance model (Mass Balance Machine)"
     GROUP, GROUP_ID = "Mass balance", "mass_balance"
@@ -73,6 +74,7 @@ class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
 
 
 class PredictMassBalanceAlgorithm(GlacierMapperAlgorithm):
+    ADVANCED = frozenset({"CLIMATE_VARIABLES", "CLIMATE_ELEVATION"})
     ALG_ID = "predict_mass_balance"
     DISPLAY = "Predict mass balance (Mass Balance Machine)"
     GROUP, GROUP_ID = "Mass balance", "mass_balance"

@@ -1,5 +1,5 @@
 """glacier_mapper:segment_glaciers (engine step segment_glaciers)."""
-from qgis.core import (QgsProcessing, QgsProcessingOutputNumber,
+from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsUnitTypes,
                        QgsProcessingOutputString, QgsProcessingParameterDistance,
                        QgsProcessingParameterEnum, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterFile, QgsProcessingParameterNumber,
@@ -21,6 +21,8 @@ def string_enum(name, description, options):
 
 
 class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
+    ADVANCED = frozenset({"DEVICE", "PRECISION", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "BANDS",
+                          "PROBABILITY_FORMAT", "THRESHOLD", "SIMPLIFY"})
     ALG_ID = "segment_glaciers"
     DISPLAY = "Segment glaciers"
     GROUP, GROUP_ID = "Segmentation", "segmentation"
@@ -58,7 +60,7 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Input raster"))
         self.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM", optional=True))
-        self.addParameter(QgsProcessingParameterFile("MODEL", "Model file", fileFilter="Glacier Mapper model (*.gmm *.safetensors)"))
+        self.addParameter(QgsProcessingParameterFile("MODEL", "Model file", fileFilter="Glacier Mapper model (*.gmm *.safetensors);;All files (*)"))
         self.addParameter(string_enum("DEVICE", "Device", DEVICES))
         self.addParameter(string_enum("PRECISION", "Precision", PRECISIONS))
         self.addParameter(QgsProcessingParameterNumber("TILE_SIZE", "Tile size (px)", defaultValue=512, minValue=32, maxValue=4096))
@@ -67,7 +69,9 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold", QgsProcessingParameterNumber.Double, None, True, 0.0, 1.0))
         self.addParameter(QgsProcessingParameterString("BANDS", "Band mapping", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource("MASK_LAYER", "Only near these polygons", [QgsProcessing.TypeVectorPolygon], optional=True))
-        self.addParameter(QgsProcessingParameterDistance("MASK_BUFFER", "Buffer around MASK_LAYER", 500.0, "INPUT", minValue=0.0))
+        buffer = QgsProcessingParameterDistance("MASK_BUFFER", "Buffer around the mask polygons", 500.0, "INPUT", minValue=0.0)
+        buffer.setDefaultUnit(QgsUnitTypes.DistanceMeters)  # INPUT must be in a metric CRS anyway
+        self.addParameter(buffer)
         self.addParameter(string_enum("PROBABILITY_FORMAT", "Probability format", PROBABILITY_FORMATS))
         self.addParameter(QgsProcessingParameterNumber("MIN_AREA", "Minimum polygon area (km2)", QgsProcessingParameterNumber.Double, 0.01, False, 0.0))
         self.addParameter(QgsProcessingParameterNumber("SIMPLIFY", "Simplification tolerance (m)", QgsProcessingParameterNumber.Double, 0.0, False, 0.0))
@@ -79,7 +83,11 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputString("PRECISION_USED", "Precision used"))
 
     def finish(self, parameters, context, outputs):
+        from pathlib import Path
         prob_qml = "probability_percent.qml" if parameters.get("PROBABILITY_FORMAT") == "uint8" else "probability.qml"
-        style_output(context, outputs.get("OUTPUT_PROBABILITY"), prob_qml)
-        style_output(context, outputs.get("OUTPUT_MASK"), "mask.qml")
-        style_output(context, outputs.get("OUTPUT_POLYGONS"), "glacier_polygons.qml")
+        source = Path(str(self.parameterAsRasterLayer(parameters, "INPUT", context).source()
+                          if not isinstance(parameters.get("INPUT"), str) else parameters["INPUT"]).split("|")[0]).stem
+        for key, qml, label in (("OUTPUT_PROBABILITY", prob_qml, "Glacier probability"),
+                                ("OUTPUT_MASK", "mask.qml", "Glacier mask"),
+                                ("OUTPUT_POLYGONS", "glacier_polygons.qml", "Glacier polygons")):
+            style_output(context, outputs.get(key), qml, f"{label} - {source}")

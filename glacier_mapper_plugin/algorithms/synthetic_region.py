@@ -48,7 +48,7 @@ class SyntheticRegionAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("TRUE_REGIONAL_RATE", "True regional rate (%/yr)"))
 
     def finish(self, parameters, context, outputs):
-        self.load_on_completion(context, outputs["DEM"], "DEM", "DEM")
+        self.load_on_completion(context, outputs["DEM"], "DEM (hillshade)", "DEM", "dem.qml")
         for key, date in (("IMAGERY_START", outputs["START_DATE"]), ("IMAGERY_END", outputs["END_DATE"])):
             self.load_on_completion(context, outputs[key], f"Sentinel-2 L2A {date}", key,
                                     "s2_natural_colour.qml")

@@ -47,6 +47,7 @@ def add_training_parameters(alg):
 
 
 class TrainModelAlgorithm(GlacierMapperAlgorithm):
+    ADVANCED = frozenset({"DEVICE", "LEARNING_RATE", "SEED", "QUALITY", "VAL_FRACTION", "BANDS", "BATCH_SIZE"})
     ALG_ID = "train_model"
     DISPLAY = "Train glacier model"
     GROUP, GROUP_ID = "Segmentation", "segmentation"

@@ -41,6 +41,7 @@ from . import reflectance
 from .catalogs import DEFAULT_COLLECTIONS, EARTH_SEARCH, PC_SAS, PLANETARY_COMPUTER, SELECTIONS  # noqa: F401
 from . import sentinel2 as s2
 from .geodesy import to_lonlat, utm_epsg
+from .identity import file_names, fingerprint, safe_name
 from .io import GTIFF_PROFILE, atomic_output
 from .progress import Cancelled, Progress
 
@@ -366,7 +367,7 @@ def _params_hash(options: AcquireOptions) -> str:
 
 
 def output_complete(path: Path, params_hash: str) -> dict | None:
-    """Tags of an existing output written with the same parameters, else None."""
+    """Tags of an existing output written with the same parameters and outline, else None."""
     if not path.is_file():
         return None
     try:
@@ -379,14 +380,10 @@ def output_complete(path: Path, params_hash: str) -> dict | None:
     return None
 
 
-def safe_name(value) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(value))
-
-
 def acquire_glacier(gid, geom_lonlat, options: AcquireOptions, folder: Path, catalog,
-                    progress: Progress, sign=None) -> GlacierResult:
-    path = folder / f"{safe_name(gid)}.tif"
-    params = _params_hash(options)
+                    progress: Progress, sign=None, name=None) -> GlacierResult:
+    path = folder / f"{name or safe_name(gid)}.tif"
+    params = f"{_params_hash(options)}:{fingerprint(geom_lonlat)}"  # a changed outline is redone
     done = output_complete(path, params)
     if done is not None:
         return _result_from_tags(gid, path, done)
@@ -505,13 +502,16 @@ def acquire(glaciers, options: AcquireOptions, folder, progress: Progress | None
         raise ValueError(f"STAC_URL {options.stac_url}: cannot open the catalog ({err})") from None
     sign = _signer(options)
     results: list = [None] * len(glaciers)
-    lonlat = [to_lonlat(g, crs) for _, g, crs in glaciers]
+    names = file_names([gid for gid, _, _ in glaciers])
+    lonlat = [None if g is None or g.is_empty else to_lonlat(g, crs) for _, g, crs in glaciers]
 
     def work(i):
+        if lonlat[i] is None:  # kept in the table, never dropped silently
+            return GlacierResult(glaciers[i][0], "no geometry", detail="the feature has no outline")
         with rasterio.Env(**GDAL_HTTP):
             try:
                 return acquire_glacier(glaciers[i][0], lonlat[i], options, folder, catalog,
-                                       progress, sign)
+                                       progress, sign, names[i])
             except Cancelled:
                 raise
             except Exception as err:  # one glacier's failure never stops the others

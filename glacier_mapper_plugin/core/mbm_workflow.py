@@ -15,6 +15,7 @@ from .io import GTIFF_PROFILE, atomic_output
 from .mass_balance import (FEATURES, SUMMER_MONTHS, WINTER_MONTHS, MBMHeader, MBMOptions,
                            aggregate, cv_splits, design, fit, load_mbm, metrics_by_period,
                            predict_rows, save_mbm, site_month_features)
+from .identity import file_names
 from .progress import Progress
 from .topography import Topography
 
@@ -109,8 +110,13 @@ def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, e
     folder = Path(output_folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
+    names = file_names([gid for gid, _, _ in glaciers])
     for n, (gid, geom, crs) in enumerate(glaciers):
         progress.check()
+        if geom is None or geom.is_empty:
+            progress.warning(f"{gid}: no outline")
+            out.append(GlacierSeries(gid, [], None, []))
+            continue
         sites, (rows, cols) = topo.cells(geom, crs)
         if not sites:
             progress.warning(f"{gid}: no DEM cell inside the outline")
@@ -132,16 +138,12 @@ def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, e
         bands = np.arange(np.floor(elev.min() / 50) * 50, elev.max() + 50, 50)
         profile = [(float(b + 25), float(annual[(elev >= b) & (elev < b + 50)].mean()))
                    for b in bands if ((elev >= b) & (elev < b + 50)).any()]
-        raster = folder / f"{_safe(gid)}_mass_balance.tif"
+        raster = folder / f"{names[n]}_mass_balance.tif"
         _write_grid(raster, topo, rows, cols, annual, winter, summer, years)
         out.append(GlacierSeries(gid, series, raster, profile))
         progress.update((n + 1) / len(glaciers), f"{gid}: mean Ba {np.mean([s['ba'] for s in series]):+.2f} "
                                                  f"m w.e. over {len(years)} years")
     return out
-
-
-def _safe(v):
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(v))
 
 
 def _write_grid(path, topo, rows, cols, annual, winter, summer, years):

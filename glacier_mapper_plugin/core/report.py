@@ -88,6 +88,17 @@ def _table(rows, columns=None) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _uncertainty_source(parameters: dict) -> str:
+    """What the ± stands for: the word ensemble only when there was one."""
+    buffer = parameters.get("OUTLINE_UNCERTAINTY_PX", 0.5)
+    parts = []
+    if parameters.get("START_ENSEMBLE"):
+        parts.append("ensemble spread")
+    if buffer not in (None, 0, 0.0, "0"):
+        parts.append(f"outline buffer of ± {buffer} px")
+    return " and ".join(parts) or "uncertainty"
+
+
 def write_report(path, result, parameters: dict, title="Glacier area change") -> Path:
     reg = result.regional
     summary = [dict(quantity=k, value=v) for k, v in reg.items()]
@@ -104,7 +115,7 @@ table{{border-collapse:collapse;font-size:12px;margin:0.5em 0}}td,th{{border:1px
 th{{background:#eef}}h2{{border-bottom:1px solid #ccc}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p><b>Regional rate: {_fmt(reg['rate_pct_yr'])} %/yr</b>
-{f"(± {_fmt(reg['rate_sigma_pct_yr'])} %/yr, ensemble)" if 'rate_sigma_pct_yr' in reg else ''}
+{f"(± {_fmt(reg['rate_sigma_pct_yr'])} %/yr: {html.escape(_uncertainty_source(parameters))})" if 'rate_sigma_pct_yr' in reg else ''}
 from {reg['n_kept']} of {reg['n_glaciers']} glaciers covering {_fmt(100 * reg['area_share_kept'])} %
 of the inventory area. Method: Diaconu &amp; Bamber (2023), predicted area inside the inventory
 outlines, recall correction of masked pixels, filters below.</p>

@@ -80,6 +80,8 @@ def _argument(group, p: dict) -> None:
         kw.update(metavar="PATH")
         if kind == "sink":
             kw["help"] = text + " (GeoPackage; written only when given)"
+    elif kind == "datetime":
+        kw.update(metavar="YYYY-MM-DD")
     else:
         kw.update(metavar="PATH" if kind in ("source", "raster", "file") else "TEXT")
     default = _default(p)

@@ -47,8 +47,8 @@ def read_source(p, key):
         raise FileNotFoundError(f"{key}: cannot open {value}") from None
 
 
-def inventory(p, key="INVENTORY", id_key="ID_FIELD"):
-    """(Inventory, the layer it was read from)."""
+def inventory(p, key="INVENTORY", id_key="ID_FIELD", progress=None):
+    """(Inventory, the layer it was read from); invalid outlines repaired with a warning."""
     from ..core.labels import Inventory
     lyr = read_source(p, key)
     if lyr.geometries is None or any(g is not None and g.geom_type not in ("Polygon", "MultiPolygon")
@@ -61,7 +61,28 @@ def inventory(p, key="INVENTORY", id_key="ID_FIELD"):
     if id_field and id_field not in names:
         raise ValueError(f"{id_key}: {key} has no field {id_field!r} (fields: {', '.join(names)})")
     ids = [r[id_field] for r in lyr.records] if id_field else list(range(1, len(lyr.records) + 1))
-    return Inventory(ids, lyr.geometries, lyr.crs, lyr.records), lyr
+    geometries = list(lyr.geometries)
+    repaired = []
+    for k, g in enumerate(geometries):
+        if g is not None and not g.is_empty and not g.is_valid:  # self-intersections and the like
+            from shapely import make_valid
+            from shapely.geometry import MultiPolygon
+            fixed = make_valid(g)
+            if fixed.geom_type == "GeometryCollection":
+                fixed = MultiPolygon([p for part in fixed.geoms
+                                      for p in (part.geoms if part.geom_type == "MultiPolygon" else [part])
+                                      if p.geom_type == "Polygon"])
+            geometries[k] = fixed
+            repaired.append(str(ids[k]))
+    if repaired and progress is not None:
+        progress.warning(f"{key}: {len(repaired)} invalid outline(s) repaired (make_valid): "
+                         + ", ".join(repaired[:20]) + (" ..." if len(repaired) > 20 else ""))
+    empty = [str(i) for i, g in zip(ids, geometries) if g is None or g.is_empty]
+    if empty and progress is not None:
+        progress.warning(f"{key}: {len(empty)} feature(s) without an outline (kept in the tables): "
+                         + ", ".join(empty[:20]) + (" ..." if len(empty) > 20 else ""))
+    lyr.geometries = geometries
+    return Inventory(ids, geometries, lyr.crs, lyr.records), lyr
 
 
 def write_table(path, rows, types=None, name="table"):
@@ -147,7 +168,7 @@ ACQUISITION_TYPES = {"glacier_id": str, "status": str, "collection": str, "scene
 @step("acquire_imagery")
 def acquire_imagery(p, progress: Progress):
     from ..core.acquire import SELECTIONS, AcquireOptions, acquire
-    inv, _ = inventory(p)
+    inv, _ = inventory(p, progress=progress)
     text = str(p.get("DATE") or "").strip()
     try:
         date = dt.date.fromisoformat(text[:10])
@@ -165,7 +186,7 @@ def acquire_imagery(p, progress: Progress):
                              max_workers=int(p.get("MAX_WORKERS", 4)), selection=selection)
     require(p, "OUTPUT_FOLDER")
     folder = p["OUTPUT_FOLDER"]
-    glaciers = [(i, g, inv.crs) for i, g in zip(inv.ids, inv.geometries) if g is not None]
+    glaciers = list(zip(inv.ids, inv.geometries, [inv.crs] * len(inv.ids)))  # every glacier gets a row
     results = acquire(glaciers, options, folder, progress)
     rows = [{name: (str(r.id) if name == "glacier_id" else getattr(r, name)) for name in ACQUISITION_TYPES}
             for r in results]
@@ -183,11 +204,11 @@ def acquire_imagery(p, progress: Progress):
 
 # --------------------------------------------------------------------------- segmentation
 
-def training_inputs(p):
+def training_inputs(p, progress=None):
     from ..core.bands import canonical, parse_mapping
     from ..core.train import TrainOptions
     require(p, "INPUT")
-    inv, layer = inventory(p)
+    inv, layer = inventory(p, progress=progress)
     text = str(p.get("BANDS") or "").strip()
     mapping = parse_mapping(text) if "=" in text else None
     bands = list(mapping) if mapping else ([canonical(b) for b in text.split(",") if b.strip()] or None)
@@ -203,8 +224,10 @@ def training_inputs(p):
 @step("train_model")
 def train_model(p, progress: Progress):
     from ..core.train import train_model as train
-    rasters, inv, _, dem, options = training_inputs(p)
+    rasters, inv, _, dem, options = training_inputs(p, progress)
     require(p, "OUTPUT_MODEL")
+    if not Path(p["OUTPUT_MODEL"]).suffix:  # "model" -> "model.gmm": the file says what it is
+        p["OUTPUT_MODEL"] = str(p["OUTPUT_MODEL"]) + ".gmm"
     result = train(rasters, inv, p["OUTPUT_MODEL"], dem, options, progress)
     return {"OUTPUT_MODEL": p["OUTPUT_MODEL"], "BEST_EPOCH": result.best_epoch,
             "VAL_IOU": result.header.metrics.get("val_iou_per_glacier")}
@@ -217,7 +240,7 @@ CV_TYPES = {"subregion": str, "patches": int, "glaciers": int, "accuracy": float
 @step("cross_validate")
 def cross_validate(p, progress: Progress):
     from ..core.crossval import cross_validate as crossval
-    rasters, inv, layer, dem, options = training_inputs(p)
+    rasters, inv, layer, dem, options = training_inputs(p, progress)
     require(p, "OUTPUT_FOLDER")
     cv = crossval(rasters, inv, p["OUTPUT_FOLDER"], dem, int(p.get("FOLDS", 5)), options, progress)
     rows = cv.table()
@@ -276,7 +299,7 @@ def segment_glaciers(p, progress: Progress):
 def evaluate_segmentation(p, progress: Progress):
     from ..core.evaluate import evaluate
     require(p, "PREDICTION")
-    inv, layer = inventory(p)
+    inv, layer = inventory(p, progress=progress)
     ev = evaluate(p["PREDICTION"], inv, p.get("QUALITY") or None, threshold=float(p.get("THRESHOLD", 0.5)))
     rows = [dict(r, id=str(r["id"])) for r in ev.glaciers]
     o = ev.overall
@@ -329,7 +352,7 @@ def area_change(p, progress: Progress):
     from ..core.area_change import AreaChangeOptions, area_change as change
     from ..core.report import write_report
     require(p, "START", "END")
-    inv, layer = inventory(p)
+    inv, layer = inventory(p, progress=progress)
     date_field = p.get("DATE_FIELD") or None
     years = [year_of(r.get(date_field)) for r in inv.records] if date_field else None
     options = AreaChangeOptions(
@@ -358,7 +381,7 @@ def area_change(p, progress: Progress):
     if report:
         used = {k: v for k, v in p.items() if not k.startswith("OUTPUT")}
         write_report(report, result, used)
-        out["OUTPUT_REPORT"] = out["REPORT_HTML"] = report
+        out["OUTPUT_REPORT"] = report
     for reason, count in sorted(result.filter_counts.items()):
         progress.info(f"{count:5d} glaciers: {reason}")
     return out
@@ -412,9 +435,9 @@ def train_mass_balance(p, progress: Progress):
 def predict_mass_balance(p, progress: Progress):
     from ..core.mbm_workflow import plot_series, predict_mbm
     require(p, "MODEL", "CLIMATE", "DEM", "OUTPUT_FOLDER")
-    inv, _ = inventory(p)
+    inv, _ = inventory(p, progress=progress)
     folder = p["OUTPUT_FOLDER"]
-    series = predict_mbm(p["MODEL"], [(i, g, inv.crs) for i, g in zip(inv.ids, inv.geometries) if g is not None],
+    series = predict_mbm(p["MODEL"], list(zip(inv.ids, inv.geometries, [inv.crs] * len(inv.ids))),
                          p["CLIMATE"], p["DEM"], int(p.get("START_YEAR", 2000)), int(p.get("END_YEAR", 2020)),
                          folder, climate_variables(p.get("CLIMATE_VARIABLES")),
                          p.get("CLIMATE_ELEVATION") or None, progress)

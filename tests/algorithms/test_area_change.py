@@ -33,6 +33,16 @@ def test_outputs_columns_report(processing, tmp_path):
     assert summary.featureCount() == 1
     classes = QgsVectorLayer(res["OUTPUT_SIZE_CLASSES"], "c", "ogr")
     assert classes.featureCount() >= 8
+    # Numbers are numbers in every table (they were written as text once).
+    def types(layer):
+        return {f.name(): f.typeName().lower() for f in layer.fields()}
+    numeric = ("real", "double", "integer", "integer64", "int8", "int16", "int32", "int64")
+    for name in ("rate_pct_yr", "area_start_km2", "recall", "masked_end"):
+        assert types(layer)[name] in numeric, (name, types(layer)[name])
+    for name in ("rate_pct_yr", "n_kept", "area_share_kept", "rate_km2_yr"):
+        assert types(summary)[name] in numeric, (name, types(summary)[name])
+    assert types(classes)["n"] in numeric and types(classes)["size_class"] in ("string", "text")
+    assert "ensemble" not in report  # the ± comes from the outline buffer here
 
 
 def test_batch_over_several_inventories(processing, tmp_path):
@@ -57,3 +67,15 @@ def test_half_an_ensemble_is_refused(processing, tmp_path):
             "INVENTORY": inv, "START": [s], "END": [e], "START_ENSEMBLE": [s],
             "OUTPUT": "TEMPORARY_OUTPUT", "OUTPUT_SUMMARY": "TEMPORARY_OUTPUT",
             "OUTPUT_SIZE_CLASSES": "TEMPORARY_OUTPUT"})
+
+
+def test_only_output_is_needed(processing, tmp_path):
+    """The summary, size classes and report are optional outputs: a headless run with only
+    OUTPUT works and writes nothing else."""
+    inv, s, e = _inputs(tmp_path)
+    res = processing.run("glacier_mapper:area_change", {
+        "INVENTORY": inv, "ID_FIELD": "rgi_id", "START": [s], "END": [e], "TRIM_PERCENT": 0,
+        "OUTPUT": str(tmp_path / "only.gpkg"), "OUTPUT_SUMMARY": None, "OUTPUT_SIZE_CLASSES": None,
+        "OUTPUT_REPORT": None})
+    assert QgsVectorLayer(res["OUTPUT"], "o", "ogr").featureCount() == 3
+    assert not res.get("OUTPUT_SUMMARY") and not list(tmp_path.glob("*.html"))

@@ -58,3 +58,16 @@ def test_qgis_never_imports_the_engine_packages(provider):
     import sys
     for name in ("torch", "segmentation_models_pytorch", "xgboost", "pystac_client", "pyogrio", "dask"):
         assert name not in sys.modules, name
+
+
+def test_help_is_escaped_html_with_labels_and_ids(provider):
+    alg = QgsApplication.processingRegistry().createAlgorithmById("glacier_mapper:area_change")
+    text = alg.shortHelpString()
+    assert "recall &lt; MIN_RECALL" in text  # "<" survives the HTML help panel
+    assert "<b>Minimum recall</b> (MIN_RECALL)" in text
+    seg = QgsApplication.processingRegistry().createAlgorithmById("glacier_mapper:segment_glaciers")
+    flags = {d.name(): bool(d.flags() & d.FlagAdvanced) for d in seg.parameterDefinitions()}
+    assert flags["DEVICE"] and flags["TILE_SIZE"] and flags["PROBABILITY_FORMAT"]
+    assert not flags["INPUT"] and not flags["MODEL"] and not flags["OUTPUT_PROBABILITY"]
+    acq = QgsApplication.processingRegistry().createAlgorithmById("glacier_mapper:acquire_imagery")
+    assert acq.parameterDefinition("DATE").type() == "datetime"

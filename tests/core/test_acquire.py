@@ -443,3 +443,17 @@ def test_snow_selection_never_trades_cloud_for_snow(served_archive, tmp_path):
     archive = served_archive
     res = acquire(_glaciers(archive["inventory"])[:1], _options(archive, selection="cloud_snow"), tmp_path)
     assert "_a" in res[0].scene_id
+
+
+def test_changed_outline_and_missing_outline(archive, tmp_path):
+    """A rerun notices an edited outline under an existing id (redone, not 'exists'); a feature
+    without an outline keeps its row ('no geometry')."""
+    glaciers = _glaciers(archive["inventory"])[:2]
+    first = acquire(glaciers, _options(archive), tmp_path)
+    assert [r.status for r in first] == ["ok", "ok"]
+    edited = [(glaciers[0][0], glaciers[0][1].buffer(50), glaciers[0][2]), glaciers[1],
+              ("G999", None, glaciers[1][2])]
+    again = acquire(edited, _options(archive), tmp_path)
+    assert [r.status for r in again] == ["ok", "exists", "no geometry"]
+    with pytest.raises(ValueError, match="ID_FIELD"):
+        acquire([glaciers[0], (glaciers[0][0], glaciers[1][1], glaciers[1][2])], _options(archive), tmp_path)

@@ -38,6 +38,25 @@ try:
         "OUTPUT_MASK": os.path.join(OUT, "mask.tif"), "OUTPUT_POLYGONS": os.path.join(OUT, "glaciers.gpkg")}})
     report["outputs"] = {{k: str(v) for k, v in seg.items()}}
     report["layers"] = sorted(l.name() for l in QgsProject.instance().mapLayers().values())
+    report["renderers"] = {{l.name(): l.renderer().type() for l in QgsProject.instance().mapLayers().values()
+                           if l.type() == l.RasterLayer}}
+    report["probability_legend"] = [item[0] for l in QgsProject.instance().mapLayersByName(
+        [n for n in report["layers"] if n.startswith("Glacier probability")][0]) for item in l.legendSymbologyItems()]
+    # The Sentinel-2 scene alone on the canvas, rendered as the user sees it: not black.
+    from qgis.core import QgsMapRendererParallelJob, QgsMapSettings
+    scene = [l for l in QgsProject.instance().mapLayers().values() if l.name().startswith("Sentinel-2")][0]
+    settings = QgsMapSettings()
+    settings.setLayers([scene])
+    settings.setDestinationCrs(scene.crs())
+    settings.setExtent(scene.extent())
+    settings.setOutputSize(iface.mapCanvas().size())
+    job = QgsMapRendererParallelJob(settings)
+    job.start()
+    job.waitForFinished()
+    image = job.renderedImage()
+    image.save(os.path.join(OUT, "scene.png"))
+    grey = [image.pixelColor(x, y).value() for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)]
+    report["scene_mean_value"] = sum(grey) / len(grey)
     iface.mapCanvas().zoomToFullExtent()
     iface.mapCanvas().refreshAllLayers()
 except Exception:
@@ -104,8 +123,14 @@ def test_desktop_runs_the_toolbox_without_loading_the_engine(xvfb, tmp_path):
         assert Path(report["outputs"][key].split("|")[0]).exists()
     assert any("Glacier probability" in name or "probability" in name.lower() for name in report["layers"])
     assert any("Sentinel-2" in name for name in report["layers"])
+    # Styles: the scene shows reflectance (not black), the probability legend reads 0 to 1.
+    assert report["scene_mean_value"] > 60, report["scene_mean_value"]
+    assert "nan" not in " ".join(report["probability_legend"]).lower(), report["probability_legend"]
+    assert report["renderers"]["DEM (hillshade)"] == "hillshade"
+    assert any(n.startswith("Glacier probability - S2_L2A_") for n in report["layers"])
     shot = tmp_path / "desktop.png"
     assert shot.exists() and shot.stat().st_size > 20_000
     keep = os.environ.get("GLACIER_MAPPER_SCREENSHOTS")
     if keep:
         shutil.copy(shot, Path(keep) / "desktop_segmentation.png")
+        shutil.copy(tmp_path / "scene.png", Path(keep) / "desktop_scene.png")

@@ -65,3 +65,26 @@ def test_ctrl_c_cancels_cleanly(tmp_path):
     assert time.monotonic() - t0 < 10
     assert proc.returncode == 130 and "cancelled" in err
     assert not [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else True
+
+
+def test_invalid_outlines_are_repaired_with_a_warning(tmp_path):
+    """A self-intersecting outline (a bow tie) is repaired (make_valid) and named in the log."""
+    from shapely.geometry import Polygon
+
+    from glacier_mapper_plugin.core.vector import VectorLayer, write_gpkg
+    from glacier_mapper_plugin.engine.steps import inventory
+
+    class Log:
+        warnings = []
+
+        def warning(self, m):
+            self.warnings.append(m)
+
+    bow = Polygon([(0, 0), (10, 10), (10, 0), (0, 10), (0, 0)])
+    path = write_gpkg(tmp_path / "inv.gpkg", [VectorLayer("inv", "EPSG:32632", [bow, None],
+                                                          [dict(id="bow"), dict(id="none")])])
+    log = Log()
+    inv, _ = inventory({"INVENTORY": str(path), "ID_FIELD": "id"}, progress=log)
+    assert inv.geometries[0].is_valid and inv.geometries[0].area == pytest.approx(50)
+    assert any("repaired" in w and "bow" in w for w in log.warnings)
+    assert any("without an outline" in w and "none" in w for w in log.warnings)

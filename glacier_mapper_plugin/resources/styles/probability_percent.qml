@@ -1,12 +1,12 @@
 <!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22.16-Białowieża" minScale="1e+08" styleCategories="AllStyleCategories" maxScale="0" hasScaleBasedVisibilityFlag="0">
+<qgis version="3.22.16-Białowieża" maxScale="0" minScale="1e+08" styleCategories="AllStyleCategories" hasScaleBasedVisibilityFlag="0">
   <flags>
     <Identifiable>1</Identifiable>
     <Removable>1</Removable>
     <Searchable>1</Searchable>
     <Private>0</Private>
   </flags>
-  <temporal fetchMode="0" enabled="0" mode="0">
+  <temporal mode="0" enabled="0" fetchMode="0">
     <fixedRange>
       <start></start>
       <end></end>
@@ -14,21 +14,21 @@
   </temporal>
   <customproperties>
     <Option type="Map">
-      <Option value="Value" name="identify/format" type="QString"/>
+      <Option name="identify/format" value="Value" type="QString"/>
     </Option>
   </customproperties>
   <pipe-data-defined-properties>
     <Option type="Map">
-      <Option value="" name="name" type="QString"/>
+      <Option name="name" value="" type="QString"/>
       <Option name="properties"/>
-      <Option value="collection" name="type" type="QString"/>
+      <Option name="type" value="collection" type="QString"/>
     </Option>
   </pipe-data-defined-properties>
   <pipe>
     <provider>
-      <resampling enabled="false" maxOversampling="2" zoomedInResamplingMethod="nearestNeighbour" zoomedOutResamplingMethod="nearestNeighbour"/>
+      <resampling zoomedOutResamplingMethod="nearestNeighbour" enabled="false" maxOversampling="2" zoomedInResamplingMethod="nearestNeighbour"/>
     </provider>
-    <rasterrenderer opacity="1" classificationMax="nan" alphaBand="-1" classificationMin="nan" band="1" type="singlebandpseudocolor" nodataColor="">
+    <rasterrenderer band="1" classificationMin="0" classificationMax="100" opacity="1" alphaBand="-1" nodataColor="" type="singlebandpseudocolor">
       <minMaxOrigin>
         <limits>None</limits>
         <extent>WholeRaster</extent>
@@ -38,29 +38,29 @@
         <stdDevFactor>2</stdDevFactor>
       </minMaxOrigin>
       <rastershader>
-        <colorrampshader classificationMode="1" maximumValue="100" labelPrecision="6" minimumValue="0" colorRampType="INTERPOLATED" clip="0">
-          <item value="0" alpha="0" label="0" color="#ffffff"/>
-          <item value="25" alpha="120" label="" color="#c7e9b4"/>
-          <item value="50" alpha="200" label="0.5" color="#41b6c4"/>
-          <item value="100" alpha="255" label="100.0" color="#081d58"/>
-          <rampLegendSettings direction="0" orientation="2" useContinuousLegend="1" maximumLabel="" minimumLabel="" prefix="" suffix="">
+        <colorrampshader labelPrecision="6" clip="0" classificationMode="1" maximumValue="100" colorRampType="INTERPOLATED" minimumValue="0">
+          <item value="0" label="0" alpha="0" color="#ffffff"/>
+          <item value="25" label="" alpha="120" color="#c7e9b4"/>
+          <item value="50" label="0.5" alpha="200" color="#41b6c4"/>
+          <item value="100" label="100.0" alpha="255" color="#081d58"/>
+          <rampLegendSettings useContinuousLegend="1" prefix="" maximumLabel="" orientation="2" minimumLabel="" direction="0" suffix="">
             <numericFormat id="basic">
               <Option type="Map">
-                <Option value="" name="decimal_separator" type="QChar"/>
-                <Option value="6" name="decimals" type="int"/>
-                <Option value="0" name="rounding_type" type="int"/>
-                <Option value="false" name="show_plus" type="bool"/>
-                <Option value="true" name="show_thousand_separator" type="bool"/>
-                <Option value="false" name="show_trailing_zeros" type="bool"/>
-                <Option value="" name="thousand_separator" type="QChar"/>
+                <Option name="decimal_separator" value="" type="QChar"/>
+                <Option name="decimals" value="6" type="int"/>
+                <Option name="rounding_type" value="0" type="int"/>
+                <Option name="show_plus" value="false" type="bool"/>
+                <Option name="show_thousand_separator" value="true" type="bool"/>
+                <Option name="show_trailing_zeros" value="false" type="bool"/>
+                <Option name="thousand_separator" value="" type="QChar"/>
               </Option>
             </numericFormat>
           </rampLegendSettings>
         </colorrampshader>
       </rastershader>
     </rasterrenderer>
-    <brightnesscontrast contrast="0" gamma="1" brightness="0"/>
-    <huesaturation colorizeStrength="100" colorizeOn="0" invertColors="0" colorizeRed="255" colorizeBlue="128" colorizeGreen="128" grayscaleMode="0" saturation="0"/>
+    <brightnesscontrast gamma="1" brightness="0" contrast="0"/>
+    <huesaturation colorizeGreen="128" colorizeStrength="100" colorizeRed="255" grayscaleMode="0" saturation="0" invertColors="0" colorizeOn="0" colorizeBlue="128"/>
     <rasterresampler maxOversampling="2"/>
     <resamplingStage>resamplingFilter</resamplingStage>
   </pipe>
