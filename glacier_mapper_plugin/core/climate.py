@@ -35,9 +35,25 @@ class MonthlyClimate:
     def has(self, year, month) -> bool:
         return (year, month) in self._lookup
 
-    def cell(self, lon: float, lat: float) -> tuple[int, int]:
-        """(row, col) of the cell nearest a point."""
-        return int(np.argmin(np.abs(self.lat - lat))), int(np.argmin(np.abs(self.lon - lon)))
+    def cell(self, lon: float, lat: float, what: str = "a point") -> tuple[int, int]:
+        """(row, col) of the nearest cell with climate (land, not NaN sea) within 1.5 cells of
+        the point; a point off the grid, or near sea cells only, is an error: Icelandic stakes
+        must not train on Alpine climate."""
+        dlon = float(np.median(np.abs(np.diff(self.lon)))) if self.lon.size > 1 else 1.0
+        dlat = float(np.median(np.abs(np.diff(self.lat)))) if self.lat.size > 1 else 1.0
+        if not hasattr(self, "_valid"):
+            t = self.variables["temperature"]
+            self._valid = np.isfinite(t).any(axis=0) & np.isfinite(self.elevation)
+        gx, gy = np.meshgrid((self.lon - lon) / dlon, (self.lat - lat) / dlat)
+        distance = np.hypot(gx, gy)
+        distance[~self._valid] = np.inf
+        r, c = np.unravel_index(int(np.argmin(distance)), distance.shape)
+        if not distance[r, c] <= 1.5:
+            raise ValueError(
+                f"CLIMATE has no land cell near {what} at {lon:.4f} E, {lat:.4f} N (grid {self.lon.min():.2f}-"
+                f"{self.lon.max():.2f} E, {self.lat.min():.2f}-{self.lat.max():.2f} N, cells of "
+                f"{dlon:.3g} x {dlat:.3g} deg): give climate that covers it")
+        return int(r), int(c)
 
 
 def _subdataset(path, var):

@@ -59,7 +59,7 @@ def site_month_features(climate: MonthlyClimate, sites: list[Site], months, opti
     """Feature rows for every (site, month) pair, sites outer, months inner."""
     rows = []
     for s in sites:
-        r, c = climate.cell(s.lon, s.lat)
+        r, c = climate.cell(s.lon, s.lat, "a site")
         dz = s.elevation - float(climate.elevation[r, c])
         for (y, m) in months:
             t = climate.index(y, m)

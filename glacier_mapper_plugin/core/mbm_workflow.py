@@ -106,6 +106,11 @@ def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, e
     if not years:
         raise ValueError(f"CLIMATE covers none of the hydrological years {start_year}-{end_year} "
                          f"(it spans {climate.months[0]} to {climate.months[-1]})")
+    missing = sorted(set(range(start_year, end_year + 1)) - set(years))
+    if missing:  # never drop requested years silently
+        raise ValueError(f"CLIMATE does not cover the hydrological year(s) {', '.join(map(str, missing))} "
+                         f"(it spans {climate.months[0]} to {climate.months[-1]}): set START_YEAR/END_YEAR "
+                         "inside it or give climate for those years")
     topo = Topography(dem_path)
     folder = Path(output_folder)
     folder.mkdir(parents=True, exist_ok=True)

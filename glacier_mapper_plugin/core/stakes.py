@@ -11,6 +11,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 PERIOD_CODES = {"BA": "annual", "BW": "winter", "BS": "summer", "ANNUAL": "annual",
                 "WINTER": "winter", "SUMMER": "summer"}
 GLACIER_FIELDS = ("RGIId", "RGI_ID", "RGIID", "GLACIER_ID", "GLIMSId", "WGMS_ID", "NAME", "Name")
@@ -49,15 +51,36 @@ class Observation:
         return out
 
 
-def parse_date(text) -> dt.date | None:
-    """YYYYMMDD, YYYY-MM-DD or DD/MM/YYYY; None for missing or impossible dates (WGMS uses
-    99 for unknown day/month)."""
+def slash_order(values) -> str:
+    """'dmy' or 'mdy' for the a/b/YYYY dates among `values`, decided from the data (a first
+    part above 12 is a day, a second part above 12 is a day); dates that read both ways, or
+    a mix, are refused rather than guessed."""
+    firsts, seconds = [], []
+    for v in values:
+        parts = str(v or "").strip().split("/")
+        if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+            firsts.append(int(parts[0]))
+            seconds.append(int(parts[1]))
+    if not firsts:
+        return "dmy"
+    day_first, month_first = max(firsts) > 12, max(seconds) > 12
+    if day_first != month_first:
+        return "dmy" if day_first else "mdy"
+    raise ValueError("FROM_DATE/TO_DATE: dates such as "
+                     f"{firsts[0]:02d}/{seconds[0]:02d}/YYYY read as day/month and as month/day "
+                     + ("both" if day_first else "alike") + ": write them as YYYY-MM-DD or YYYYMMDD")
+
+
+def parse_date(text, order: str = "dmy") -> dt.date | None:
+    """YYYYMMDD, YYYY-MM-DD or a/b/YYYY in `order`; None for missing or impossible dates
+    (WGMS uses 99 for unknown day/month)."""
     if text is None:
         return None
     s = str(text).strip()
     try:
         if "/" in s:
-            d, m, y = s.split("/")
+            a, b, y = s.split("/")
+            d, m = (a, b) if order == "dmy" else (b, a)
             return dt.date(int(y), int(m), int(d))
         if "-" in s:
             return dt.date.fromisoformat(s[:10])
@@ -94,9 +117,10 @@ def observations_from_rows(rows, units: str = "m", glacier_field: str | None = N
                "POINT_BALANCE"} - set(keys)
     if missing:
         raise ValueError(f"observations lack the WGMS columns {', '.join(sorted(missing))}")
+    order = slash_order([r.get(k) for r in rows for k in ("FROM_DATE", "TO_DATE")])
     out, dropped = [], 0
     for r in rows:
-        d0, d1 = parse_date(r.get("FROM_DATE")), parse_date(r.get("TO_DATE"))
+        d0, d1 = parse_date(r.get("FROM_DATE"), order), parse_date(r.get("TO_DATE"), order)
         b = _float(r.get("POINT_BALANCE"))
         if d0 is None or d1 is None or d1 <= d0 or b != b:
             dropped += 1
@@ -106,7 +130,23 @@ def observations_from_rows(rows, units: str = "m", glacier_field: str | None = N
         out.append(Observation(str(r.get(glacier_field) or "glacier") if glacier_field else "glacier",
                                str(r.get("POINT_ID", "")), _float(r["POINT_LAT"]), _float(r["POINT_LON"]),
                                _float(r["POINT_ELEVATION"]), d0, d1, b * scale, period))
+    check_units(out, units)
     return out, dropped
+
+
+def check_units(observations, units: str) -> None:
+    """Balances 1000 x off their stated unit are refused: no glacier point gains or loses
+    20 m w.e. in a year, and a whole table of balances below 2 cm w.e. is not in metres."""
+    if not observations:
+        return
+    b = np.abs([o.balance for o in observations])
+    typical = float(np.percentile(b, 95))
+    if typical > 20:
+        raise ValueError(f"OBSERVATIONS: balances up to {typical:.0f} m w.e. with UNITS={units}: no glacier "
+                         "changes that much in a year. Are they in mm? Set UNITS=mm")
+    if units == "mm" and typical < 0.02 and len(b) >= 5:
+        raise ValueError(f"OBSERVATIONS: with UNITS=mm the balances are all below {typical * 1000:.0f} mm "
+                         "w.e.: are they in m? Set UNITS=m")
 
 
 def _period_from_dates(d0: dt.date, d1: dt.date) -> str:
@@ -133,6 +173,7 @@ def observations_from_stake_table(rows, units="m") -> tuple[list[Observation], i
                 continue
             out.append(Observation(glacier, str(r.get("stake")), _float(r.get("lat")), _float(r.get("lon")),
                                    _float(r.get("elevation")), a, b, value * scale, period))
+    check_units(out, units)
     return out, dropped
 
 

@@ -52,6 +52,13 @@ def test_years_outside_the_climate_are_refused(processing, hef, tmp_path):
         "OBSERVATIONS": str(hef["csv"]), "UNITS": "mm", "CLIMATE": str(f / "histalp_merged_hef.nc"),
         "DEM": str(f / "hef_srtm.tif"), "N_ESTIMATORS": 10, "FOLDS": 2,
         "OUTPUT_MODEL": str(tmp_path / "mbm.json"), "OUTPUT_METRICS": "TEMPORARY_OUTPUT"})
+    with pytest.raises(QgsProcessingException, match="does not cover the hydrological year\\(s\\) 2004, 2005"):
+        processing.run("glacier_mapper:predict_mass_balance", {  # partly outside: never silently dropped
+            "INVENTORY": str(f / "Hintereisferner_RGI6.shp"), "MODEL": trained["OUTPUT_MODEL"],
+            "CLIMATE": str(f / "histalp_merged_hef.nc"), "DEM": str(f / "hef_srtm.tif"),
+            "START_YEAR": 2002, "END_YEAR": 2005, "OUTPUT_FOLDER": str(tmp_path / "mb2"),
+            "OUTPUT": "TEMPORARY_OUTPUT"})
+    assert not (tmp_path / "mb2").exists()  # the failed run left no folder
     with pytest.raises(QgsProcessingException, match="CLIMATE covers none"):
         processing.run("glacier_mapper:predict_mass_balance", {
             "INVENTORY": str(f / "Hintereisferner_RGI6.shp"), "MODEL": trained["OUTPUT_MODEL"],

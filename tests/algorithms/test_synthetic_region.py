@@ -37,7 +37,7 @@ def test_outputs_load_into_the_project_styled(processing, provider, tmp_path):
     details = context.layersToLoadOnCompletion()
     assert len(details) == 4
     names = {d.name for d in details.values()}
-    assert "Inventory" in names and "DEM" in names
+    assert "Inventory" in names and "DEM (hillshade)" in names
     # The post-processor applies the QML: the inventory is drawn as outlines only.
     for path, detail in details.items():
         if detail.name == "Inventory":

@@ -134,3 +134,18 @@ def hef_band_csv(folder, path):
                         o.to_date.strftime("%Y%m%d"), round(o.balance * 1000), o.glacier])
         w.writerow(["bad", c.y, c.x, 3000, "19999999", "20000930", -100, "RGI60-11.00897"])
     return path
+
+
+def test_climate_cell_is_a_land_cell_near_the_point():
+    """Nearest valid (non-NaN, land) cell within 1.5 cells, else an error naming the point:
+    Icelandic stakes must not train on Alpine climate, sea cells are never used."""
+    import numpy as np
+    from glacier_mapper_plugin.core.climate import MonthlyClimate
+    t = np.full((1, 3, 3), 5.0, np.float32)
+    t[0, 1, 1] = np.nan  # the centre cell is sea
+    clim = MonthlyClimate([(2000, 1)], np.array([10.0, 10.1, 10.2]), np.array([47.0, 46.9, 46.8]),
+                          {"temperature": t, "precipitation": t.copy()}, np.full((3, 3), 2000.0))
+    r, c = clim.cell(10.1, 46.9)
+    assert (r, c) != (1, 1) and np.isfinite(t[0, r, c])
+    with pytest.raises(ValueError, match="CLIMATE has no land cell near a stake at -19.0000 E, 64.0000 N"):
+        clim.cell(-19.0, 64.0, "a stake")

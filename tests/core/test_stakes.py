@@ -51,3 +51,28 @@ def test_iceland_files(shared_data):
     assert w and w[0].balance == pytest.approx(2.07) and w[0].period == "winter"
     big, _ = read_observations(folder / "Iceland_Stake_WGMS.csv")
     assert len(big) > 2000 and all(-15 < o.balance < 15 for o in big)  # m w.e., not mm
+
+
+def test_slash_dates_are_read_from_the_data_or_refused():
+    from glacier_mapper_plugin.core.stakes import observations_from_rows
+    base = dict(POINT_ID="p", POINT_LAT=46.8, POINT_LON=10.8, POINT_ELEVATION=3000, POINT_BALANCE=-1.0, RGIId="G")
+    day_first = [dict(base, FROM_DATE="30/09/2002", TO_DATE="30/09/2003")]
+    obs, _ = observations_from_rows(day_first)
+    assert obs[0].from_date == __import__("datetime").date(2002, 9, 30)
+    month_first = [dict(base, FROM_DATE="09/30/2002", TO_DATE="09/30/2003")]
+    assert observations_from_rows(month_first)[0][0].to_date.month == 9
+    ambiguous = [dict(base, FROM_DATE="01/10/2002", TO_DATE="01/09/2003")]
+    with pytest.raises(ValueError, match="FROM_DATE/TO_DATE: dates such as 01/10/YYYY .*YYYY-MM-DD"):
+        observations_from_rows(ambiguous)
+
+
+def test_balances_1000_times_off_their_unit_are_refused():
+    from glacier_mapper_plugin.core.stakes import observations_from_rows
+    rows = [dict(POINT_ID=str(i), POINT_LAT=46.8, POINT_LON=10.8, POINT_ELEVATION=3000, FROM_DATE="20021001",
+                 TO_DATE="20030930", POINT_BALANCE=-1500 + 10 * i, RGIId="G") for i in range(10)]
+    with pytest.raises(ValueError, match="Are they in mm\\? Set UNITS=mm"):
+        observations_from_rows(rows, "m")
+    assert len(observations_from_rows(rows, "mm")[0]) == 10
+    small = [dict(r, POINT_BALANCE=-1.5 + 0.01 * i) for i, r in enumerate(rows)]
+    with pytest.raises(ValueError, match="are they in m\\? Set UNITS=m"):
+        observations_from_rows(small, "mm")
