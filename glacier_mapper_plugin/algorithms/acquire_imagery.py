@@ -1,5 +1,6 @@
 """glacier_mapper:acquire_imagery (engine step acquire_imagery)."""
 from qgis.core import (QgsProcessing, QgsProcessingOutputMultipleLayers, QgsProcessingParameterDateTime,
+                       QgsProcessingParameterDistance, QgsUnitTypes,
                        QgsProcessingOutputNumber, QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterString)
@@ -63,7 +64,11 @@ class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterString("STAC_URL", "STAC API or catalog", defaultValue=EARTH_SEARCH))
         self.addParameter(QgsProcessingParameterString("COLLECTION", "Collections (priority order)", defaultValue=DEFAULT_COLLECTIONS))
         self.addParameter(QgsProcessingParameterEnum("SELECTION", "Scene selection", options=list(SELECTIONS), defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber("BUFFER_M", "Buffer (m)", QgsProcessingParameterNumber.Double, 1280.0, False, 0.0, 50000.0))
+        # Metres on the glacier's own UTM grid, whatever the inventory's CRS (often degrees).
+        buffer = QgsProcessingParameterDistance("BUFFER_M", "Buffer around each glacier", 1280.0, minValue=0.0,
+                                                maxValue=50000.0)
+        buffer.setDefaultUnit(QgsUnitTypes.DistanceMeters)
+        self.addParameter(buffer)
         self.addParameter(QgsProcessingParameterString("DEM", "DEM", defaultValue="stac:cop-dem-glo-30", optional=True))
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"))
         self.addParameter(QgsProcessingParameterNumber("MAX_WORKERS", "Parallel downloads", defaultValue=4, minValue=1, maxValue=64))

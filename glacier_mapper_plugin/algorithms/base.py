@@ -123,12 +123,19 @@ def styler(qml: str) -> StyleOnLoad:
     return post
 
 
+def layer_hint(path):
+    """Raster or vector, from the file name of an output."""
+    raster = str(path).split("|")[0].lower().endswith((".tif", ".tiff", ".vrt", ".nc"))
+    return QgsProcessingUtils.LayerHint.Raster if raster else QgsProcessingUtils.LayerHint.Vector
+
+
 def style_output(context, path, qml: str, name: str | None = None) -> None:
     """Style (and name, e.g. after its input) a destination output that QGIS will load when
     the algorithm completes."""
     if path and context.willLoadLayerOnCompletion(path):
         details = context.layerToLoadOnCompletionDetails(path)
         details.setPostProcessor(styler(qml))
+        details.layerTypeHint = layer_hint(path)  # QGIS then tries no other provider (no OGR warnings)
         if name:
             details.name = name
 
@@ -366,7 +373,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
 
     def load_on_completion(self, context, path, name, output_name, qml=None):
         """Load a file output into the project when the algorithm finishes (and style it)."""
-        details = QgsProcessingContext.LayerDetails(name, context.project(), output_name)
+        details = QgsProcessingContext.LayerDetails(name, context.project(), output_name, layer_hint(path))
         if qml:
             details.setPostProcessor(styler(qml))
         context.addLayerToLoadOnCompletion(str(path), details)
