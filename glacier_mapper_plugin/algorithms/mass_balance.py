@@ -1,5 +1,6 @@
 """glacier_mapper:train_mass_balance and predict_mass_balance (engine steps of the same names)."""
 from qgis.core import (QgsProcessing, QgsProcessingOutputHtml, QgsProcessingOutputMultipleLayers,
+                       QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterFile,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
@@ -10,7 +11,9 @@ from .base import GlacierMapperAlgorithm
 from .segment_glaciers import string_enum
 
 CLIMATE_HELP = {
-    "CLIMATE": "Monthly climate NetCDF (ERA5-Land monthly means, HISTALP or any CF file).",
+    "CLIMATE": "Monthly climate: one or more NetCDF files or zips, merged by variable name (ERA5-Land "
+               "or ERA5 monthly means as the CDS delivers them: t2m, tp and the invariant file with the "
+               "geopotential z, classic or NetCDF4 with valid_time; HISTALP; any CF file).",
     "CLIMATE_VARIABLES": "Variable mapping when names differ from t2m/temp and tp/prcp, e.g. "
                          "temperature=t2m,precipitation=tp.",
     "CLIMATE_ELEVATION": "Variable with the climate cell's elevation or geopotential "
@@ -20,7 +23,9 @@ CLIMATE_HELP = {
 
 
 def add_climate_parameters(alg):
-    alg.addParameter(QgsProcessingParameterFile("CLIMATE", "Monthly climate (NetCDF)", fileFilter="NetCDF (*.nc *.nc4)"))
+    # Several files (ERA5-Land comes one variable per file, plus an invariant file) or zips.
+    alg.addParameter(QgsProcessingParameterMultipleLayers("CLIMATE", "Monthly climate (NetCDF files or zips)",
+                                                          QgsProcessing.TypeFile))
     alg.addParameter(QgsProcessingParameterString("CLIMATE_VARIABLES", "Climate variable mapping", optional=True))
     alg.addParameter(QgsProcessingParameterString("CLIMATE_ELEVATION", "Climate elevation variable", optional=True))
     alg.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM"))

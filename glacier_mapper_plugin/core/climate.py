@@ -1,14 +1,24 @@
-"""Monthly gridded climate (ERA5-Land monthly means, HISTALP, any CF NetCDF) read through
-GDAL's netCDF driver (the GDAL QGIS uses), in the units the mass-balance model expects:
-temperature in deg C, precipitation in mm per month, the cell elevation in m."""
+"""Monthly gridded climate as the data centres deliver it, in the units the mass-balance model
+expects (temperature deg C, precipitation mm per month, cell elevation m).
+
+ERA5-Land and ERA5 monthly means come from the Copernicus CDS one variable per file (or a zip
+of several), packed as int16 with scale_factor/add_offset/_FillValue, with the time axis
+named `time` (classic NetCDF) or `valid_time` (NetCDF4 from the new CDS), and the geopotential
+(and land-sea mask) in a separate invariant file; HISTALP ships one file with temp, prcp and
+hgt. xarray with netCDF4 decodes the packing, fill values and both time conventions (GDAL's
+read() would return the raw int16); the files are merged by variable name on one grid and
+their common months. `tp` of ERA5(-Land) monthly means is metres per day: it becomes mm per
+month with the month's own number of days.
+"""
 from __future__ import annotations
 
 import calendar
-import datetime as dt
-from dataclasses import dataclass
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-import rasterio
 
 G = 9.80665
 # Our variable names -> common names in ERA5-Land / HISTALP files (the default mapping).
@@ -16,6 +26,7 @@ DEFAULT_VARIABLES = {"temperature": ("t2m", "temp", "tas"), "precipitation": ("t
                      "slhf": ("slhf",), "sshf": ("sshf",), "ssrd": ("ssrd",), "fal": ("fal",),
                      "str": ("str",)}
 ELEVATION_VARIABLES = ("hgt", "z", "orog", "elevation")
+LAND_VARIABLES = ("lsm",)
 
 
 @dataclass
@@ -25,6 +36,7 @@ class MonthlyClimate:
     lat: np.ndarray              # cell centres (ny,)
     variables: dict              # name -> (T, ny, nx) float32
     elevation: np.ndarray        # (ny, nx) m
+    land: np.ndarray | None = field(default=None)  # (ny, nx) bool: land cells (ERA5's lsm >= 0.5)
 
     def index(self, year: int, month: int) -> int:
         return self._lookup[(year, month)]
@@ -44,6 +56,8 @@ class MonthlyClimate:
         if not hasattr(self, "_valid"):
             t = self.variables["temperature"]
             self._valid = np.isfinite(t).any(axis=0) & np.isfinite(self.elevation)
+            if self.land is not None:
+                self._valid &= self.land
         gx, gy = np.meshgrid((self.lon - lon) / dlon, (self.lat - lat) / dlat)
         distance = np.hypot(gx, gy)
         distance[~self._valid] = np.inf
@@ -56,28 +70,58 @@ class MonthlyClimate:
         return int(r), int(c)
 
 
-def _subdataset(path, var):
-    return f'NETCDF:"{path}":{var}'
-
-
-def _times(tags, count) -> list[tuple[int, int]]:
-    units = next((v for k, v in tags.items() if k.endswith("time#units")), "")
-    if "since" not in units:
-        raise ValueError(f"climate file: time units {units!r} are not 'UNIT since DATE'")
-    unit, origin = units.split(" since ")
-    origin = dt.datetime.fromisoformat(origin.strip().replace(" ", "T")[:19])
-    raw = tags.get("NETCDF_DIM_time_VALUES", "").strip("{}")
-    values = [float(v) for v in raw.split(",") if v.strip()]
-    if len(values) != count:
-        raise ValueError("climate file: cannot read the time axis")
-    step = {"days": dt.timedelta(days=1), "hours": dt.timedelta(hours=1),
-            "seconds": dt.timedelta(seconds=1)}.get(unit.strip())
-    if step is None:
-        raise ValueError(f"climate file: time unit {unit!r} not supported")
+def climate_files(paths) -> list[Path]:
+    """The NetCDF files behind CLIMATE: paths given, zips (as the CDS delivers several
+    variables) unpacked into a temporary folder that lives as long as the process."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise ValueError("CLIMATE: give at least one NetCDF file (or a zip of them)")
     out = []
-    for v in values:
-        t = origin + step * v
-        out.append((t.year, t.month))
+    for p in map(Path, paths):
+        if not p.is_file():
+            raise FileNotFoundError(f"CLIMATE: {p} does not exist")
+        if zipfile.is_zipfile(p):
+            folder = Path(tempfile.mkdtemp(prefix="glacier_mapper_climate_"))
+            with zipfile.ZipFile(p) as z:
+                members = [m for m in z.namelist() if m.lower().endswith((".nc", ".nc4")) and "/." not in m]
+                if not members:
+                    raise ValueError(f"CLIMATE: the zip {p} holds no NetCDF file")
+                for m in members:
+                    target = folder / Path(m).name
+                    target.write_bytes(z.read(m))
+                    out.append(target)
+        else:
+            out.append(p)
+    return out
+
+
+def _open(path):
+    import xarray as xr
+    try:
+        ds = xr.open_dataset(path, mask_and_scale=True, decode_times=True)
+    except Exception as err:  # not a NetCDF file, or one netCDF4 cannot read
+        raise ValueError(f"CLIMATE: cannot read {path} as NetCDF ({err})") from None
+    renames = {k: v for k, v in (("valid_time", "time"), ("longitude", "lon"), ("latitude", "lat"),
+                                  ("x", "lon"), ("y", "lat")) if k in ds.dims or k in ds.coords}
+    ds = ds.rename(renames)
+    for extra in ("expver", "number", "step", "surface", "height"):
+        if extra in ds.dims:
+            ds = ds.isel({extra: -1} if extra == "expver" else {extra: 0})
+        if extra in ds.coords:
+            ds = ds.drop_vars(extra)
+    if "lon" not in ds.coords or "lat" not in ds.coords:
+        raise ValueError(f"CLIMATE: {path} has no longitude/latitude axes")
+    return ds
+
+
+def _months(times) -> list[tuple[int, int]]:
+    out = []
+    for t in np.asarray(times):
+        if hasattr(t, "year"):  # cftime
+            out.append((int(t.year), int(t.month)))
+        else:
+            d = np.datetime64(t, "M").astype(object)
+            out.append((d.year, d.month))
     return out
 
 
@@ -87,56 +131,80 @@ def _convert(name, data, units, months):
         return data - 273.15
     if name == "precipitation":
         days = np.array([calendar.monthrange(y, m)[1] for y, m in months], np.float32)[:, None, None]
-        if units == "m":  # ERA5(-Land) monthly means of daily totals
+        if units in ("m", "m of water equivalent"):  # ERA5(-Land) monthly means of daily totals
             return data * 1000.0 * days
-        if units in ("mm/day", "mm day-1", "kg m-2 s-1"):
-            return data * days * (86400.0 if "s-1" in units else 1.0)
+        if units in ("mm/day", "mm day-1", "kg m-2 s-1", "kg m**-2 s**-1"):
+            return data * days * (86400.0 if "s" in units.replace("mm", "") else 1.0)
     return data
 
 
-def read_climate(path, variables: dict | None = None, elevation_variable: str | None = None) -> MonthlyClimate:
-    """variables: our name -> the file's variable name (missing ones are looked up in
-    DEFAULT_VARIABLES); temperature and precipitation are required."""
-    with rasterio.open(path) as ds:
-        subs = {s.rsplit(":", 1)[-1]: s for s in ds.subdatasets}
-    if not subs:
-        raise ValueError(f"climate file {path} has no variables readable by GDAL's netCDF driver")
+def read_climate(paths, variables: dict | None = None, elevation_variable: str | None = None) -> MonthlyClimate:
+    """paths: one or several NetCDF files or zips, merged by variable name. variables: our
+    name -> the file's variable name (missing ones are looked up in DEFAULT_VARIABLES);
+    temperature and precipitation are required."""
+    files = climate_files(paths)
+    found: dict[str, tuple] = {}  # the file's variable name -> (DataArray, path)
+    for f in files:
+        ds = _open(f)
+        for name, da in ds.data_vars.items():
+            if {"lat", "lon"} <= set(da.dims) and name not in found:
+                found[name] = (da, f)
+    if not found:
+        raise ValueError(f"CLIMATE: {', '.join(map(str, files))} hold no gridded variable")
     mapping = {}
     for ours, candidates in DEFAULT_VARIABLES.items():
         chosen = (variables or {}).get(ours)
         if chosen:
-            if chosen not in subs:
-                raise ValueError(f"CLIMATE_VARIABLES: {ours}={chosen} but the file has "
-                                 f"{', '.join(sorted(subs))}")
+            if chosen not in found:
+                raise ValueError(f"CLIMATE_VARIABLES: {ours}={chosen} but CLIMATE has {', '.join(sorted(found))}")
             mapping[ours] = chosen
         else:
-            found = next((c for c in candidates if c in subs), None)
-            if found:
-                mapping[ours] = found
+            hit = next((c for c in candidates if c in found), None)
+            if hit:
+                mapping[ours] = hit
     for required in ("temperature", "precipitation"):
         if required not in mapping:
-            raise ValueError(f"climate file has no {required} variable (variables: "
-                             f"{', '.join(sorted(subs))}); set CLIMATE_VARIABLES, e.g. "
-                             f"temperature=t2m,precipitation=tp")
-    data, months, lon, lat = {}, None, None, None
-    for ours, var in mapping.items():
-        with rasterio.open(_subdataset(path, var)) as src:
-            tags = src.tags()
-            arr = src.read().astype(np.float32)
-            if src.nodata is not None:
-                arr[arr == src.nodata] = np.nan
-            t = src.transform
-            if months is None:
-                months = _times(tags, src.count)
-                lon = t.c + t.a * (np.arange(src.width) + 0.5)
-                lat = t.f + t.e * (np.arange(src.height) + 0.5)
-            units = tags.get(f"{var}#units", "")
-            data[ours] = _convert(ours, arr, units, months)
-    elev_var = elevation_variable or next((v for v in ELEVATION_VARIABLES if v in subs), None)
-    if elev_var is None:
-        raise ValueError("climate file has no cell elevation (hgt/z/orog): set CLIMATE_ELEVATION")
-    with rasterio.open(_subdataset(path, elev_var)) as src:
-        elev = src.read(1).astype(np.float32)
-        if elev_var == "z" or "m2 s-2" in src.tags().get(f"{elev_var}#units", ""):
-            elev = elev / G  # geopotential -> metres
-    return MonthlyClimate(months, np.asarray(lon), np.asarray(lat), data, elev)
+            raise ValueError(f"CLIMATE has no {required} variable (variables: {', '.join(sorted(found))}); "
+                             "add the file that holds it, or set CLIMATE_VARIABLES, e.g. "
+                             "temperature=t2m,precipitation=tp")
+    first = found[mapping["temperature"]][0]
+    lon, lat = np.asarray(first["lon"], float), np.asarray(first["lat"], float)
+
+    def on_grid(da, name):
+        if da["lon"].size != lon.size or da["lat"].size != lat.size or \
+                not np.allclose(da["lon"], lon, atol=1e-6) or not np.allclose(da["lat"], lat, atol=1e-6):
+            raise ValueError(f"CLIMATE: {name} ({found[name][1].name}) is not on the grid of "
+                             f"{mapping['temperature']}: give files of one grid")
+        return da.transpose(..., "lat", "lon")
+
+    timed = {ours: on_grid(found[var][0], var) for ours, var in mapping.items()}
+    common = None
+    for ours, da in timed.items():
+        if "time" not in da.dims:
+            raise ValueError(f"CLIMATE: {mapping[ours]} has no time axis (time or valid_time)")
+        months = _months(da["time"].values)
+        if len(set(months)) != len(months):
+            raise ValueError(f"CLIMATE: {mapping[ours]} has several values for one month: give monthly means")
+        common = set(months) if common is None else common & set(months)
+    months = sorted(common)
+    if not months:
+        raise ValueError("CLIMATE: the variables share no month: give files of the same period")
+    data = {}
+    for ours, da in timed.items():
+        index = {ym: i for i, ym in enumerate(_months(da["time"].values))}
+        arr = np.asarray(da.values, np.float32)[[index[ym] for ym in months]]
+        data[ours] = _convert(ours, arr, da.attrs.get("units", ""), months)
+    elev_var = elevation_variable or next((v for v in ELEVATION_VARIABLES if v in found), None)
+    if elev_var is None or elev_var not in found:
+        raise ValueError("CLIMATE has no cell elevation (hgt, orog, or the geopotential z of ERA5's "
+                         "invariant file): add that file or set CLIMATE_ELEVATION")
+    elev_da = on_grid(found[elev_var][0], elev_var)
+    elev = np.asarray(elev_da.values, np.float32).reshape(-1, lat.size, lon.size)[0]
+    units = elev_da.attrs.get("units", "").replace("**", "").replace(" ", "")
+    if elev_var == "z" or "m2s-2" in units:
+        elev = elev / G  # geopotential -> metres
+    land = None
+    land_var = next((v for v in LAND_VARIABLES if v in found), None)
+    if land_var:
+        land = np.asarray(on_grid(found[land_var][0], land_var).values, np.float32).reshape(-1, lat.size, lon.size)[0] >= 0.5
+    return MonthlyClimate(months, lon, lat, data, elev, land)

@@ -67,7 +67,7 @@ def train_mbm(observations, climate_path, dem_path, output_model, options: MBMOp
                        training=dict(observations=len(usable), dropped_rows=dropped,
                                      glaciers=sorted({o.glacier for o in usable}),
                                      years=[min(o.year for o in usable), max(o.year for o in usable)],
-                                     climate=Path(climate_path).name,
+                                     climate=", ".join(Path(c).name for c in ([climate_path] if isinstance(climate_path, (str, Path)) else climate_path)),
                                      dem=Path(dem_path).name if dem_path else None))
     save_mbm(output_model, booster, header)
     return TrainedMBM(Path(output_model), metrics, kind, len(usable))

@@ -419,7 +419,7 @@ def train_mass_balance(p, progress: Progress):
                          precipitation_factor=float(p.get("PRECIPITATION_FACTOR", 1.0)),
                          n_estimators=int(p.get("N_ESTIMATORS", 300)), max_depth=int(p.get("MAX_DEPTH", 4)),
                          learning_rate=float(p.get("LEARNING_RATE", 0.05)), seed=int(p.get("SEED", 42)))
-    result = train_mbm(obs, p["CLIMATE"], p.get("DEM") or None, p["OUTPUT_MODEL"], options,
+    result = train_mbm(obs, paths(p, "CLIMATE"), p.get("DEM") or None, p["OUTPUT_MODEL"], options,
                        int(p.get("FOLDS", 5)), climate_variables(p.get("CLIMATE_VARIABLES")),
                        p.get("CLIMATE_ELEVATION") or None, progress, dropped)
     out = {"OUTPUT_MODEL": p["OUTPUT_MODEL"]}
@@ -438,7 +438,7 @@ def predict_mass_balance(p, progress: Progress):
     inv, _ = inventory(p, progress=progress)
     folder = p["OUTPUT_FOLDER"]
     series = predict_mbm(p["MODEL"], list(zip(inv.ids, inv.geometries, [inv.crs] * len(inv.ids))),
-                         p["CLIMATE"], p["DEM"], int(p.get("START_YEAR", 2000)), int(p.get("END_YEAR", 2020)),
+                         paths(p, "CLIMATE"), p["DEM"], int(p.get("START_YEAR", 2000)), int(p.get("END_YEAR", 2020)),
                          folder, climate_variables(p.get("CLIMATE_VARIABLES")),
                          p.get("CLIMATE_ELEVATION") or None, progress)
     rows = [r for s in series for r in s.rows]

@@ -65,3 +65,24 @@ def test_years_outside_the_climate_are_refused(processing, hef, tmp_path):
             "CLIMATE": str(f / "histalp_merged_hef.nc"), "DEM": str(f / "hef_srtm.tif"),
             "START_YEAR": 2015, "END_YEAR": 2020, "OUTPUT_FOLDER": str(tmp_path / "mb"),
             "OUTPUT": "TEMPORARY_OUTPUT"})
+
+
+def test_era5_land_as_delivered_three_files(processing, hef, shared_data, tmp_path):
+    """ERA5-Land as the CDS delivers it (OGGM's Ötztal sample: t2m, tp and the invariant
+    geopotential in three packed files) given as CLIMATE three times; train and predict."""
+    f, era = hef["folder"], shared_data / "oggm_era5land_oetztal"
+    climate = [str(era / "sel_era5_land_monthly_t2m_1981-2018.nc"), str(era / "sel_era5_land_monthly_prcp_1981-2018.nc"),
+               str(era / "sel_era5_land_invariant.nc")]
+    trained = processing.run("glacier_mapper:train_mass_balance", {
+        "OBSERVATIONS": str(hef["csv"]), "UNITS": "mm", "CLIMATE": climate, "DEM": str(f / "hef_srtm.tif"),
+        "N_ESTIMATORS": 60, "FOLDS": 3, "OUTPUT_MODEL": str(tmp_path / "mbm.json"),
+        "OUTPUT_METRICS": str(tmp_path / "metrics.gpkg")})
+    rows = {m["target"]: m for m in QgsVectorLayer(trained["OUTPUT_METRICS"], "m", "ogr").getFeatures()}
+    assert rows["annual_point"]["rmse"] < 1.5
+    predicted = processing.run("glacier_mapper:predict_mass_balance", {
+        "INVENTORY": str(f / "Hintereisferner_RGI6.shp"), "ID_FIELD": "RGIId", "MODEL": trained["OUTPUT_MODEL"],
+        "CLIMATE": climate, "DEM": str(f / "hef_srtm.tif"), "START_YEAR": 2010, "END_YEAR": 2012,
+        "OUTPUT_FOLDER": str(tmp_path / "mb"), "OUTPUT": str(tmp_path / "series.gpkg")})
+    table = list(QgsVectorLayer(predicted["OUTPUT"], "t", "ogr").getFeatures())
+    assert sorted(r["year"] for r in table) == [2010, 2011, 2012]
+    assert all(-4 < r["ba"] < 1.5 for r in table)
