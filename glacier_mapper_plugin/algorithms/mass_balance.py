@@ -11,6 +11,9 @@ from .base import GlacierMapperAlgorithm
 from .segment_glaciers import string_enum
 
 CLIMATE_HELP = {
+    "HEMISPHERE": "Hydrological year and seasons: north (October-September, winter October-April), "
+                  "south (April-March, winter April-October), or auto: from each glacier's or stake's "
+                  "latitude.",
     "CLIMATE": "Monthly climate: one or more NetCDF files or zips, merged by variable name (ERA5-Land "
                "or ERA5 monthly means as the CDS delivers them: t2m, tp and the invariant file with the "
                "geopotential z, classic or NetCDF4 with valid_time; HISTALP; any CF file).",
@@ -26,13 +29,15 @@ def add_climate_parameters(alg):
     # Several files (ERA5-Land comes one variable per file, plus an invariant file) or zips.
     alg.addParameter(QgsProcessingParameterMultipleLayers("CLIMATE", "Monthly climate (NetCDF files or zips)",
                                                           QgsProcessing.TypeFile))
+    alg.addParameter(string_enum("HEMISPHERE", "Hemisphere (hydrological year and seasons)", ["auto", "north", "south"]))
     alg.addParameter(QgsProcessingParameterString("CLIMATE_VARIABLES", "Climate variable mapping", optional=True))
     alg.addParameter(QgsProcessingParameterString("CLIMATE_ELEVATION", "Climate elevation variable", optional=True))
     alg.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM"))
 
 
 class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
-    ADVANCED = frozenset({"N_ESTIMATORS", "MAX_DEPTH", "LEARNING_RATE", "SEED", "CLIMATE_VARIABLES", "CLIMATE_ELEVATION"})
+    ADVANCED = frozenset({"N_ESTIMATORS", "MAX_DEPTH", "LEARNING_RATE", "SEED", "CLIMATE_VARIABLES",
+                          "CLIMATE_ELEVATION", "HEMISPHERE"})
     ALG_ID = "train_mass_balance"
     DISPLAY = "Train mass-balance model (Mass Balance Machine)"
     GROUP, GROUP_ID = "Mass balance", "mass_balance"
@@ -79,7 +84,7 @@ class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
 
 
 class PredictMassBalanceAlgorithm(GlacierMapperAlgorithm):
-    ADVANCED = frozenset({"CLIMATE_VARIABLES", "CLIMATE_ELEVATION"})
+    ADVANCED = frozenset({"CLIMATE_VARIABLES", "CLIMATE_ELEVATION", "HEMISPHERE"})
     ALG_ID = "predict_mass_balance"
     DISPLAY = "Predict mass balance (Mass Balance Machine)"
     GROUP, GROUP_ID = "Mass balance", "mass_balance"

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .seasons import hemisphere, hydro_month
 from .climate import MonthlyClimate
 from .io import atomic_output
 from .stakes import Observation
 
 FORMAT = "glacier-mapper-mbm"
-WINTER_MONTHS = (10, 11, 12, 1, 2, 3, 4)   # northern hemisphere hydrological seasons
-SUMMER_MONTHS = (5, 6, 7, 8, 9)
 
 
 @dataclass
@@ -38,6 +37,7 @@ class MBMOptions:
     seed: int = 42
     prior: str = "degree-day"        # degree-day: trees learn corrections to a calibrated
     #                                  temperature-index model; none: the plain machine
+    hemisphere: str = "auto"         # seasons: auto (from each site's latitude), north, south
 
 
 @dataclass
@@ -66,7 +66,7 @@ def site_month_features(climate: MonthlyClimate, sites: list[Site], months, opti
             temp = climate.variables["temperature"][t, r, c] + options.lapse_rate * dz
             prcp = climate.variables["precipitation"][t, r, c] * options.precipitation_factor
             row = [temp, prcp, dz, s.elevation, s.slope, np.sin(np.radians(s.aspect)),
-                   np.cos(np.radians(s.aspect)), (m - 10) % 12]
+                   np.cos(np.radians(s.aspect)), hydro_month(m, hemisphere(s.lat, options.hemisphere))]
             row += [climate.variables[v][t, r, c] for v in extra_vars]
             rows.append(row)
     return np.asarray(rows, np.float32)

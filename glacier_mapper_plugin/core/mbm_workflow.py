@@ -12,10 +12,11 @@ import rasterio
 
 from .climate import read_climate
 from .io import GTIFF_PROFILE, atomic_output
-from .mass_balance import (FEATURES, SUMMER_MONTHS, WINTER_MONTHS, MBMHeader, MBMOptions,
+from .mass_balance import (FEATURES, MBMHeader, MBMOptions,
                            aggregate, cv_splits, design, fit, load_mbm, metrics_by_period,
                            predict_rows, save_mbm, site_month_features)
 from .identity import file_names
+from .seasons import hemisphere, hydro_year_months, summer_months, winter_months
 from .progress import Progress
 from .topography import Topography
 
@@ -81,18 +82,16 @@ class GlacierSeries:
     profile: list       # [(elevation, mean annual balance)]
 
 
-HYDRO_ORDER = (10, 11, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9)  # months of a hydrological year
-WINTER_INDEX = [i for i, m in enumerate(HYDRO_ORDER) if m in WINTER_MONTHS]
-SUMMER_INDEX = [i for i, m in enumerate(HYDRO_ORDER) if m in SUMMER_MONTHS]
-
-
-def hydro_year_months(year: int):
-    return [(year - (m >= 10), m) for m in HYDRO_ORDER]
+def season_index(hemi: str) -> tuple[list[int], list[int]]:
+    """Positions of the winter and summer months within a hydrological year's 12 months."""
+    order = [m for _, m in hydro_year_months(2000, hemi)]
+    return ([i for i, m in enumerate(order) if m in winter_months(hemi)],
+            [i for i, m in enumerate(order) if m in summer_months(hemi)])
 
 
 def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, end_year: int,
                 output_folder, climate_variables=None, climate_elevation=None,
-                progress: Progress | None = None) -> list[GlacierSeries]:
+                progress: Progress | None = None, hemisphere_choice: str = "auto") -> list[GlacierSeries]:
     """glaciers: [(id, geometry, crs)]. Per glacier a raster with Ba, Bw, Bs per year on the
     DEM grid (cells inside the outline) and the glacier-wide series."""
     progress = progress or Progress()
@@ -100,9 +99,16 @@ def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, e
         raise ValueError(f"END_YEAR ({end_year}) is before START_YEAR ({start_year})")
     booster, header = load_mbm(model_path)
     options = MBMOptions(**header.options)
+    options.hemisphere = hemisphere_choice
     climate = read_climate(climate_path, climate_variables, climate_elevation)
+    hemis = {}
+    for gid, geom, crs in glaciers:  # each glacier's own hydrological year
+        if geom is not None and not geom.is_empty:
+            from .geodesy import to_lonlat
+            hemis[str(gid)] = hemisphere(to_lonlat(geom.centroid, crs).y, hemisphere_choice)
+    need = set(hemis.values()) or {"north"}
     years = [y for y in range(start_year, end_year + 1)
-             if all(climate.has(*ym) for ym in hydro_year_months(y))]
+             if all(climate.has(*ym) for h in need for ym in hydro_year_months(y, h))]
     if not years:
         raise ValueError(f"CLIMATE covers none of the hydrological years {start_year}-{end_year} "
                          f"(it spans {climate.months[0]} to {climate.months[-1]})")
@@ -127,14 +133,16 @@ def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, e
             progress.warning(f"{gid}: no DEM cell inside the outline")
             out.append(GlacierSeries(gid, [], None, []))
             continue
-        months = [ym for y in years for ym in hydro_year_months(y)]
+        hemi = hemis[str(gid)]
+        months = [ym for y in years for ym in hydro_year_months(y, hemi)]
+        winter_index, summer_index = season_index(hemi)
         missing = [v for v in header.extra_variables if v not in climate.variables]
         if missing:
             raise ValueError(f"CLIMATE lacks {', '.join(missing)}, which the model was trained with")
         x = site_month_features(climate, sites, months, options, header.extra_variables)
         monthly = predict_rows(booster, x).reshape(len(sites), len(years), 12)
-        winter = monthly[:, :, WINTER_INDEX].sum(axis=2)
-        summer = monthly[:, :, SUMMER_INDEX].sum(axis=2)
+        winter = monthly[:, :, winter_index].sum(axis=2)
+        summer = monthly[:, :, summer_index].sum(axis=2)
         annual = monthly.sum(axis=2)
         series = [dict(glacier_id=str(gid), year=y, ba=float(annual[:, k].mean()),
                        bw=float(winter[:, k].mean()), bs=float(summer[:, k].mean()))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .seasons import hemisphere
+
 PERIOD_CODES = {"BA": "annual", "BW": "winter", "BS": "summer", "ANNUAL": "annual",
                 "WINTER": "winter", "SUMMER": "summer"}
 GLACIER_FIELDS = ("RGIId", "RGI_ID", "RGIID", "GLACIER_ID", "GLIMSId", "WGMS_ID", "NAME", "Name")
@@ -126,7 +128,7 @@ def observations_from_rows(rows, units: str = "m", glacier_field: str | None = N
             dropped += 1
             continue
         code = str(r.get("PERIOD") or r.get("BALANCE_CODE") or period_default or "").upper()
-        period = PERIOD_CODES.get(code) or _period_from_dates(d0, d1)
+        period = PERIOD_CODES.get(code) or _period_from_dates(d0, d1, _float(r.get("POINT_LAT")))
         out.append(Observation(str(r.get(glacier_field) or "glacier") if glacier_field else "glacier",
                                str(r.get("POINT_ID", "")), _float(r["POINT_LAT"]), _float(r["POINT_LON"]),
                                _float(r["POINT_ELEVATION"]), d0, d1, b * scale, period))
@@ -149,11 +151,14 @@ def check_units(observations, units: str) -> None:
                          "w.e.: are they in m? Set UNITS=m")
 
 
-def _period_from_dates(d0: dt.date, d1: dt.date) -> str:
-    days = (d1 - d0).days
-    if days > 300:
+def _period_from_dates(d0: dt.date, d1: dt.date, lat: float = 45.0) -> str:
+    """Annual for a year-long record; otherwise winter when it starts in autumn (September-
+    January in the north, March-July in the south), else summer."""
+    if (d1 - d0).days > 300:
         return "annual"
-    return "winter" if d0.month in (9, 10, 11, 12, 1) else "summer"
+    south = lat == lat and hemisphere(lat) == "south"  # an unknown latitude counts as north
+    month = (d0.month + 5) % 12 + 1 if south else d0.month
+    return "winter" if month in (9, 10, 11, 12, 1) else "summer"
 
 
 def observations_from_stake_table(rows, units="m") -> tuple[list[Observation], int]:

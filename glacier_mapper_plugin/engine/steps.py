@@ -418,7 +418,8 @@ def train_mass_balance(p, progress: Progress):
     options = MBMOptions(lapse_rate=float(p.get("LAPSE_RATE", -0.0065)),
                          precipitation_factor=float(p.get("PRECIPITATION_FACTOR", 1.0)),
                          n_estimators=int(p.get("N_ESTIMATORS", 300)), max_depth=int(p.get("MAX_DEPTH", 4)),
-                         learning_rate=float(p.get("LEARNING_RATE", 0.05)), seed=int(p.get("SEED", 42)))
+                         learning_rate=float(p.get("LEARNING_RATE", 0.05)), seed=int(p.get("SEED", 42)),
+                         hemisphere=str(p.get("HEMISPHERE") or "auto"))
     result = train_mbm(obs, paths(p, "CLIMATE"), p.get("DEM") or None, p["OUTPUT_MODEL"], options,
                        int(p.get("FOLDS", 5)), climate_variables(p.get("CLIMATE_VARIABLES")),
                        p.get("CLIMATE_ELEVATION") or None, progress, dropped)
@@ -440,7 +441,7 @@ def predict_mass_balance(p, progress: Progress):
     series = predict_mbm(p["MODEL"], list(zip(inv.ids, inv.geometries, [inv.crs] * len(inv.ids))),
                          paths(p, "CLIMATE"), p["DEM"], int(p.get("START_YEAR", 2000)), int(p.get("END_YEAR", 2020)),
                          folder, climate_variables(p.get("CLIMATE_VARIABLES")),
-                         p.get("CLIMATE_ELEVATION") or None, progress)
+                         p.get("CLIMATE_ELEVATION") or None, progress, str(p.get("HEMISPHERE") or "auto"))
     rows = [r for s in series for r in s.rows]
     if not rows:
         raise ValueError("no glacier of INVENTORY has DEM cells inside its outline")

@@ -86,3 +86,12 @@ def test_era5_land_as_delivered_three_files(processing, hef, shared_data, tmp_pa
     table = list(QgsVectorLayer(predicted["OUTPUT"], "t", "ogr").getFeatures())
     assert sorted(r["year"] for r in table) == [2010, 2011, 2012]
     assert all(-4 < r["ba"] < 1.5 for r in table)
+    # Forced southern seasons: the year runs April-March and winter April-October.
+    south = processing.run("glacier_mapper:predict_mass_balance", {
+        "INVENTORY": str(f / "Hintereisferner_RGI6.shp"), "ID_FIELD": "RGIId", "MODEL": trained["OUTPUT_MODEL"],
+        "CLIMATE": climate, "DEM": str(f / "hef_srtm.tif"), "START_YEAR": 2010, "END_YEAR": 2012,
+        "HEMISPHERE": "south", "OUTPUT_FOLDER": str(tmp_path / "mb_s"), "OUTPUT": str(tmp_path / "s.gpkg")})
+    rows = {r["year"]: r for r in QgsVectorLayer(south["OUTPUT"], "s", "ogr").getFeatures()}
+    north = {r["year"]: r for r in table}
+    assert all(abs(rows[y]["bw"] + rows[y]["bs"] - rows[y]["ba"]) < 1e-4 for y in rows)
+    assert any(abs(rows[y]["bw"] - north[y]["bw"]) > 0.05 for y in rows)
