@@ -55,7 +55,13 @@ class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
                         "optional PERIOD or BALANCE_CODE), e.g. a CSV; rows with unknown dates are "
                         "dropped and counted.",
         "UNITS": "Units of POINT_BALANCE: m or mm water equivalent.",
-        "GLACIER_FIELD": "Column with the glacier id (default: RGIId, RGI_ID, GLACIER_ID, ...).",
+        "GLACIER_FIELD": "Column with the glacier id (default: the first of RGI_ID, RGIId, WGMS_ID, GLACIER_ID, "
+                         "NAME whose values match INVENTORY's ids).",
+        "INVENTORY": "Glacier outlines for glacier-wide and elevation-band records (WGMS layout: YEAR, "
+                     "glacier id, ANNUAL/WINTER/SUMMER_BALANCE, LOWER_BOUND/UPPER_BOUND for bands; or "
+                     "the wide profile layout, YEAR plus one column per band elevation): the model is "
+                     "fitted to the area-weighted mean over the glacier's (or band's) DEM cells.",
+        "ID_FIELD": "INVENTORY field matching the observations' glacier ids (RGI ids, WGMS ids or names).",
         "LAPSE_RATE": "Temperature lapse rate from the climate cell to the point (deg C per m).",
         "PRECIPITATION_FACTOR": "Multiplier applied to the gridded precipitation.",
         "N_ESTIMATORS": "Boosting rounds.", "MAX_DEPTH": "Tree depth.",
@@ -69,6 +75,11 @@ class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSource("OBSERVATIONS", "Observations", [QgsProcessing.TypeVector]))
         self.addParameter(string_enum("UNITS", "Balance units (w.e.)", ["m", "mm"]))
         self.addParameter(QgsProcessingParameterField("GLACIER_FIELD", "Glacier id field", parentLayerParameterName="OBSERVATIONS", optional=True))
+        # Glacier-wide and elevation-band records are placed on these outlines' DEM cells.
+        self.addParameter(QgsProcessingParameterFeatureSource("INVENTORY", "Inventory (for glacier-wide and band records)",
+                                                              [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterField("ID_FIELD", "Inventory id field", parentLayerParameterName="INVENTORY",
+                                                      optional=True))
         add_climate_parameters(self)
         self.addParameter(QgsProcessingParameterNumber("LAPSE_RATE", "Lapse rate (deg C/m)", QgsProcessingParameterNumber.Double, -0.0065, False, -0.02, 0.02))
         self.addParameter(QgsProcessingParameterNumber("PRECIPITATION_FACTOR", "Precipitation factor", QgsProcessingParameterNumber.Double, 1.0, False, 0.0, 10.0))

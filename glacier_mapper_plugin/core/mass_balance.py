@@ -81,23 +81,23 @@ class Design:
     weight: np.ndarray
     target: np.ndarray        # per observation
     observations: list
+    positions: list = field(default_factory=list)  # index of each kept observation in the input
 
 
 def design(observations: list[Observation], climate: MonthlyClimate, options: MBMOptions,
            topography=None, glacier_sites: dict | None = None, extra_vars=()) -> Design:
-    """glacier_sites: glacier -> [Site] used for observations with point_id 'glacier-wide'."""
-    xs, groups, weights, targets, kept = [], [], [], [], []
-    for obs in observations:
+    """glacier_sites: glacier -> [Site] (its DEM cells) for glacier-wide observations and
+    elevation-band observations ('band:LOW:HIGH', the cells of the band), whose target is the
+    area-weighted mean of their cells' summed monthly balances, as the MBM aggregates.
+    Observations that cannot be placed are left out; `positions` says which were kept."""
+    xs, groups, weights, targets, kept, positions = [], [], [], [], [], []
+    for n, obs in enumerate(observations):
         months = [ym for ym in obs.months() if climate.has(*ym)]
         if len(months) != len(obs.months()) or not months:
             continue  # climate does not cover the period
-        if obs.point_id == "glacier-wide":
-            sites = (glacier_sites or {}).get(obs.glacier)
-            if not sites:
-                continue
-        else:
-            slope, aspect = topography(obs.lon, obs.lat) if topography else (0.0, 0.0)
-            sites = [Site(obs.lon, obs.lat, obs.elevation, slope, aspect)]
+        sites = observation_sites(obs, glacier_sites, topography)
+        if not sites:
+            continue
         x = site_month_features(climate, sites, months, options, extra_vars)
         k = len(kept)
         xs.append(x)
@@ -105,11 +105,31 @@ def design(observations: list[Observation], climate: MonthlyClimate, options: MB
         weights.append(np.full(len(x), 1.0 / len(sites)))
         targets.append(obs.balance)
         kept.append(obs)
+        positions.append(n)
     if not kept:
         raise ValueError("no observation is covered by the climate data (check the periods "
                          "and the climate file's time span)")
     return Design(np.concatenate(xs), np.concatenate(groups), np.concatenate(weights),
-                  np.asarray(targets, np.float64), kept)
+                  np.asarray(targets, np.float64), kept, positions)
+
+
+def observation_kind(obs) -> str:
+    if obs.point_id == "glacier-wide":
+        return "glacier-wide"
+    return "band" if str(obs.point_id).startswith("band:") else "point"
+
+
+def observation_sites(obs, glacier_sites=None, topography=None) -> list:
+    """The sites whose mean an observation measures ([] when it cannot be placed)."""
+    kind = observation_kind(obs)
+    if kind == "point":
+        slope, aspect = topography(obs.lon, obs.lat) if topography else (0.0, 0.0)
+        return [Site(obs.lon, obs.lat, obs.elevation, slope, aspect)]
+    cells = (glacier_sites or {}).get(obs.glacier) or []
+    if kind == "band":
+        _, low, high = str(obs.point_id).split(":")
+        return [s for s in cells if float(low) <= s.elevation < float(high)]
+    return cells
 
 
 def aggregated_objective(group: np.ndarray, weight: np.ndarray, target: np.ndarray):
@@ -215,9 +235,8 @@ def cv_splits(observations: list[Observation], k: int = 5):
 def metrics_by_period(pred, observations) -> dict:
     out = {}
     for period in ("annual", "winter", "summer"):
-        for kind in ("point", "glacier-wide"):
-            idx = [i for i, o in enumerate(observations) if o.period == period
-                   and ((o.point_id == "glacier-wide") == (kind == "glacier-wide"))]
+        for kind in ("point", "band", "glacier-wide"):
+            idx = [i for i, o in enumerate(observations) if o.period == period and observation_kind(o) == kind]
             if idx:
                 out[f"{period}_{kind}"] = scores([pred[i] for i in idx], [observations[i].balance for i in idx])
     return out

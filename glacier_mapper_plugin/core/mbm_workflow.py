@@ -12,9 +12,9 @@ import rasterio
 
 from .climate import read_climate
 from .io import GTIFF_PROFILE, atomic_output
-from .mass_balance import (FEATURES, MBMHeader, MBMOptions,
-                           aggregate, cv_splits, design, fit, load_mbm, metrics_by_period,
-                           predict_rows, save_mbm, site_month_features)
+from .mass_balance import (FEATURES, MBMHeader, MBMOptions, aggregate, cv_splits, design, fit, load_mbm,
+                           metrics_by_period, observation_sites, predict_rows, save_mbm, scores,
+                           site_month_features)
 from .identity import file_names
 from .seasons import hemisphere, hydro_year_months, summer_months, winter_months
 from .progress import Progress
@@ -31,7 +31,9 @@ class TrainedMBM:
 
 def train_mbm(observations, climate_path, dem_path, output_model, options: MBMOptions | None = None,
               folds: int = 5, climate_variables=None, climate_elevation=None,
-              progress: Progress | None = None, dropped: int = 0) -> TrainedMBM:
+              progress: Progress | None = None, dropped: int = 0, glacier_sites: dict | None = None) -> TrainedMBM:
+    """glacier_sites: glacier id -> [Site] (DEM cells of its outline) for glacier-wide and
+    elevation-band observations."""
     options = options or MBMOptions()
     progress = progress or Progress()
     if not observations:
@@ -42,6 +44,11 @@ def train_mbm(observations, climate_path, dem_path, output_model, options: MBMOp
     if len(usable) < len(observations):
         progress.warning(f"{len(observations) - len(usable)} observations fall outside the climate "
                          f"data ({climate.months[0]} to {climate.months[-1]}) and are left out")
+    placed = [o for o in usable if observation_sites(o, glacier_sites, topo)]
+    if len(placed) < len(usable):
+        progress.warning(f"{len(usable) - len(placed)} glacier-wide or band observations have no DEM cell "
+                         "(glacier not in INVENTORY, or no cell in the band) and are left out")
+    usable = placed
     if not usable:
         raise ValueError("no observation period is covered by CLIMATE")
     # ERA5-Land's radiation and heat fluxes and albedo join the features when the file has them.
@@ -52,16 +59,23 @@ def train_mbm(observations, climate_path, dem_path, output_model, options: MBMOp
         progress.check()
         test_set = set(test_idx)
         train = [o for i, o in enumerate(usable) if i not in test_set]
-        d_train = design(train, climate, options, topo, extra_vars=extra)
-        d_test = design([usable[i] for i in test_idx], climate, options, topo, extra_vars=extra)
+        d_train = design(train, climate, options, topo, glacier_sites, extra_vars=extra)
+        d_test = design([usable[i] for i in test_idx], climate, options, topo, glacier_sites, extra_vars=extra)
         booster = fit(d_train, options, progress.sub(f / (len(splits) + 1), (f + 1) / (len(splits) + 1)))
-        pred[test_idx] = aggregate(predict_rows(booster, d_test.x), d_test.group, d_test.weight,
-                                   len(test_idx))
+        # Predictions go back to the observations they belong to (by position in the fold),
+        # never by order alone.
+        got = aggregate(predict_rows(booster, d_test.x), d_test.group, d_test.weight, len(d_test.target))
+        pred[np.asarray(test_idx)[d_test.positions]] = got
         progress.info(f"fold {f + 1}/{len(splits)} (leave-{kind}-out): {len(test_idx)} observations")
     metrics = metrics_by_period(pred, usable)
+    if kind == "glaciers":  # how well each left-out glacier is predicted
+        for g in sorted({o.glacier for o in usable}):
+            idx = [i for i, o in enumerate(usable) if o.glacier == g and np.isfinite(pred[i])]
+            if idx:
+                metrics[f"glacier {g}"] = scores([pred[i] for i in idx], [usable[i].balance for i in idx])
     for key, m in metrics.items():
         progress.info(f"{key}: RMSE {m['rmse']:.3f}, bias {m['bias']:+.3f}, R2 {m['r2']:.2f} m w.e. (n={m['n']})")
-    d_all = design(usable, climate, options, topo, extra_vars=extra)
+    d_all = design(usable, climate, options, topo, glacier_sites, extra_vars=extra)
     booster = fit(d_all, options, progress.sub(len(splits) / (len(splits) + 1), 1.0))
     header = MBMHeader(options=asdict(options), features=list(FEATURES) + extra, extra_variables=extra,
                        metrics=dict(metrics, cross_validation=f"leave-{kind}-out, {len(splits)} folds"),
