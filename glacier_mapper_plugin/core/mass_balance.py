@@ -98,7 +98,10 @@ def design(observations: list[Observation], climate: MonthlyClimate, options: MB
         sites = observation_sites(obs, glacier_sites, topography)
         if not sites:
             continue
-        x = site_month_features(climate, sites, months, options, extra_vars)
+        try:
+            x = site_month_features(climate, sites, months, options, extra_vars)
+        except ValueError as err:  # name the observation, not just a position
+            raise ValueError(f"observation {obs.glacier} {obs.point_id} ({obs.from_date} to {obs.to_date}): {err}") from None
         k = len(kept)
         xs.append(x)
         groups.append(np.full(len(x), k))

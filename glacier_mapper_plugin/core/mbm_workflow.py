@@ -153,7 +153,10 @@ def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, e
         missing = [v for v in header.extra_variables if v not in climate.variables]
         if missing:
             raise ValueError(f"CLIMATE lacks {', '.join(missing)}, which the model was trained with")
-        x = site_month_features(climate, sites, months, options, header.extra_variables)
+        try:
+            x = site_month_features(climate, sites, months, options, header.extra_variables)
+        except ValueError as err:
+            raise ValueError(f"glacier {gid}: {err}") from None
         monthly = predict_rows(booster, x).reshape(len(sites), len(years), 12)
         winter = monthly[:, :, winter_index].sum(axis=2)
         summer = monthly[:, :, summer_index].sum(axis=2)
@@ -196,22 +199,38 @@ def _write_grid(path, topo, rows, cols, annual, winter, summer, years):
                             SEASONS="Bw: Oct-Apr, Bs: May-Sep, Ba: Oct-Sep (hydrological year)")
 
 
-def plot_series(series: list[GlacierSeries], path) -> Path:
-    """Glacier-wide Ba/Bw/Bs series and the mass-balance/elevation profile, as a PNG."""
+def plot_series(series: list[GlacierSeries], path, max_labelled: int = 6) -> Path:
+    """Glacier-wide Ba/Bw/Bs series and the mass-balance/elevation profile, as a PNG. Up to
+    `max_labelled` glaciers each get a labelled line; beyond that (a region of hundreds)
+    every glacier is a thin grey line and the area-unweighted mean of Ba, Bw, Bs and its
+    10-90 % range are drawn and labelled instead: no legend per glacier."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for s in series:
-        if not s.rows:
-            continue
+    with_rows = [s for s in series if s.rows]
+    few = len(with_rows) <= max_labelled
+    for s in with_rows:
         yrs = [r["year"] for r in s.rows]
-        a1.plot(yrs, [r["ba"] for r in s.rows], "-o", ms=3, label=f"{s.glacier} Ba")
-        a1.plot(yrs, [r["bw"] for r in s.rows], "--", lw=1, label=f"{s.glacier} Bw")
-        a1.plot(yrs, [r["bs"] for r in s.rows], ":", lw=1, label=f"{s.glacier} Bs")
+        if few:
+            a1.plot(yrs, [r["ba"] for r in s.rows], "-o", ms=3, label=f"{s.glacier} Ba")
+            a1.plot(yrs, [r["bw"] for r in s.rows], "--", lw=1, label=f"{s.glacier} Bw")
+            a1.plot(yrs, [r["bs"] for r in s.rows], ":", lw=1, label=f"{s.glacier} Bs")
+        else:
+            a1.plot(yrs, [r["ba"] for r in s.rows], "-", lw=0.4, color="0.75", zorder=1)
         if s.profile:
             z, b = zip(*s.profile)
-            a2.plot(b, z, "-", label=str(s.glacier))
+            a2.plot(b, z, "-", lw=1 if few else 0.4, color=None if few else "0.7",
+                    label=str(s.glacier) if few else None)
+    if not few and with_rows:
+        years = sorted({r["year"] for s in with_rows for r in s.rows})
+        for key, style, label in (("ba", "-", "Ba"), ("bw", "--", "Bw"), ("bs", ":", "Bs")):
+            values = [[r[key] for s in with_rows for r in s.rows if r["year"] == y] for y in years]
+            a1.plot(years, [np.mean(v) for v in values], style, color="C0" if key == "ba" else "C3" if key == "bs" else "C2",
+                    lw=2, zorder=3, label=f"mean {label} of {len(with_rows)} glaciers")
+            if key == "ba":
+                a1.fill_between(years, [np.percentile(v, 10) for v in values], [np.percentile(v, 90) for v in values],
+                                color="C0", alpha=0.2, zorder=2, label="Ba, 10-90 % of glaciers")
     a1.axhline(0, color="k", lw=0.5)
     a1.set_xlabel("hydrological year")
     a1.set_ylabel("glacier-wide balance (m w.e.)")
@@ -219,6 +238,8 @@ def plot_series(series: list[GlacierSeries], path) -> Path:
     a2.axvline(0, color="k", lw=0.5)
     a2.set_xlabel("mean annual balance (m w.e.)")
     a2.set_ylabel("elevation (m)")
+    if few:
+        a2.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
     with atomic_output(path) as tmp:

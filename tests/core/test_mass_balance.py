@@ -149,3 +149,29 @@ def test_climate_cell_is_a_land_cell_near_the_point():
     assert (r, c) != (1, 1) and np.isfinite(t[0, r, c])
     with pytest.raises(ValueError, match="CLIMATE has no land cell near a stake at -19.0000 E, 64.0000 N"):
         clim.cell(-19.0, 64.0, "a stake")
+
+
+def test_plot_stays_readable_with_hundreds_of_glaciers(tmp_path):
+    """300 glaciers: grey lines and a labelled regional mean, not 900 legend entries."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from glacier_mapper_plugin.core.mbm_workflow import GlacierSeries, plot_series
+    rng = np.random.default_rng(0)
+    series = [GlacierSeries(f"RGI60-11.{i:05d}", [dict(year=y, ba=float(rng.normal(-1, 0.5)), bw=1.0, bs=-2.0)
+                                                  for y in range(2000, 2006)], None,
+                            [(2500.0 + 100 * k, -2.0 + 0.5 * k) for k in range(6)]) for i in range(300)]
+    import matplotlib.pyplot as plt
+    seen = {}
+    original = plt.Figure.savefig
+
+    def spy(fig, *a, **k):
+        seen["labels"] = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        return original(fig, *a, **k)
+
+    plt.Figure.savefig = spy
+    try:
+        png = plot_series(series, tmp_path / "mb.png")
+    finally:
+        plt.Figure.savefig = original
+    assert png.exists() and (tmp_path / "mb.html").exists()
+    assert len(seen["labels"]) == 4 and "mean Ba of 300 glaciers" in seen["labels"]
