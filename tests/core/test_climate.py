@@ -68,7 +68,7 @@ def _cds_netcdf4(path, name, values, months, units, scale, offset, fill=-32767):
         v = nc.createVariable(name, "i2", ("valid_time", "latitude", "longitude"), fill_value=fill)
         v.scale_factor, v.add_offset, v.units = scale, offset, units
         v.set_auto_maskandscale(True)
-        v[:] = np.ma.masked_invalid(values)
+        v[:] = np.ma.masked_array(np.nan_to_num(values), mask=~np.isfinite(values))  # NaN -> _FillValue
 
 
 def test_new_cds_flavour_zip_and_invariant(tmp_path):
