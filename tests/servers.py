@@ -3,6 +3,7 @@ Range requests (as S3/Azure do for cloud-optimised GeoTIFFs) with switches for f
 slowness, and a STAC API (`rustac serve`, in-memory backend) loaded with item JSON."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -189,3 +190,15 @@ class StacApi:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+@contextlib.contextmanager
+def served_items(root, build):
+    """The files under `root` behind a RangeServer and the item files that `build(files)`
+    writes (it gets the server for its URLs) behind `rustac serve`: (files, api)."""
+    with RangeServer(root) as files:
+        api = StacApi(build(files))
+        try:
+            yield files, api
+        finally:
+            api.close()

@@ -78,5 +78,5 @@ class AreaChangeAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("REGIONAL_RATE", "Regional rate (%/yr)"))
         self.addOutput(QgsProcessingOutputNumber("N_KEPT", "Glaciers kept"))
 
-    def finish(self, parameters, context, outputs):
+    def finish(self, parameters, context, outputs, params):
         style_output(context, outputs.get("OUTPUT"), "area_change.qml")

@@ -229,7 +229,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
             for name, tmp in sinks.items():
                 if result.get(name):
                     outputs[name] = self.copy_to_sink(parameters, name, context, tmp)
-            self.finish(parameters, context, outputs)
+            self.finish(parameters, context, outputs, params)
             return outputs
         finally:
             for path in temporary:
@@ -252,8 +252,9 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
         except ValueError as err:
             raise QgsProcessingException(str(err)) from None
 
-    def finish(self, parameters, context, outputs) -> None:
-        """Styles and layers to load on completion (subclasses)."""
+    def finish(self, parameters, context, outputs, params) -> None:
+        """Styles and layers to load on completion (subclasses); `params` are the values the
+        engine ran with (file paths, not layers)."""
 
     def engine_parameters(self, parameters, context, feedback, temporary):
         """(plain values for the engine, {sink name: temporary GeoPackage}) by parameter type."""

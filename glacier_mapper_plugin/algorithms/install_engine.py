@@ -1,5 +1,4 @@
 """glacier_mapper:install_engine: creates or updates the engine's environment from QGIS."""
-import json
 import subprocess
 from pathlib import Path
 
@@ -56,16 +55,8 @@ class InstallEngineAlgorithm(GlacierMapperAlgorithm):
                 proc.wait()
                 raise QgsProcessingException("Cancelled: the engine's environment may be incomplete; "
                                              "run Install engine again to finish it.")
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                listener.debug(line.rstrip())
-                continue
-            if "progress" in msg:
-                listener.progress(msg["progress"])
-            if "info" in msg:
-                listener.info(msg["info"])
-            if "error" in msg:
+            msg = client.relay(line, listener)
+            if msg and "error" in msg:
                 error = msg["error"]
         if proc.wait() != 0 or error:
             raise QgsProcessingException(f"Installing the engine failed: {error or f'exit code {proc.returncode}'}")

@@ -82,11 +82,10 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputString("DEVICE_USED", "Device used"))
         self.addOutput(QgsProcessingOutputString("PRECISION_USED", "Precision used"))
 
-    def finish(self, parameters, context, outputs):
+    def finish(self, parameters, context, outputs, params):
         from pathlib import Path
-        prob_qml = "probability_percent.qml" if parameters.get("PROBABILITY_FORMAT") == "uint8" else "probability.qml"
-        source = Path(str(self.parameterAsRasterLayer(parameters, "INPUT", context).source()
-                          if not isinstance(parameters.get("INPUT"), str) else parameters["INPUT"]).split("|")[0]).stem
+        prob_qml = "probability_percent.qml" if params.get("PROBABILITY_FORMAT") == "uint8" else "probability.qml"
+        source = Path(str(params["INPUT"]).split("|")[0]).stem
         for key, qml, label in (("OUTPUT_PROBABILITY", prob_qml, "Glacier probability"),
                                 ("OUTPUT_MASK", "mask.qml", "Glacier mask"),
                                 ("OUTPUT_POLYGONS", "glacier_polygons.qml", "Glacier polygons")):

@@ -47,7 +47,7 @@ class SyntheticRegionAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("GLACIER_COUNT", "Glaciers placed"))
         self.addOutput(QgsProcessingOutputNumber("TRUE_REGIONAL_RATE", "True regional rate (%/yr)"))
 
-    def finish(self, parameters, context, outputs):
+    def finish(self, parameters, context, outputs, params):
         self.load_on_completion(context, outputs["DEM"], "DEM (hillshade)", "DEM", "dem.qml")
         for key, date in (("IMAGERY_START", outputs["START_DATE"]), ("IMAGERY_END", outputs["END_DATE"])):
             self.load_on_completion(context, outputs[key], f"Sentinel-2 L2A {date}", key,

@@ -38,7 +38,7 @@ from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
 
 from . import reflectance
-from .catalogs import DEFAULT_COLLECTIONS, EARTH_SEARCH, PC_SAS, PLANETARY_COMPUTER, SELECTIONS  # noqa: F401
+from .catalogs import DEFAULT_COLLECTIONS, EARTH_SEARCH, PC_SAS, SELECTIONS
 from . import sentinel2 as s2
 from .geodesy import to_lonlat, utm_epsg
 from .identity import file_names, fingerprint, safe_name
@@ -317,10 +317,15 @@ def snow_share(scl: np.ndarray, outline_mask: np.ndarray) -> float:
     away from it) that SCL classes as snow."""
     from scipy import ndimage
     around = ~ndimage.binary_dilation(outline_mask, iterations=2)
-    classes = np.nan_to_num(scl, nan=0).astype(int)
-    clear = around & np.isfinite(scl) & ~np.isin(classes, s2.SCL_MASKED)
+    clear = around & scl_clear(scl)
     n = clear.sum()
-    return float((clear & (classes == SCL_SNOW)).sum() / n) if n else float("nan")
+    return float((clear & (scl == SCL_SNOW)).sum() / n) if n else float("nan")
+
+
+def scl_clear(scl: np.ndarray) -> np.ndarray:
+    """Pixels whose SCL class says something about the surface (not no data, cloud, shadow,
+    cirrus or saturated)."""
+    return np.isfinite(scl) & ~np.isin(np.nan_to_num(scl, nan=0).astype(int), s2.SCL_MASKED)
 
 
 def masked_share(scl: np.ndarray, outline_mask: np.ndarray) -> float:
@@ -328,7 +333,7 @@ def masked_share(scl: np.ndarray, outline_mask: np.ndarray) -> float:
     inside = outline_mask.sum()
     if inside == 0:
         return 1.0
-    bad = ~np.isfinite(scl) | np.isin(np.nan_to_num(scl, nan=0).astype(int), s2.SCL_MASKED)
+    bad = ~scl_clear(scl)
     return float((bad & outline_mask).sum() / inside)
 
 
@@ -420,8 +425,7 @@ def acquire_glacier(gid, geom_lonlat, options: AcquireOptions, folder: Path, cat
                              detail=f"all {len(candidates)} candidates leave the glacier fully "
                                     "masked (cloud, shadow or no data)")
     progress.check()
-    clear = np.isfinite(scl) & ~np.isin(np.nan_to_num(scl, nan=0).astype(int), s2.SCL_MASKED)
-    bands, decisions = read_scene_reflectance(best, grid, clear, sign)
+    bands, decisions = read_scene_reflectance(best, grid, scl_clear(scl), sign)
     notes = []
     for item_id, d in decisions:
         if d.disagreement:
@@ -439,8 +443,9 @@ def acquire_glacier(gid, geom_lonlat, options: AcquireOptions, folder: Path, cat
     def joined(values):
         return ",".join(dict.fromkeys(str(v) for v in values))
 
-    offset_tags = {k: joined(d.tags()[k] for _, d in decisions) for k in decisions[0][1].tags()}
-    dark = [d.dark_dn for _, d in decisions if np.isfinite(d.dark_dn)]
+    per_item = [d.tags() for _, d in decisions]
+    offset_tags = {k: joined(t[k] for t in per_item) for k in per_item[0]}
+    dark = [d.dark_dn for _, d in decisions if np.isfinite(d.dark_dn)]  # the darkest item's, not a list
     tags = {FORMAT_TAG: params, "GLACIER_ID": str(gid), "SCENE_ID": best.id,
             "DATETIME": best.datetime.isoformat(), "DATE": best.datetime.date().isoformat(),
             "PLATFORM": str(first.properties.get("platform", "")),

@@ -51,18 +51,24 @@ class MonthlyClimate:
         """(row, col) of the nearest cell with climate (land, not NaN sea) within 1.5 cells of
         the point; a point off the grid, or near sea cells only, is an error: Icelandic stakes
         must not train on Alpine climate."""
-        dlon = float(np.median(np.abs(np.diff(self.lon)))) if self.lon.size > 1 else 1.0
-        dlat = float(np.median(np.abs(np.diff(self.lat)))) if self.lat.size > 1 else 1.0
-        if not hasattr(self, "_valid"):
+        if not hasattr(self, "_valid"):  # once: cell sizes and where there is climate on land
             t = self.variables["temperature"]
             self._valid = np.isfinite(t).any(axis=0) & np.isfinite(self.elevation)
             if self.land is not None:
                 self._valid &= self.land
-        gx, gy = np.meshgrid((self.lon - lon) / dlon, (self.lat - lat) / dlat)
-        distance = np.hypot(gx, gy)
-        distance[~self._valid] = np.inf
-        r, c = np.unravel_index(int(np.argmin(distance)), distance.shape)
-        if not distance[r, c] <= 1.5:
+            self._step = (float(np.median(np.abs(np.diff(self.lon)))) if self.lon.size > 1 else 1.0,
+                          float(np.median(np.abs(np.diff(self.lat)))) if self.lat.size > 1 else 1.0)
+        dlon, dlat = self._step
+        # Only the 5 x 5 cells around the nearest one can lie within 1.5 cells: this runs
+        # once per site, so no distance grid over the whole climate grid.
+        r0, c0 = int(np.argmin(np.abs(self.lat - lat))), int(np.argmin(np.abs(self.lon - lon)))
+        rows = np.arange(max(r0 - 2, 0), min(r0 + 3, self.lat.size))
+        cols = np.arange(max(c0 - 2, 0), min(c0 + 3, self.lon.size))
+        distance = np.hypot(((self.lon[cols] - lon) / dlon)[None, :], ((self.lat[rows] - lat) / dlat)[:, None])
+        distance[~self._valid[np.ix_(rows, cols)]] = np.inf
+        i, j = np.unravel_index(int(np.argmin(distance)), distance.shape)
+        r, c = rows[i], cols[j]
+        if not distance[i, j] <= 1.5:
             raise ValueError(
                 f"CLIMATE has no land cell near {what} at {lon:.4f} E, {lat:.4f} N (grid {self.lon.min():.2f}-"
                 f"{self.lon.max():.2f} E, {self.lat.min():.2f}-{self.lat.max():.2f} N, cells of "

@@ -446,20 +446,18 @@ def _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags):
     return prob_dst, mask_dst, tmp_mask
 
 
-def _check_coverage(src, readers, bands, side: int = 512):
+def _check_coverage(src, readers, side: int = 512):
     """Refuse an INPUT without data and a DEM that does not cover it, from a decimated read
     (a bounded cost whatever the raster's size) before any tile runs."""
     shape = (min(side, src.height), min(side, src.width))
-    first = next((ds, b, dec) for (ds, b, dec), name in zip(readers, bands) if ds is src)
-    sample = first[0].read(first[1], out_shape=shape)
-    valid = ~first[2].invalid(sample)
+    _, band, decoder = next(r for r in readers if r[0] is src)
+    valid = ~decoder.invalid(src.read(band, out_shape=shape))
     if not valid.any():
         # A decimated read can miss a small island of data: look at every block before refusing.
-        if not any((~first[2].invalid(data)).any() for _, data in
-                   ((w, src.read(first[1], window=w)) for _, w in src.block_windows(first[1]))):
+        if not any((~decoder.invalid(src.read(band, window=w))).any() for _, w in src.block_windows(band)):
             raise ValueError("INPUT has no valid pixel: every pixel is no data")
         return
-    for (ds, b, dec), name in zip(readers, bands):
+    for ds, b, dec in readers:
         if ds is not src:  # the DEM, warped onto INPUT's grid
             dem = ds.read(b, out_shape=shape)
             covered = float((~dec.invalid(dem) & valid).sum() / valid.sum())
@@ -495,7 +493,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         src = stack.enter_context(rasterio.open(input_path))
         _check_grid(src, header, progress)
         readers = band_readers(stack, src, header.bands, opts.bands, dem_path, progress)
-        _check_coverage(src, readers, header.bands)
+        _check_coverage(src, readers)
         H, W, T = src.height, src.width, opts.tile_size
         stride = T - opts.overlap
         ys, xs, plan = _tile_plan(src, T, stride, opts)

@@ -101,9 +101,10 @@ def read_layer(path, layer: str | None = None) -> VectorLayer:
     path = str(path)
     if not Path(path).exists() and "://" not in path:
         raise FileNotFoundError(f"cannot open vector file {path}")
-    if layer is not None and layer not in [name for name, _ in pyogrio.list_layers(path)]:
-        raise ValueError(f"{path} has no layer {layer!r}")
     try:
+        layers = [name for name, _ in pyogrio.list_layers(path)]
+        if layer is not None and layer not in layers:
+            raise ValueError(f"{path} has no layer {layer!r}")
         meta, _, geometry, field_data = pyogrio.raw.read(path, layer=layer)
     except pyogrio.errors.DataSourceError as err:
         raise FileNotFoundError(f"cannot open vector file {path}: {err}") from None
@@ -113,5 +114,5 @@ def read_layer(path, layer: str | None = None) -> VectorLayer:
     crs = CRS.from_user_input(meta["crs"]).to_wkt() if meta.get("crs") else ""
     geoms = None if meta.get("geometry_type") in (None, "Unknown") and geometry is None else \
         [None if g is None else shapely_wkb.loads(bytes(g)) for g in geometry]
-    name = layer or pyogrio.list_layers(path)[0][0]
+    name = layer or layers[0]
     return VectorLayer(name, crs, geoms, records)

@@ -93,6 +93,23 @@ def _engine_env() -> dict:
     return env
 
 
+def relay(line: str, listener) -> dict | None:
+    """One JSON line of the engine (or the installer): progress, info and warning go to the
+    listener; the message is returned (None for a line that is not JSON, passed on as debug)."""
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        listener.debug(line.rstrip())
+        return None
+    if "progress" in msg:
+        listener.progress(float(msg["progress"]))
+    if "info" in msg:
+        listener.info(msg["info"])
+    if "warning" in msg:
+        listener.warning(msg["warning"])
+    return msg
+
+
 def _describe_exit(code: int) -> str:
     if code < 0:
         sig = -code
@@ -174,18 +191,10 @@ class Engine:
             if line == "":
                 self.proc.wait()
                 raise EngineError(self._death_message(f"while {last}"))
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                listener.debug(line.rstrip())
+            msg = relay(line, listener)
+            if msg is None:
                 continue
-            if "progress" in msg:
-                listener.progress(float(msg["progress"]))
-            if "info" in msg:
-                last = msg["info"]
-                listener.info(msg["info"])
-            if "warning" in msg:
-                listener.warning(msg["warning"])
+            last = msg.get("info", last)
             if "result" in msg:
                 return msg["result"]
             if "error" in msg:

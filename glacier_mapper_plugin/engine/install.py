@@ -33,7 +33,6 @@ def default_profile_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     if os.name == "nt":
         base = os.environ.get("APPDATA", base)
-        return Path(base) / "QGIS" / "QGIS3" / "profiles" / "default"
     return Path(base) / "QGIS" / "QGIS3" / "profiles" / "default"
 
 

@@ -61,12 +61,12 @@ def inventory(p, key="INVENTORY", id_key="ID_FIELD", progress=None):
     if id_field and id_field not in names:
         raise ValueError(f"{id_key}: {key} has no field {id_field!r} (fields: {', '.join(names)})")
     ids = [r[id_field] for r in lyr.records] if id_field else list(range(1, len(lyr.records) + 1))
+    from shapely import make_valid
+    from shapely.geometry import MultiPolygon
     geometries = list(lyr.geometries)
     repaired = []
     for k, g in enumerate(geometries):
         if g is not None and not g.is_empty and not g.is_valid:  # self-intersections and the like
-            from shapely import make_valid
-            from shapely.geometry import MultiPolygon
             fixed = make_valid(g)
             if fixed.geom_type == "GeometryCollection":
                 fixed = MultiPolygon([p for part in fixed.geoms
@@ -85,15 +85,21 @@ def inventory(p, key="INVENTORY", id_key="ID_FIELD", progress=None):
     return Inventory(ids, geometries, lyr.crs, lyr.records), lyr
 
 
-def write_table(path, rows, types=None, name="table"):
-    """A table (GeoPackage without geometry); types fix column types (numbers stay numbers)."""
-    from ..core.vector import VectorLayer, write_gpkg
+def column_types(rows, types=None) -> dict:
+    """Column -> Python type: `types` first, else the type of the first value (numpy scalars
+    as the Python numbers they are); anything else is text."""
     fields = dict(types or {})
     for row in rows:
         for k, v in row.items():
             if k not in fields and v is not None:
                 fields[k] = type(v.item()) if hasattr(v, "item") else type(v)
-    fields = {k: (t if t in (int, float, str, bool, dt.date) else str) for k, t in fields.items()}
+    return {k: (t if t in (int, float, str, bool, dt.date) else str) for k, t in fields.items()}
+
+
+def write_table(path, rows, types=None, name="table"):
+    """A table (GeoPackage without geometry); types fix column types (numbers stay numbers)."""
+    from ..core.vector import VectorLayer, write_gpkg
+    fields = column_types(rows, types)
     if rows:
         fields = {k: fields.get(k, str) for k in rows[0]} | fields
     write_gpkg(path, [VectorLayer(name, "", None, [_plain_row(r) for r in rows], fields)])
@@ -103,13 +109,7 @@ def write_table(path, rows, types=None, name="table"):
 def write_joined(path, layer, rows, types=None, name="glaciers"):
     """The source polygons with their attributes and the per-feature `rows` joined."""
     from ..core.vector import VectorLayer, write_gpkg
-    fields = dict(layer.field_types())
-    extra = dict(types or {})
-    for row in rows:
-        for k, v in row.items():
-            if k not in extra and v is not None:
-                extra[k] = type(v.item()) if hasattr(v, "item") else type(v)
-    fields.update({k: (t if t in (int, float, str, bool, dt.date) else str) for k, t in extra.items()})
+    fields = dict(layer.field_types(), **column_types(rows, types))
     records = [dict(rec, **_plain_row(row)) for rec, row in zip(layer.records, rows)]
     write_gpkg(path, [VectorLayer(name, layer.crs, layer.geometries, records, fields)])
     return str(path)
@@ -167,16 +167,14 @@ ACQUISITION_TYPES = {"glacier_id": str, "status": str, "collection": str, "scene
 
 @step("acquire_imagery")
 def acquire_imagery(p, progress: Progress):
-    from ..core.acquire import SELECTIONS, AcquireOptions, acquire
+    from ..core.acquire import AcquireOptions, acquire
     inv, _ = inventory(p, progress=progress)
     text = str(p.get("DATE") or "").strip()
     try:
         date = dt.date.fromisoformat(text[:10])
     except ValueError:
         raise ValueError(f"DATE must be YYYY-MM-DD, not {text!r}") from None
-    selection = str(p.get("SELECTION") or "cloud")
-    if selection.isdigit():
-        selection = SELECTIONS[int(selection)]
+    selection = str(p.get("SELECTION") or "cloud")  # QGIS and the CLI both pass the option's name
     options = AcquireOptions(date=date, window_days=int(p.get("WINDOW_DAYS", 15)),
                              max_candidates=int(p.get("MAX_CANDIDATES", 5)),
                              stac_url=str(p.get("STAC_URL") or "").strip() or AcquireOptions.stac_url,

@@ -18,7 +18,7 @@ from glacier_mapper_plugin.core.progress import Cancelled, Progress
 from glacier_mapper_plugin.core.synthetic import make_region
 from glacier_mapper_plugin.core.vector import read_layer
 from tests.s2_archive import build_archive, decoding_error, scenes_for
-from tests.servers import RangeServer, StacApi, free_port
+from tests.servers import RangeServer, StacApi, free_port, served_items
 
 TARGET = dt.date(2023, 9, 1)
 
@@ -373,15 +373,15 @@ def two_collections(served_archive, tmp_path_factory):
     region = served_archive["region"]
     root = tmp_path_factory.mktemp("collections")
     a = ("a", TARGET, 5.0, [1])  # truth raster id 1 = G001
-    with RangeServer(root) as files:
+
+    def build(files):
         c1, _ = build_archive(region, root / "c1", f"{files.url}/c1", [a], convention="earth-search-c1")
         v1, _ = build_archive(region, root / "v1", f"{files.url}/v1", [a, ("b", TARGET + dt.timedelta(days=4), 30.0, [])],
                               convention="earth-search-v1")
-        api = StacApi([c1, v1])
-        try:
-            yield api, region
-        finally:
-            api.close()
+        return [c1, v1]
+
+    with served_items(root, build) as (_, api):
+        yield api, region
 
 
 def test_collections_are_a_priority_list(two_collections, tmp_path):
@@ -412,13 +412,8 @@ def late_snow(served_archive, tmp_path_factory):
     region = served_archive["region"]
     root = tmp_path_factory.mktemp("snow")
     scenes = [("a", TARGET - dt.timedelta(days=3), 10.0, []), ("b", TARGET + dt.timedelta(days=6), 20.0, [])]
-    with RangeServer(root) as files:
-        items, _ = build_archive(region, root, files.url, scenes, snow={"a": 0.4})
-        api = StacApi([items])
-        try:
-            yield api, region
-        finally:
-            api.close()
+    with served_items(root, lambda files: [build_archive(region, root, files.url, scenes, snow={"a": 0.4})[0]]) as (_, api):
+        yield api, region
 
 
 def test_cloud_snow_selection_prefers_less_seasonal_snow(late_snow, tmp_path):
