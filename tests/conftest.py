@@ -28,6 +28,15 @@ if IN_QGIS:
     os.environ.setdefault("GLACIER_MAPPER_ENGINE", str(ENGINE_PYTHON))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory):
+    """The user's cache (resume files, patch caches) in the session's temp folder: tests
+    never write into ~/.cache, and never find a cache a previous run left."""
+    path = tmp_path_factory.mktemp("user_cache")
+    os.environ["GLACIER_MAPPER_CACHE"] = str(path)
+    return path
+
+
 def in_engine(code: str, timeout: float = 600):
     """Run Python `code` in the engine's interpreter; it prints one JSON value last."""
     out = subprocess.run([str(ENGINE_PYTHON), "-c", code], capture_output=True, text=True, timeout=timeout,

@@ -44,13 +44,32 @@ class AreaChangeOptions:
 
 @dataclass
 class DateCounts:
-    """Per-glacier pixel counts of one prediction on its grid (index = inventory index + 1)."""
+    """Per-glacier pixel counts of one prediction on its grid, for the glaciers `index`
+    (inventory index + 1; None: all glaciers, position = index)."""
     pixels: np.ndarray       # outline pixels on this raster
     masked: np.ndarray       # of which masked
     predicted: np.ndarray    # unmasked and predicted glacier
     km2: np.ndarray          # area of one pixel on the ellipsoid, per glacier
     year: np.ndarray         # decimal year of the raster (NaN if unknown), per glacier
     outside: np.ndarray      # outline pixels beyond the raster's edge: counted as masked
+    index: np.ndarray | None = None
+    first_year: float = np.nan     # the raster's own date and pixel area, for glaciers
+    pixel_km2: float = 0.0         # that no raster shows
+
+    FIELDS = ("pixels", "masked", "predicted", "km2", "year", "outside")
+
+    @classmethod
+    def empty(cls, n: int) -> "DateCounts":
+        return cls(*(np.zeros(n) for _ in range(3)), np.zeros(n), np.full(n, np.nan), np.zeros(n))
+
+    def keep_best(self, chip: "DateCounts") -> None:
+        """Per glacier, keep the counts of the raster that covers most of its outline
+        (per-glacier chips overlap their neighbours: summing them would count pixels twice).
+        Costs the chip's own glaciers: 5000 chips never make a 5000 x 5000 array."""
+        better = chip.pixels > self.pixels[chip.index]  # ties: the first raster
+        at = chip.index[better]
+        for f in self.FIELDS:
+            getattr(self, f)[at] = getattr(chip, f)[better]
 
 
 class InventoryIndex:
@@ -59,18 +78,12 @@ class InventoryIndex:
     def __init__(self, inventory: Inventory):
         self.inventory = inventory
         self.n = len(inventory.geometries)
-        self.bounds = np.array([g.bounds if g is not None and not g.is_empty else (np.inf,) * 4
-                                for g in inventory.geometries], float).reshape(-1, 4)
         self.area = np.array([0.0] + [ellipsoidal_area_km2(g, inventory.crs) if g is not None else 0.0
                                       for g in inventory.geometries])
 
     def near(self, src) -> np.ndarray:
-        """Indices of outlines whose bounding box meets the raster (in the inventory CRS)."""
-        from rasterio.warp import transform_bounds
-        left, bottom, right, top = transform_bounds(src.crs, self.inventory.crs, *src.bounds,
-                                                    densify_pts=21)
-        b = self.bounds
-        return np.nonzero((b[:, 0] <= right) & (b[:, 2] >= left) & (b[:, 1] <= top) & (b[:, 3] >= bottom))[0]
+        """Indices of outlines whose bounding box meets the raster."""
+        return self.inventory.near(src.crs, src.bounds)
 
 
 @dataclass
@@ -98,33 +111,29 @@ def raster_year(src) -> float | None:
 
 def count_pixels(prediction, index: InventoryIndex, quality_raster=None, quality="auto",
                  threshold=0.5, parameter="START") -> DateCounts:
-    """Outline, masked and predicted pixel counts per glacier on one prediction raster. Only
-    outlines near the raster are burnt (5000 per-glacier chips must not cost 5000^2)."""
-    n = index.n + 1
+    """Outline, masked and predicted pixel counts of the glaciers near one prediction raster
+    (only those are transformed and burnt: 5000 per-glacier chips must not cost 5000^2)."""
     with rasterio.open(prediction) as src:
         if src.crs is None or src.crs.is_geographic:
             raise ValueError(f"{prediction}: predictions must be in a metric CRS")
         glacier, masked = read_prediction(src, threshold, parameter)
         near = index.near(src)
-        sub = Inventory([k + 1 for k in near], [index.inventory.geometries[k] for k in near],
-                        index.inventory.crs).to_crs(src.crs.to_wkt())
+        sub = index.inventory.subset(near).to_crs(src.crs.to_wkt())
         local = rasterize_ids(sub, src.crs, src.transform, (src.height, src.width))
-        ids = np.concatenate([[0], near + 1])[local]
         pixel_km2 = abs(src.transform.a * src.transform.e) / 1e6
         year = raster_year(src)
         grid = (src.height, src.width, src.transform)
         # Pixel counts are planar in the raster CRS: scale each glacier to the ellipsoid.
-        km2 = np.full(n, pixel_km2)
-        for k, g in zip(near, sub.geometries):
-            if g is not None and g.area > 0:
-                km2[k + 1] = pixel_km2 * index.area[k + 1] / (g.area / 1e6)
+        planar = np.array([g.area / 1e6 if g is not None else 0.0 for g in sub.geometries])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            km2 = np.where(planar > 0, pixel_km2 * index.area[near + 1] / planar, pixel_km2)
         # An outline that runs off the raster: the part beyond the edge was not seen, which is
         # what masked means (else a glacier on a scene edge gets a spurious rate).
         from shapely.geometry import box
         frame = box(*src.bounds)
-        planar_px = abs(src.transform.a * src.transform.e)
-        beyond = {k + 1: g.area / planar_px for k, g in zip(near, sub.geometries)
-                  if g is not None and not g.is_empty and not g.within(frame)}
+        beyond = np.array([g is not None and not g.is_empty and not g.within(frame)
+                           for g in sub.geometries], bool)
+        full_px = planar * 1e6 / abs(src.transform.a * src.transform.e)
     if quality_raster:
         with rasterio.open(quality_raster) as q:
             if (q.height, q.width, q.transform) != grid:
@@ -135,22 +144,14 @@ def count_pixels(prediction, index: InventoryIndex, quality_raster=None, quality
                 raise ValueError(f"quality raster {quality_raster} has no SCL/QUALITY band")
             masked = masked | masked_from_quality(q.read(band))
             year = year if year is not None else raster_year(q)
-    inside = ids > 0
-    pixels = np.bincount(ids[inside], minlength=n)
-    outside = np.zeros(n)
-    for k, full in beyond.items():
-        outside[k] = max(0.0, round(full) - pixels[k])
-    return DateCounts(pixels, np.bincount(ids[inside & masked], minlength=n),
-                      np.bincount(ids[inside & ~masked & glacier], minlength=n), km2,
-                      np.full(n, np.nan if year is None else year), outside)
-
-
-def combine(counts: list[DateCounts]) -> DateCounts:
-    """Per glacier, the counts of the raster that covers most of its outline (per-glacier
-    chips overlap their neighbours: summing them would count pixels twice)."""
-    best = np.stack([c.pixels for c in counts]).argmax(axis=0)[None]
-    return DateCounts(*(np.take_along_axis(np.stack([getattr(c, f) for c in counts]), best, 0)[0]
-                        for f in ("pixels", "masked", "predicted", "km2", "year", "outside")))
+    n = len(near) + 1
+    inside = local > 0
+    pixels = np.bincount(local[inside], minlength=n)
+    outside = np.where(beyond, np.maximum(0.0, np.round(full_px) - pixels[1:]), 0.0)
+    return DateCounts(pixels[1:], np.bincount(local[inside & masked], minlength=n)[1:],
+                      np.bincount(local[inside & ~masked & glacier], minlength=n)[1:], km2,
+                      np.full(len(near), np.nan if year is None else year), outside, near + 1,
+                      np.nan if year is None else year, pixel_km2)
 
 
 def corrected_area(c: DateCounts):
@@ -197,11 +198,14 @@ def area_change(inventory: Inventory, start, end, start_quality=None, end_qualit
         qualities = qualities or [None] * len(rasters)
         if len(qualities) != len(rasters):
             raise ValueError(f"{label}_QUALITY must give one raster per {label} raster")
-        per = []
-        for r, q in zip(rasters, qualities):
+        best = DateCounts.empty(n + 1)
+        for j, (r, q) in enumerate(zip(rasters, qualities)):
             progress.check()
-            per.append(count_pixels(r, index, q, opts.quality, opts.threshold, label))
-        return combine(per)
+            chip = count_pixels(r, index, q, opts.quality, opts.threshold, label)
+            if j == 0:  # glaciers no raster shows take the first raster's date and pixel size
+                best.year[:], best.km2[:] = (chip.first_year, chip.pixel_km2)
+            best.keep_best(chip)
+        return best
 
     progress.update(0.05, f"measuring {len(start)} start and {len(end)} end prediction raster(s)")
     c0 = measure(start, start_quality, "START")

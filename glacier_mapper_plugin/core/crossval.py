@@ -117,7 +117,8 @@ def cross_validate(rasters, inventory: Inventory, output_folder, dem_path=None, 
     folds = geographic_folds(inventory, k)
     bands = list(opts.bands) if opts.bands else default_bands(rasters[0], dem_path)
     ps = extract_patches(rasters, inventory, bands, opts.patch_size, dem_path, opts.mapping,
-                         opts.quality, progress=progress)
+                         opts.quality, progress=progress, cache_root=opts.patch_cache)
+    of = np.array([p.glacier for p in ps.patches], int)
     results = []
     share = 0.85 if predict else 1.0
     for f in range(k):
@@ -131,9 +132,9 @@ def cross_validate(rasters, inventory: Inventory, output_folder, dem_path=None, 
         model = output_folder / f"fold_{f + 1}.gmm"
         res = train_model(rasters, inventory, model, dem_path, fold_opts,
                           progress.sub(share * f / k, share * (f + 1) / k), patches=ps)
-        test_idx = [i for i, p in enumerate(ps.patches) if p.glacier in set(test_g)]
+        test_idx = np.nonzero(np.isin(of, test_g))[0]
         conf = _test_confusion(model, ps, test_idx, res.header, pick_device(opts.device))
-        results.append(FoldResult(f, len(test_idx), len({ps.patches[i].glacier for i in test_idx}),
+        results.append(FoldResult(f, len(test_idx), len(set(of[test_idx].tolist())),
                                   scores(conf), model))
         progress.info(f"fold {f + 1}: IoU {results[-1].scores['iou']:.4f}, "
                       f"F1 {results[-1].scores['f1']:.4f} on {len(test_idx)} test patches")
@@ -163,6 +164,9 @@ def cross_validate(rasters, inventory: Inventory, output_folder, dem_path=None, 
                                 f"out-of-fold prediction: {cv.predictions[-1].name}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+    if not opts.keep_patches:
+        ps.close()
+        shutil.rmtree(ps.folder, ignore_errors=True)
     return cv
 
 
@@ -177,8 +181,8 @@ def _test_confusion(model_path, ps, indices, header, device):
     net = Network(model_path, device, "fp32")
     total = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
     for b0 in range(0, len(indices), 8):
-        idx = indices[b0:b0 + 8]
-        prob = net(standardise(ps.x[idx], ps.valid[idx], header.mean, header.std))
-        for j, i in enumerate(idx):
-            total = add(total, confusion(prob[j] >= header.threshold, ps.y[i] > 0, ps.valid[i]))
+        x, y, valid = ps.arrays(indices[b0:b0 + 8])
+        prob = net(standardise(x, valid, header.mean, header.std))
+        for j in range(len(x)):
+            total = add(total, confusion(prob[j] >= header.threshold, y[j] > 0, valid[j]))
     return total

@@ -58,3 +58,11 @@ def gdal_cache_limit(max_bytes: int = 256 * 1024 ** 2):
     import rasterio
     with rasterio.Env(GDAL_CACHEMAX=int(max_bytes)):
         yield
+
+
+def cache_dir() -> Path:
+    """The user's Glacier Mapper cache: $GLACIER_MAPPER_CACHE, else the platform's cache."""
+    if os.environ.get("GLACIER_MAPPER_CACHE"):
+        return Path(os.environ["GLACIER_MAPPER_CACHE"])
+    base = os.environ.get("LOCALAPPDATA") if os.name == "nt" else os.environ.get("XDG_CACHE_HOME")
+    return Path(base or Path.home() / ".cache") / "glacier_mapper"

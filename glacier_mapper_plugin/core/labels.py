@@ -34,6 +34,23 @@ class Inventory:
         geoms = [None if g is None else shapely_transform(tr.transform, g) for g in self.geometries]
         return Inventory(self.ids, geoms, dst.to_wkt(), self.records)
 
+    def near(self, crs, bounds) -> np.ndarray:
+        """Indices of the outlines whose bounding box meets `bounds` (given in `crs`): a
+        spatial index, so a chip costs its own glaciers, not the whole inventory."""
+        from rasterio.warp import transform_bounds
+        from shapely import STRtree, box
+        if getattr(self, "_tree", None) is None:  # built once per inventory
+            self._tree = STRtree([g if g is not None and not g.is_empty else None
+                                  for g in self.geometries])
+        if CRS.from_user_input(crs) != CRS.from_user_input(self.crs):
+            bounds = transform_bounds(crs, self.crs, *bounds, densify_pts=21)
+        return np.sort(self._tree.query(box(*bounds)))
+
+    def subset(self, indices) -> "Inventory":
+        """The outlines at `indices`, in the same CRS (ids and records follow)."""
+        return Inventory([self.ids[k] for k in indices], [self.geometries[k] for k in indices],
+                         self.crs, None if self.records is None else [self.records[k] for k in indices])
+
     @classmethod
     def from_layer(cls, layer, id_field: str | None = "id") -> "Inventory":
         """From a core.vector.VectorLayer; ids from `id_field` or the feature order."""
@@ -45,9 +62,13 @@ class Inventory:
 
 
 def rasterize_ids(inventory: Inventory, crs, transform, shape, all_touched=False) -> np.ndarray:
-    """int32 raster: k + 1 where glacier k of the inventory is, 0 elsewhere."""
-    inv = inventory.to_crs(crs)
-    shapes = [(g, k + 1) for k, g in enumerate(inv.geometries) if g is not None and not g.is_empty]
+    """int32 raster: k + 1 where glacier k of the inventory is, 0 elsewhere. Only the outlines
+    near the grid are transformed and burnt."""
+    from rasterio.transform import array_bounds
+    west, south, east, north = array_bounds(shape[0], shape[1], transform)
+    near = inventory.near(crs, (west, south, east, north))
+    local = inventory.subset(near).to_crs(crs).geometries
+    shapes = [(g, int(k) + 1) for k, g in zip(near, local) if g is not None and not g.is_empty]
     if not shapes:
         return np.zeros(shape, np.int32)
     return features.rasterize(shapes, out_shape=shape, transform=transform, fill=0,

@@ -77,15 +77,39 @@ class ModelHeader:
         return cls(**{k: v for k, v in data.items() if k in known}).validate(source)
 
 
-def build_network(header: ModelHeader):
-    """The torch module the header describes, with random weights."""
+def build_network(header: ModelHeader, encoder_weights: str | None = None):
+    """The torch module the header describes, with random weights (or smp's pretrained
+    encoder weights, e.g. imagenet, whose first convolution smp adapts to the band count)."""
     import segmentation_models_pytorch as smp
     try:
-        return smp.Unet(encoder_name=header.encoder, encoder_weights=None,
+        return smp.Unet(encoder_name=header.encoder, encoder_weights=encoder_weights,
                         in_channels=len(header.bands), classes=header.classes)
     except (KeyError, ValueError) as err:
         raise ModelFileError(f"encoder {header.encoder!r} is not available in "
                              f"segmentation-models-pytorch: {err}") from None
+
+
+def imagenet_network(header: ModelHeader, progress=None):
+    """A U-Net with smp's ImageNet encoder. smp fetches the weights from the Hugging Face hub
+    on first use and keeps them in the hub's cache (HF_HUB_CACHE), where the user can see,
+    copy or pre-seed them for machines without internet."""
+    from huggingface_hub import constants, hf_hub_download
+    from segmentation_models_pytorch.encoders import encoders
+    settings = encoders.get(header.encoder, {}).get("pretrained_settings", {}).get("imagenet")
+    if not settings:
+        raise ValueError(f"ENCODER_WEIGHTS: segmentation-models-pytorch has no ImageNet weights "
+                         f"for {header.encoder}")
+    try:
+        path = hf_hub_download(settings["repo_id"], "model.safetensors", revision=settings["revision"])
+    except Exception as err:  # offline, proxy, hub down: all say the same to the user
+        raise ValueError(
+            f"ENCODER_WEIGHTS=imagenet: the {header.encoder} ImageNet weights ({settings['repo_id']}) "
+            f"could not be fetched from the Hugging Face hub ({type(err).__name__}) and are not in "
+            f"its cache {constants.HF_HUB_CACHE}: connect to the internet once, copy that cache "
+            "from a machine that has them, or use ENCODER_WEIGHTS=none") from None
+    if progress is not None:
+        progress.info(f"ImageNet encoder weights of {header.encoder}: {path}")
+    return build_network(header, "imagenet")
 
 
 def save_model(path, network, header: ModelHeader) -> Path:

@@ -1,7 +1,8 @@
 """Training a glacier U-Net from imagery and an inventory (Diaconu & Bamber 2023, improved).
 
-Glacier-centred patches; per-band standardisation from training patches only (stored in the
-model); binary cross-entropy that ignores no-data, cloud and shadow pixels; D4 flips and
+Glacier-centred patches, cut once into an on-disk cache and streamed by a torch DataLoader
+whose workers read, standardise and augment them; per-band standardisation from the
+training patches only (stored in the model), merged from per-patch moments; binary cross-entropy that ignores no-data, cloud and shadow pixels; D4 flips and
 rotations; a validation split by glacier, never by patch (neighbouring patches share
 pixels); the checkpoint with the best mean per-glacier validation IoU is kept. Every epoch
 writes a resume file (in the user's cache), so a stopped run continues from its last finished epoch. All
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,11 +23,11 @@ import numpy as np
 import rasterio
 
 from .bands import canonical
-from .io import atomic_output
+from .io import atomic_output, cache_dir
 from .labels import QUALITY_NAMES, Inventory
 from .metrics import add, confusion, scores
 from .model_file import ModelHeader, build_network, save_model
-from .patches import PatchSet, extract_patches
+from .patches import PatchCache, band_statistics, extract_patches
 from .progress import Progress
 from .segment import pick_device
 
@@ -46,6 +48,10 @@ class TrainOptions:
     mapping: dict | None = None          # explicit name -> band number
     train_glaciers: list | None = None   # inventory index+1 to train on (None: all)
     val_glaciers: list | None = None     # explicit validation glaciers (None: VAL_FRACTION)
+    encoder_weights: str = "none"        # none | imagenet | a .gmm model to fine-tune
+    workers: int | None = None           # DataLoader worker processes (None: by device)
+    patch_cache: str | None = None       # folder of the patch cache (None: the user's cache)
+    keep_patches: bool = False           # keep the patch cache after a successful run
 
 
 @dataclass
@@ -78,18 +84,6 @@ def split_glaciers(glaciers, fraction: float, seed: int):
     return [g for g in glaciers if g not in val], val
 
 
-def band_statistics(x: np.ndarray, valid: np.ndarray):
-    """Per-band mean and std over valid pixels of the training patches."""
-    mean, std = [], []
-    for c in range(x.shape[1]):
-        v = x[:, c][valid]
-        if v.size == 0:
-            raise ValueError("no valid pixel in the training patches (all cloud or no data?)")
-        mean.append(float(v.mean()))
-        std.append(max(float(v.std()), 1e-6))
-    return mean, std
-
-
 def standardise(x: np.ndarray, valid: np.ndarray, mean, std) -> np.ndarray:
     """(x - mean) / std per band, float32; invalid pixels 0 (the band mean), as at inference."""
     out = ((x - np.asarray(mean, np.float32)[None, :, None, None])
@@ -117,42 +111,103 @@ def masked_bce(logits, target, valid):
     return (loss * weight).sum() / weight.sum().clamp(min=1.0)
 
 
-def evaluate_patches(network, ps: PatchSet, indices, device, batch_size, autocast_dtype=None):
-    """Per-glacier IoU (mean over glaciers) and pooled confusion on the given patches."""
+class PatchDataset:
+    """Map-style dataset over a patch cache: item (index, k, flip) -> standardised, D4-
+    transformed (x, y, valid). Runs in DataLoader workers; randomness comes with the item
+    (drawn in the main process from SEED), so results do not depend on the worker count."""
+
+    def __init__(self, cache: PatchCache, mean, std):
+        self.cache, self.mean, self.std = cache, mean, std
+
+    def __len__(self):
+        return len(self.cache)
+
+    def __getitem__(self, item):
+        i, k, flip = item
+        x, y, v = self.cache.read(i)
+        x = standardise(x[None], v[None], self.mean, self.std)[0]
+        x, y, v = d4([x, y, v], k, flip)
+        return x, y.astype(np.float32), v
+
+
+class EpochBatches:
+    """Batches of (index, k, flip) for one epoch, shuffled from (seed, epoch): a batch
+    sampler that persistent workers keep using from epoch to epoch."""
+
+    def __init__(self, indices, batch_size, seed, augment=True):
+        self.indices, self.batch_size, self.seed, self.augment = np.asarray(indices, int), batch_size, seed, augment
+        self.epoch = 1
+
+    def __len__(self):
+        return -(-len(self.indices) // self.batch_size)
+
+    def __iter__(self):
+        if not self.augment:  # evaluation: in order, untransformed
+            for b0 in range(0, len(self.indices), self.batch_size):
+                yield [(int(i), 0, False) for i in self.indices[b0:b0 + self.batch_size]]
+            return
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(self.indices)
+        ks, flips = rng.integers(4, size=len(order)), rng.integers(2, size=len(order))
+        for b0 in range(0, len(order), self.batch_size):
+            yield [(int(order[j]), int(ks[j]), bool(flips[j]))
+                   for j in range(b0, min(b0 + self.batch_size, len(order)))]
+
+
+def default_workers(device: str) -> int:
+    """Loader processes: on the CPU one (reading overlaps compute; more would steal cores
+    from the training step), on a GPU enough to keep it fed."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device.startswith("cuda"):
+        return max(1, min(8, cores - 1))
+    return 1 if cores >= 2 else 0
+
+
+def patch_loader(cache, mean, std, batches: EpochBatches, device: str, workers: int):
+    import torch
+    return torch.utils.data.DataLoader(
+        PatchDataset(cache, mean, std), batch_sampler=batches, num_workers=workers,
+        pin_memory=device.startswith("cuda"), persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None)
+
+
+def evaluate_patches(network, loader, glaciers, device, autocast_dtype=None):
+    """Per-glacier IoU (mean over glaciers) and pooled confusion over a loader's patches
+    (in order; `glaciers` gives each one's glacier)."""
     import torch
     per_glacier: dict[int, dict] = {}
     total = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
     network.eval()
+    j = 0
     with torch.inference_mode():
-        for b0 in range(0, len(indices), batch_size):
-            idx = indices[b0:b0 + batch_size]
-            x = torch.from_numpy(ps.x[idx]).to(device)
+        for x, y, v in loader:
+            x = x.to(device, non_blocking=True, memory_format=_memory_format(device))
             with torch.autocast(device.split(":")[0], dtype=autocast_dtype,
                                 enabled=autocast_dtype is not None):
                 prob = torch.sigmoid(network(x).float())[:, 0].cpu().numpy()
-            for j, i in enumerate(idx):
-                c = confusion(prob[j] >= 0.5, ps.y[i] > 0, ps.valid[i])
-                g = ps.patches[i].glacier
+            for b in range(len(prob)):
+                c = confusion(prob[b] >= 0.5, y[b].numpy() > 0, v[b].numpy())
+                g = glaciers[j]
                 per_glacier[g] = add(per_glacier.get(g, {}), c)
                 total = add(total, c)
+                j += 1
     ious = [scores(c)["iou"] for c in per_glacier.values()]
     ious = [v for v in ious if np.isfinite(v)]
     return (float(np.mean(ious)) if ious else float("nan")), total
 
 
+def _memory_format(device: str):
+    """channels_last on CUDA (tensor cores read NHWC); the CPU's default is faster here."""
+    import torch
+    return torch.channels_last if device.startswith("cuda") else torch.contiguous_format
+
+
 def _config_hash(rasters, inventory, bands, opts: TrainOptions) -> str:
-    cfg = {k: v for k, v in asdict(opts).items() if k not in ("epochs", "device")}
+    cfg = {k: v for k, v in asdict(opts).items()
+           if k not in ("epochs", "device", "workers", "patch_cache", "keep_patches")}
     cfg.update(rasters=[str(Path(r).resolve()) for r in rasters], bands=bands,
                glaciers=[str(i) for i in inventory.ids])
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def cache_dir() -> Path:
-    """The user's Glacier Mapper cache: $GLACIER_MAPPER_CACHE, else the platform's cache."""
-    if os.environ.get("GLACIER_MAPPER_CACHE"):
-        return Path(os.environ["GLACIER_MAPPER_CACHE"])
-    base = os.environ.get("LOCALAPPDATA") if os.name == "nt" else os.environ.get("XDG_CACHE_HOME")
-    return Path(base or Path.home() / ".cache") / "glacier_mapper"
 
 
 def resume_path(output_model) -> Path:
@@ -201,9 +256,33 @@ def _load_resume(path, network, optimizer, config_hash, device):
     return meta, best
 
 
+def initial_weights(network, header: ModelHeader, weights: str, progress: Progress):
+    """ENCODER_WEIGHTS: none (random), imagenet (smp's published encoder weights, fetched
+    from the Hugging Face hub on first use into its cache) or a .gmm model to fine-tune
+    (same encoder and bands; a model of one region adapted to another)."""
+    weights = (weights or "none").strip()
+    if weights.lower() == "none":
+        return network
+    if weights.lower() == "imagenet":
+        from .model_file import imagenet_network
+        return imagenet_network(header, progress)
+    from .model_file import ModelFileError, load_model
+    try:
+        base, base_header = load_model(weights)
+    except ModelFileError as err:
+        raise ValueError(f"ENCODER_WEIGHTS: {err}") from None
+    if base_header.encoder != header.encoder or base_header.bands != header.bands:
+        raise ValueError(f"ENCODER_WEIGHTS: {weights} is a {base_header.encoder} model of bands "
+                         f"{', '.join(base_header.bands)}; this training uses {header.encoder} and "
+                         f"{', '.join(header.bands)}: set ENCODER and BANDS to match it")
+    network.load_state_dict(base.state_dict())
+    progress.info(f"fine-tuning from {weights} (its band normalisation is kept)")
+    return network
+
+
 def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
                 options: TrainOptions | None = None, progress: Progress | None = None,
-                patches: PatchSet | None = None) -> TrainResult:
+                patches: PatchCache | None = None) -> TrainResult:
     """Train, validate by glacier, keep the best epoch, write the model file."""
     import torch
     opts = options or TrainOptions()
@@ -218,11 +297,14 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         raise ValueError("EPOCHS and BATCH_SIZE must be >= 1 and LEARNING_RATE > 0")
     device = pick_device(opts.device)
     bands = list(opts.bands) if opts.bands else default_bands(rasters[0], dem_path)
+    base_header = _fine_tuning_header(opts.encoder_weights)
     progress.info(f"bands: {', '.join(bands)}; device {device}")
 
-    ps = patches or extract_patches(rasters, inventory, bands, opts.patch_size, dem_path,
-                                    opts.mapping, opts.quality, progress=progress)
-    glaciers = sorted({p.glacier for p in ps.patches})
+    cache = patches or extract_patches(rasters, inventory, bands, opts.patch_size, dem_path,
+                                       opts.mapping, opts.quality, progress=progress,
+                                       cache_root=opts.patch_cache)
+    of = np.array([p.glacier for p in cache.patches], int)
+    glaciers = sorted(set(of.tolist()))
     if opts.train_glaciers is not None:
         glaciers = [g for g in glaciers if g in set(opts.train_glaciers)]
     if opts.val_glaciers is not None:
@@ -230,23 +312,26 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         train_g = [g for g in glaciers if g not in val_g]
     else:
         train_g, val_g = split_glaciers(glaciers, opts.val_fraction, opts.seed)
-    train_idx = np.array([i for i, p in enumerate(ps.patches) if p.glacier in set(train_g)], int)
-    val_idx = np.array([i for i, p in enumerate(ps.patches) if p.glacier in set(val_g)], int)
+    train_idx = np.nonzero(np.isin(of, train_g))[0]
+    val_idx = np.nonzero(np.isin(of, val_g))[0]
     if train_idx.size == 0:
         raise ValueError("no training patch: the inventory's glaciers do not overlap INPUT")
     progress.info(f"{len(train_idx)} training patches on {len(train_g)} glaciers, "
                   f"{len(val_idx)} validation patches on {len(val_g)} glaciers")
 
-    mean, std = band_statistics(ps.x[train_idx], ps.valid[train_idx])
-    data = PatchSet(standardise(ps.x, ps.valid, mean, std), ps.y, ps.valid, ps.patches, bands)
-
+    if base_header is not None:
+        mean, std = base_header.mean, base_header.std
+    else:
+        mean, std = band_statistics(cache.moments[train_idx])
     with rasterio.open(rasters[0]) as src:
         pixel = abs(src.transform.a)
     header = ModelHeader(bands=bands, mean=mean, std=std, encoder=opts.encoder,
                          pixel_size_m=pixel, patch_size=opts.patch_size,
                          units={b: ("m" if b == "DEM" else "reflectance") for b in bands})
     torch.manual_seed(opts.seed)
-    network = build_network(header.validate()).to(device)
+    network = build_network(header.validate())
+    network = initial_weights(network, header, opts.encoder_weights, progress)
+    network = network.to(device, memory_format=_memory_format(device))
     optimizer = torch.optim.AdamW(network.parameters(), lr=opts.learning_rate,
                                   weight_decay=opts.weight_decay)
     amp_dtype = None
@@ -268,18 +353,24 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         else:
             progress.warning(f"{resume.name} belongs to other settings: starting afresh")
 
-    n_batches = -(-len(train_idx) // opts.batch_size)
+    workers = default_workers(device) if opts.workers is None else int(opts.workers)
+    batches = EpochBatches(train_idx, opts.batch_size, opts.seed)
+    loader = patch_loader(cache, mean, std, batches, device, workers)
+    val_loader = patch_loader(cache, mean, std, EpochBatches(val_idx, opts.batch_size, opts.seed,
+                                                             augment=False), device, 0)
+    val_glaciers = of[val_idx].tolist()
+    fmt = _memory_format(device)
+    timing = {"step": 0.0, "wait": 0.0, "patches": 0}
     for epoch in range(start, opts.epochs + 1):
         network.train()
-        rng = np.random.default_rng([opts.seed, epoch])
-        order = rng.permutation(train_idx)
+        batches.epoch = epoch
         losses = []
-        for b, b0 in enumerate(range(0, len(order), opts.batch_size)):
+        tick = time.perf_counter()
+        for b, (x, y, v) in enumerate(loader):
             progress.check()
-            idx = np.sort(order[b0:b0 + opts.batch_size])
-            k, flip = int(rng.integers(4)), bool(rng.integers(2))
-            x, y, v = d4([data.x[idx], data.y[idx], data.valid[idx]], k, flip)
-            x, y, v = (torch.from_numpy(a).to(device) for a in (x, y.astype(np.float32), v))
+            got = time.perf_counter()
+            x = x.to(device, non_blocking=True, memory_format=fmt)
+            y, v = y.to(device, non_blocking=True), v.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = network(x)[:, 0]
@@ -287,10 +378,15 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            losses.append(float(loss.detach()))
-            progress.update(((epoch - 1) + (b + 1) / n_batches) / opts.epochs)
-        val_iou, val_conf = evaluate_patches(network, data, val_idx, device, opts.batch_size,
-                                             amp_dtype) if len(val_idx) else (float("nan"), None)
+            losses.append(float(loss.detach()))  # syncs: the step is done when timed
+            tock = time.perf_counter()
+            timing["wait"] += got - tick
+            timing["step"] += tock - got
+            timing["patches"] += len(x)
+            tick = tock
+            progress.update(((epoch - 1) + (b + 1) / len(batches)) / opts.epochs)
+        val_iou, _ = evaluate_patches(network, val_loader, val_glaciers, device, amp_dtype) \
+            if len(val_idx) else (float("nan"), None)
         entry = {"epoch": epoch, "loss": float(np.mean(losses)), "val_iou": val_iou}
         history.append(entry)
         improved = not len(val_idx) or (np.isfinite(val_iou) and val_iou > best_iou)
@@ -302,23 +398,46 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         _save_resume(resume, network, optimizer, best_state,
                      dict(config=config, epoch=epoch, history=history, best_iou=best_iou,
                           best_epoch=best_epoch))
+    del loader  # ends the persistent workers
 
     network.load_state_dict(best_state)
     network.eval()
     metrics = {"best_epoch": best_epoch, "val_iou_per_glacier": best_iou if best_iou >= 0 else None}
     if len(val_idx):
-        _, conf = evaluate_patches(network, data, val_idx, device, opts.batch_size, amp_dtype)
+        _, conf = evaluate_patches(network, val_loader, val_glaciers, device, amp_dtype)
         metrics["validation"] = scores(conf)
     header.metrics = metrics
+    busy = timing["step"] / max(timing["step"] + timing["wait"], 1e-9)
     header.training = dict(
         rasters=[Path(r).name for r in rasters], patches_train=int(len(train_idx)),
         patches_val=int(len(val_idx)), glaciers_train=len(train_g), glaciers_val=len(val_g),
         epochs=opts.epochs, batch_size=opts.batch_size, learning_rate=opts.learning_rate,
-        seed=opts.seed, device=device, history=history,
+        seed=opts.seed, device=device, history=history, encoder_weights=opts.encoder_weights,
+        loader_workers=workers, step_share=round(busy, 4),
+        patches_per_s=round(timing["patches"] / max(timing["step"] + timing["wait"], 1e-9), 2),
         seconds=round(time.perf_counter() - t0, 1))
     save_model(output_model, network, header)
     if resume.exists():
         os.remove(resume)
+    if patches is None and not opts.keep_patches:
+        cache.close()
+        shutil.rmtree(cache.folder, ignore_errors=True)
     progress.update(1.0, f"model written to {output_model} (best epoch {best_epoch}, "
-                         f"validation IoU per glacier {best_iou:.4f})")
+                         f"validation IoU per glacier {best_iou:.4f}; {header.training['patches_per_s']} "
+                         f"patches/s, {busy:.0%} of the time in the training step)")
     return TrainResult(Path(output_model), header, history, best_epoch, start - 1)
+
+
+def _fine_tuning_header(weights):
+    """The header of the model to fine-tune from, or None."""
+    weights = (weights or "none").strip()
+    if weights.lower() in ("none", "imagenet"):
+        return None
+    from .model_file import ModelFileError, read_header
+    if not Path(weights).is_file():
+        raise ValueError(f"ENCODER_WEIGHTS: {weights!r} is neither none, imagenet nor an existing "
+                         ".gmm model file")
+    try:
+        return read_header(weights)
+    except ModelFileError as err:
+        raise ValueError(f"ENCODER_WEIGHTS: {err}") from None

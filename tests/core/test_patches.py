@@ -48,16 +48,17 @@ def test_extract_labels_and_validity_from_scl(region):
     inv = Inventory.from_layer(read_layer(region.inventory, "inventory"))
     ps = extract_patches([region.imagery_start], inv, ["B2", "B3", "B4", "B8", "B12", "DEM"], 64,
                          dem_path=region.dem)
-    assert ps.x.shape[1:] == (6, 64, 64) and ps.y.shape == ps.valid.shape == (len(ps.patches), 64, 64)
+    x, y, valid = ps.arrays(range(len(ps)))
+    assert x.shape[1:] == (6, 64, 64) and y.shape == valid.shape == (len(ps.patches), 64, 64)
     # Each patch is centred on its glacier, so that glacier is in its label.
-    assert all(ps.y[i].any() for i in range(len(ps.patches)))
+    assert all(y[i].any() for i in range(len(ps.patches)))
     # Cloud and no-data pixels are invalid; so the SCL decides validity.
     import rasterio
     with rasterio.open(region.imagery_start) as src:
         scl = src.read(6)
     p = ps.patches[0]
     window_scl = scl[p.row:p.row + 64, p.col:p.col + 64]
-    assert np.array_equal(~ps.valid[0], np.isin(window_scl, (0, 1, 3, 8, 9, 10)))
+    assert np.array_equal(~valid[0], np.isin(window_scl, (0, 1, 3, 8, 9, 10)))
 
 
 def test_inventory_in_wgs84_burns_the_same_pixels(region):
@@ -96,3 +97,46 @@ def test_each_glacier_sampled_once_across_overlapping_chips(region, tmp_path):
         sources.setdefault(p.glacier, set()).add(p.source)
     assert all(len(s) == 1 for s in sources.values())
     assert set(sources) == set(range(1, len(inv.ids) + 1))
+
+
+def test_patches_are_cut_once_and_reused_until_an_input_changes(small_region, tmp_path):
+    import os
+    import shutil
+    inv = Inventory.from_layer(read_layer(small_region.inventory, "inventory"))
+    raster = tmp_path / "scene.tif"
+    shutil.copy(small_region.imagery_start, raster)
+    a = extract_patches([raster], inv, ["B2", "B3"], 64, cache_root=tmp_path / "cache")
+    b = extract_patches([raster], inv, ["B2", "B3"], 64, cache_root=tmp_path / "cache")
+    assert a.folder == b.folder and len(a) == len(b) > 0
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [a.folder.name]  # no partial left
+    other = extract_patches([raster], inv, ["B2", "B3"], 32, cache_root=tmp_path / "cache")
+    assert other.folder != a.folder  # other settings, other cache
+    os.utime(raster, ns=(1, 1))  # the scene was replaced: its patches must be cut again
+    assert extract_patches([raster], inv, ["B2", "B3"], 64, cache_root=tmp_path / "cache").folder != a.folder
+
+
+def test_cutting_patches_holds_one_patch_not_all_of_them(region, tmp_path):
+    """Peak Python-heap memory while cutting does not grow with the number of patches: all
+    glaciers cost what one glacier costs (the raster-sized work is the same for both)."""
+    import tracemalloc
+    inv = Inventory.from_layer(read_layer(region.inventory, "inventory"))
+    peaks, sizes = [], []
+    for glaciers, root in ((None, "all"), ([1], "one")):
+        tracemalloc.start()
+        ps = extract_patches([region.imagery_start], inv, ["B2", "B3", "B4", "B8", "B12", "DEM"], 64,
+                             dem_path=region.dem, glaciers=glaciers, cache_root=tmp_path / root)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        sizes.append(sum(f.stat().st_size for f in ps.folder.glob("*.bin")))
+    assert sizes[0] > 5 * sizes[1]
+    assert peaks[0] - peaks[1] < sizes[0] / 10, (peaks, sizes)
+
+
+def test_band_statistics_merge_exactly():
+    from glacier_mapper_plugin.core.patches import band_statistics
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(3000, 400, size=n) for n in (10, 1000, 1, 77)]
+    moments = np.array([[[p.size, p.mean(), ((p - p.mean()) ** 2).sum()]] for p in parts])
+    mean, std = band_statistics(moments)
+    allv = np.concatenate(parts)
+    assert mean[0] == pytest.approx(allv.mean(), rel=1e-12) and std[0] == pytest.approx(allv.std(), rel=1e-12)

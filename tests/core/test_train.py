@@ -6,7 +6,7 @@ from glacier_mapper_plugin.core.labels import Inventory
 from glacier_mapper_plugin.core.model_file import load_model, read_header
 from glacier_mapper_plugin.core.patches import extract_patches
 from glacier_mapper_plugin.core.progress import Cancelled, Progress
-from glacier_mapper_plugin.core.train import (TrainOptions, band_statistics, d4, default_bands,
+from glacier_mapper_plugin.core.train import (TrainOptions, d4, default_bands,
                                               masked_bce, resume_path, split_glaciers,
                                               train_model)
 from glacier_mapper_plugin.core.vector import read_layer
@@ -59,7 +59,9 @@ def test_normalisation_from_training_patches_stored_in_model(small_region, tmp_p
     res = train_model([small_region.imagery_start], inv, tmp_path / "m.gmm", small_region.dem,
                       TrainOptions(**dict(FAST, epochs=1, val_fraction=0.0)))
     ps = extract_patches([small_region.imagery_start], inv, res.header.bands, 64, small_region.dem)
-    mean, std = band_statistics(ps.x, ps.valid)
+    x, _, valid = ps.arrays(range(len(ps)))
+    pixels = np.moveaxis(x, 1, 0)[:, valid]  # (bands, valid pixels): the direct two-pass numbers
+    mean, std = pixels.astype(np.float64).mean(axis=1), pixels.astype(np.float64).std(axis=1)
     header = read_header(tmp_path / "m.gmm")
     np.testing.assert_allclose(header.mean, mean, rtol=1e-5)
     np.testing.assert_allclose(header.std, std, rtol=1e-5)
@@ -117,3 +119,72 @@ def test_bad_parameters_are_named(small_region, tmp_path):
         train_model([small_region.imagery_start], inv, tmp_path / "m.gmm", options=TrainOptions(patch_size=50))
     with pytest.raises(ValueError, match="INPUT"):
         train_model([], inv, tmp_path / "m.gmm")
+
+
+def test_loader_workers_change_nothing_and_the_patch_cache_goes_unless_kept(small_region, tmp_path):
+    inv = _inventory(small_region)
+    cache = tmp_path / "patches"
+    for name, workers, keep in (("w0", 0, False), ("w2", 2, True)):
+        train_model([small_region.imagery_start], inv, tmp_path / f"{name}.gmm", small_region.dem,
+                    TrainOptions(**dict(FAST, epochs=1), workers=workers, patch_cache=str(cache),
+                                 keep_patches=keep))
+        assert len(list(cache.iterdir())) == (1 if keep else 0)
+    a, b = _weights(tmp_path / "w0.gmm"), _weights(tmp_path / "w2.gmm")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    training = read_header(tmp_path / "w2.gmm").training
+    assert training["loader_workers"] == 2 and 0 < training["step_share"] <= 1
+
+
+def _hub_cache(root, encoder, state):
+    """A Hugging Face hub cache holding smp's ImageNet weights of `encoder` as smp asks for
+    them (repo, pinned revision): what a first online run leaves, seeded for offline tests."""
+    import json
+    from safetensors.torch import save_file
+    from segmentation_models_pytorch.encoders import encoders
+    settings = encoders[encoder]["pretrained_settings"]["imagenet"]
+    snap = root / f"models--{settings['repo_id'].replace('/', '--')}" / "snapshots" / settings["revision"]
+    snap.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(snap / "model.safetensors"))
+    (snap / "config.json").write_text(json.dumps({"encoder": encoder}))
+
+
+def test_imagenet_weights_come_from_the_hub_cache(small_region, tmp_path, monkeypatch):
+    from segmentation_models_pytorch.encoders import get_encoder
+    from glacier_mapper_plugin.core.model_file import ModelHeader
+    from glacier_mapper_plugin.core.train import initial_weights
+    from glacier_mapper_plugin.core.model_file import build_network
+    torch.manual_seed(123)
+    reference = get_encoder("resnet18", in_channels=3, weights=None).state_dict()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    header = ModelHeader(bands=["B2", "B3", "B4", "B8", "B12", "DEM"], mean=[0.0] * 6, std=[1.0] * 6,
+                         encoder="resnet18")
+    with pytest.raises(ValueError, match="ENCODER_WEIGHTS=imagenet.*hub"):
+        initial_weights(build_network(header), header, "imagenet", Progress())
+    _hub_cache(tmp_path / "hub", "resnet18", reference)
+    net = initial_weights(build_network(header), header, "imagenet", Progress())
+    got = net.encoder.state_dict()
+    assert torch.equal(got["layer4.1.conv2.weight"], reference["layer4.1.conv2.weight"])
+    # Six bands from three: smp repeats the RGB filters and rescales them (3/6).
+    assert torch.allclose(got["conv1.weight"][:, :3], reference["conv1.weight"] * 0.5)
+
+
+def test_fine_tuning_starts_from_the_given_model(small_region, tmp_path):
+    inv = _inventory(small_region)
+    base = tmp_path / "base.gmm"
+    train_model([small_region.imagery_start], inv, base, small_region.dem,
+                TrainOptions(**dict(FAST, epochs=1, val_fraction=0.0)))
+    tuned = train_model([small_region.imagery_start], inv, tmp_path / "tuned.gmm", small_region.dem,
+                        TrainOptions(**dict(FAST, epochs=1, val_fraction=0.0, learning_rate=1e-7),
+                                     encoder_weights=str(base)))
+    a, b = _weights(base), _weights(tmp_path / "tuned.gmm")
+    key = "encoder.layer4.1.conv2.weight"
+    assert torch.allclose(a[key], b[key], atol=1e-4)  # a tiny step away from the base model
+    assert tuned.header.mean == read_header(base).mean
+    with pytest.raises(ValueError, match="ENCODER_WEIGHTS.*resnet18.*ENCODER"):
+        train_model([small_region.imagery_start], inv, tmp_path / "x.gmm", small_region.dem,
+                    TrainOptions(**dict(FAST, encoder="resnet34"), encoder_weights=str(base)))
+    with pytest.raises(ValueError, match="ENCODER_WEIGHTS.*neither"):
+        train_model([small_region.imagery_start], inv, tmp_path / "x.gmm", small_region.dem,
+                    TrainOptions(**FAST, encoder_weights="imagenet21k"))
