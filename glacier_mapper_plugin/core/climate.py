@@ -47,6 +47,17 @@ class MonthlyClimate:
     def has(self, year, month) -> bool:
         return (year, month) in self._lookup
 
+    def cells(self, lon, lat, what: str = "a point"):
+        """(rows, cols) of `cell` for arrays of points, at once: a point whose nearest cell
+        has climate takes it (it is the nearest valid one); only the others search."""
+        lon, lat = np.atleast_1d(np.asarray(lon, float)), np.atleast_1d(np.asarray(lat, float))
+        rows, cols = _nearest(self.lat, lat), _nearest(self.lon, lon)
+        self.cell(float(lon[0]), float(lat[0]), what)  # computes the valid-cell grid once
+        far = np.hypot((self.lon[cols] - lon) / self._step[0], (self.lat[rows] - lat) / self._step[1]) > 1.5
+        for k in np.nonzero(~self._valid[rows, cols] | far)[0]:  # off the grid: cell() says so
+            rows[k], cols[k] = self.cell(float(lon[k]), float(lat[k]), what)
+        return rows, cols
+
     def cell(self, lon: float, lat: float, what: str = "a point") -> tuple[int, int]:
         """(row, col) of the nearest cell with climate (land, not NaN sea) within 1.5 cells of
         the point; a point off the grid, or near sea cells only, is an error: Icelandic stakes
@@ -74,6 +85,16 @@ class MonthlyClimate:
                 f"{self.lon.max():.2f} E, {self.lat.min():.2f}-{self.lat.max():.2f} N, cells of "
                 f"{dlon:.3g} x {dlat:.3g} deg): give climate that covers it")
         return int(r), int(c)
+
+
+def _nearest(coord: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Index of the nearest coordinate for each x (coordinates ascending or descending)."""
+    if coord.size == 1:
+        return np.zeros(x.shape, int)
+    order = np.argsort(coord, kind="stable")
+    ordered = coord[order]
+    j = np.clip(np.searchsorted(ordered, x), 1, ordered.size - 1)
+    return order[np.where(x - ordered[j - 1] <= ordered[j] - x, j - 1, j)]
 
 
 def climate_files(paths) -> list[Path]:

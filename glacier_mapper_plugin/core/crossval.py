@@ -25,6 +25,9 @@ from .segment import SegmentOptions, pick_device, segment
 from .train import TrainOptions, default_bands, split_glaciers, standardise, train_model
 
 
+MASK_BUFFER_M = 500.0  # fold models predict within this distance of their glaciers
+
+
 def geographic_folds(inventory: Inventory, k: int) -> list[int]:
     """Fold (0..k-1) of each glacier: west to east by centroid longitude, equal area."""
     if k < 2:
@@ -76,32 +79,44 @@ class CrossValidation:
 
 
 def compose_out_of_fold(raster, fold_probabilities, inventory: Inventory, folds, output,
-                        block_rows: int = 1024):
-    """One probability raster: each pixel from the model of the fold of its nearest glacier."""
+                        reach_m: float = 500.0, block_rows: int = 1024):
+    """One probability raster: each pixel from the model of the fold of its nearest glacier.
+    Fold predictions exist only within `reach_m` of their glaciers, so the nearest glacier
+    of any pixel that has a value lies within reach_m: each block of rows needs the
+    outlines of itself plus reach_m above and below, never a whole-raster distance map."""
     with rasterio.open(raster) as src:
-        ids = rasterize_ids(inventory, src.crs, src.transform, (src.height, src.width))
         profile = dict(GTIFF_PROFILE, width=src.width, height=src.height, count=1,
                        crs=src.crs, transform=src.transform, dtype="float32",
                        nodata=float("nan"), predictor=3)
         tags = {k: v for k, v in src.tags().items() if k in ("DATE", "DATETIME", "SCENE_ID")}
-    if not ids.any():
-        raise ValueError(f"no inventory glacier on {raster}")
-    _, (ri, ci) = ndimage.distance_transform_edt(ids == 0, return_indices=True)
+        if not len(inventory.near(src.crs, src.bounds)):
+            raise ValueError(f"no inventory glacier on {raster}")
+    pixel = abs(profile["transform"].a)
+    margin = int(np.ceil(reach_m / pixel)) + 2
+    H, W = profile["height"], profile["width"]
     fold_of_id = np.concatenate([[-1], np.asarray(folds)])
-    fold_map = fold_of_id[ids[ri, ci]]
     with contextlib.ExitStack() as stack:
         srcs = [stack.enter_context(rasterio.open(p)) for p in fold_probabilities]
         tmp = stack.enter_context(atomic_output(output))
         dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
         dst.set_band_description(1, "glacier probability (out of fold)")
         dst.update_tags(**tags, CROSS_VALIDATION="each pixel from the model of its nearest glacier's fold")
-        for y in range(0, profile["height"], block_rows):
-            h = min(block_rows, profile["height"] - y)
-            win = Window(0, y, profile["width"], h)
-            out = np.full((h, profile["width"]), np.nan, np.float32)
-            for f, s in enumerate(srcs):
-                sel = fold_map[y:y + h] == f
-                out[sel] = s.read(1, window=win)[sel]
+        for y in range(0, H, block_rows):
+            h = min(block_rows, H - y)
+            y0, y1 = max(y - margin, 0), min(y + h + margin, H)
+            ids = rasterize_ids(inventory, profile["crs"], rasterio.windows.transform(
+                Window(0, y0, W, y1 - y0), profile["transform"]), (y1 - y0, W))
+            out = np.full((h, W), np.nan, np.float32)
+            win = Window(0, y, W, h)
+            if ids.any():
+                dist, (ri, ci) = ndimage.distance_transform_edt(ids == 0, return_indices=True)
+                core = slice(y - y0, y - y0 + h)
+                fold_map = fold_of_id[ids[ri, ci]][core]
+                fold_map[dist[core] > margin] = -1  # beyond every fold's predictions
+                for f, s in enumerate(srcs):
+                    sel = fold_map == f
+                    if sel.any():
+                        out[sel] = s.read(1, window=win)[sel]
             dst.write(out, 1, window=win)
     return Path(output)
 
@@ -145,21 +160,22 @@ def cross_validate(rasters, inventory: Inventory, output_folder, dem_path=None, 
         try:
             for j, raster in enumerate(rasters):
                 fold_probs = []
-                local = inventory.to_crs(_crs(raster)).geometries  # once per raster, not per fold
+                near, crs = _near(inventory, raster, MASK_BUFFER_M)  # once per raster, not per fold
+                local = inventory.subset(near).to_crs(crs).geometries
                 for r in results:
-                    geoms = [g for g, fo in zip(local, folds) if fo == r.fold]
+                    geoms = [g for g, k in zip(local, near) if folds[k] == r.fold]
                     out = scratch / f"{j}_fold{r.fold + 1}.tif"
                     segment(raster, r.model, out, dem_path=dem_path,
                             options=SegmentOptions(tile_size=max(256, opts.patch_size * 2),
                                                    overlap=opts.patch_size // 4, device=opts.device,
                                                    bands=opts.mapping, mask_geometries=geoms,
-                                                   mask_buffer_m=500.0),
+                                                   mask_buffer_m=MASK_BUFFER_M),
                             progress=progress.sub(share + (1 - share) * j / len(rasters),
                                                   share + (1 - share) * (j + 1) / len(rasters)))
                     fold_probs.append(out)
                 cv.predictions.append(compose_out_of_fold(
                     raster, fold_probs, inventory, folds,
-                    output_folder / f"{Path(raster).stem}_out_of_fold_probability.tif"))
+                    output_folder / f"{Path(raster).stem}_out_of_fold_probability.tif", MASK_BUFFER_M))
                 progress.update(share + (1 - share) * (j + 1) / len(rasters),
                                 f"out-of-fold prediction: {cv.predictions[-1].name}")
         finally:
@@ -170,9 +186,12 @@ def cross_validate(rasters, inventory: Inventory, output_folder, dem_path=None, 
     return cv
 
 
-def _crs(raster):
+def _near(inventory: Inventory, raster, buffer_m: float):
+    """(indices of the outlines within buffer_m of the raster, the raster's CRS)."""
     with rasterio.open(raster) as src:
-        return src.crs.to_wkt()
+        left, bottom, right, top = src.bounds
+        bounds = (left - buffer_m, bottom - buffer_m, right + buffer_m, top + buffer_m)
+        return inventory.near(src.crs, bounds), src.crs.to_wkt()
 
 
 def _test_confusion(model_path, ps, indices, header, device):

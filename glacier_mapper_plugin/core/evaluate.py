@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rasterio
+from rasterio.transform import array_bounds
 from scipy import ndimage
 
 from .geodesy import ellipsoidal_area_km2
@@ -77,6 +78,29 @@ def read_prediction(src, threshold: float = 0.5, parameter="PREDICTION"):
     return glacier & ~nodata, nodata
 
 
+def ring_counts(ids, glacier, valid, pixel: float, n: int):
+    """Per ring (RINGS_M) and glacier: valid pixels outside all outlines whose nearest
+    outline is that glacier, and how many of them are predicted glacier. Computed in a
+    window around each glacier, not with a distance transform of the whole raster (4-5 GB
+    for a 10980 px tile): a pixel within R of glacier k has its nearest outline within R,
+    so a window of k's box plus 2R decides it exactly."""
+    reach = int(np.ceil(max(hi for _, hi in RINGS_M) / pixel)) + 1
+    ring_n = np.zeros((len(RINGS_M), n + 1), np.int64)
+    ring_fp = np.zeros_like(ring_n)
+    for k, box in enumerate(ndimage.find_objects(ids), start=1):
+        if box is None:
+            continue
+        win = tuple(slice(max(b.start - 2 * reach, 0), b.stop + 2 * reach) for b in box)
+        sub = ids[win]
+        dist, (ri, ci) = ndimage.distance_transform_edt(sub == 0, sampling=pixel, return_indices=True)
+        mine = (sub[ri, ci] == k) & (sub == 0) & valid[win]
+        for j, (lo, hi) in enumerate(RINGS_M):
+            ring = mine & (dist > lo) & (dist <= hi)
+            ring_n[j, k] = int(ring.sum())
+            ring_fp[j, k] = int((ring & glacier[win]).sum())
+    return ring_n, ring_fp
+
+
 def evaluate(prediction, inventory: Inventory, quality_raster=None, quality="auto",
              threshold: float = 0.5) -> Evaluation:
     """Compare a prediction raster with the inventory outlines (any CRS)."""
@@ -101,37 +125,32 @@ def evaluate(prediction, inventory: Inventory, quality_raster=None, quality="aut
     c = confusion(glacier, truth, valid)
     overall = dict(scores(c), **c)
 
-    pixel = abs(transform.a)
-    # Distance (m) from every outside pixel to its nearest glacier, and which glacier that is.
-    dist, (ri, ci) = ndimage.distance_transform_edt(~truth, sampling=pixel, return_indices=True)
-    nearest = ids[ri, ci]
-    inv = inventory.to_crs(crs.to_wkt())
-    n = len(inv.geometries)
+    n = len(inventory.geometries)
     counts = lambda mask: np.bincount(ids[mask], minlength=n + 1)  # noqa: E731
     n_px = counts(truth)
     n_masked = counts(truth & masked)
     n_pred_valid = counts(truth & glacier & valid)
     n_valid = counts(truth & valid)
     n_pred_all = counts(truth & glacier)
-    ring_counts = []
-    for lo, hi in RINGS_M:
-        ring = ~truth & (dist > lo) & (dist <= hi) & valid
-        ring_counts.append((np.bincount(nearest[ring], minlength=n + 1),
-                            np.bincount(nearest[ring & glacier], minlength=n + 1)))
+    ring_n, ring_fp = ring_counts(ids, glacier, valid, abs(transform.a), n)
     records = []
     pixel_km2 = abs(transform.a * transform.e) / 1e6
-    for k, (gid, geom) in enumerate(zip(inv.ids, inv.geometries), start=1):
-        area_inv = ellipsoidal_area_km2(geom, inv.crs) if geom is not None else 0.0
-        # Pixel counts are planar in the raster CRS: scale them to the ellipsoid per glacier.
-        planar = geom.area / 1e6 if geom is not None and geom.area > 0 else 0.0
-        factor = area_inv / planar if planar else 1.0
+    # Pixel counts are planar in the raster CRS: scale them to the ellipsoid per glacier
+    # (only the outlines near this raster are transformed).
+    near = inventory.near(crs, array_bounds(shape[0], shape[1], transform))
+    planar = np.zeros(n + 1)
+    planar[near + 1] = [g.area / 1e6 if g is not None else 0.0
+                        for g in inventory.subset(near).to_crs(crs.to_wkt()).geometries]
+    for k, (gid, geom) in enumerate(zip(inventory.ids, inventory.geometries), start=1):
+        area_inv = ellipsoidal_area_km2(geom, inventory.crs) if geom is not None else 0.0
+        factor = area_inv / planar[k] if planar[k] > 0 else 1.0
         rec = dict(id=gid, area_inventory_km2=area_inv,
                    area_predicted_km2=n_pred_all[k] * pixel_km2 * factor,
                    recall=(n_pred_valid[k] / n_valid[k]) if n_valid[k] else float("nan"),
                    masked_fraction=(n_masked[k] / n_px[k]) if n_px[k] else float("nan"),
                    pixels=int(n_px[k]))
-        for (lo, hi), (ring_n, ring_fp) in zip(RINGS_M, ring_counts):
-            rec[f"fp_{lo}_{hi}m_km2"] = ring_fp[k] * pixel_km2 * factor
-            rec[f"fp_{lo}_{hi}m_fraction"] = (ring_fp[k] / ring_n[k]) if ring_n[k] else float("nan")
+        for j, (lo, hi) in enumerate(RINGS_M):
+            rec[f"fp_{lo}_{hi}m_km2"] = ring_fp[j, k] * pixel_km2 * factor
+            rec[f"fp_{lo}_{hi}m_fraction"] = (ring_fp[j, k] / ring_n[j, k]) if ring_n[j, k] else float("nan")
         records.append(rec)
     return Evaluation(overall, records)

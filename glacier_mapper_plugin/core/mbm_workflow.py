@@ -96,6 +96,9 @@ class GlacierSeries:
     profile: list       # [(elevation, mean annual balance)]
 
 
+SITES_PER_CHUNK = 4096  # DEM cells predicted together: ~30 MB of features for 20 years
+
+
 def season_index(hemi: str) -> tuple[list[int], list[int]]:
     """Positions of the winter and summer months within a hydrological year's 12 months."""
     order = [m for _, m in hydro_year_months(2000, hemi)]
@@ -153,14 +156,18 @@ def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, e
         missing = [v for v in header.extra_variables if v not in climate.variables]
         if missing:
             raise ValueError(f"CLIMATE lacks {', '.join(missing)}, which the model was trained with")
-        try:
-            x = site_month_features(climate, sites, months, options, header.extra_variables)
-        except ValueError as err:
-            raise ValueError(f"glacier {gid}: {err}") from None
-        monthly = predict_rows(booster, x).reshape(len(sites), len(years), 12)
-        winter = monthly[:, :, winter_index].sum(axis=2)
-        summer = monthly[:, :, summer_index].sum(axis=2)
-        annual = monthly.sum(axis=2)
+        annual, winter, summer = (np.empty((len(sites), len(years)), np.float32) for _ in range(3))
+        for s0 in range(0, len(sites), SITES_PER_CHUNK):  # memory bounded on a large glacier
+            part = sites[s0:s0 + SITES_PER_CHUNK]
+            try:
+                x = site_month_features(climate, part, months, options, header.extra_variables)
+            except ValueError as err:
+                raise ValueError(f"glacier {gid}: {err}") from None
+            monthly = predict_rows(booster, x).reshape(len(part), len(years), 12)
+            winter[s0:s0 + len(part)] = monthly[:, :, winter_index].sum(axis=2)
+            summer[s0:s0 + len(part)] = monthly[:, :, summer_index].sum(axis=2)
+            annual[s0:s0 + len(part)] = monthly.sum(axis=2)
+            progress.check()
         series = [dict(glacier_id=str(gid), year=y, ba=float(annual[:, k].mean()),
                        bw=float(winter[:, k].mean()), bs=float(summer[:, k].mean()))
                   for k, y in enumerate(years)]

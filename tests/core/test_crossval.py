@@ -58,3 +58,31 @@ def test_cross_validation_end_to_end(small_region, tmp_path):
         prob, truth = src.read(1), t.read(1)
     assert np.isfinite(prob[truth > 0]).mean() > 0.9
     assert not list(tmp_path.glob("*_fold[0-9]*_probability.tif"))  # per-fold scratch removed
+
+
+def test_out_of_fold_composite_in_blocks_equals_one_distance_map(region, tmp_path):
+    """Blocks of rows with a margin give each pixel the fold of its nearest glacier, as one
+    distance transform of the whole raster does, up to the reach of the fold predictions."""
+    import rasterio
+    from scipy import ndimage
+    from glacier_mapper_plugin.core.crossval import compose_out_of_fold
+    from glacier_mapper_plugin.core.labels import rasterize_ids
+    inv = Inventory.from_layer(read_layer(region.inventory, "inventory"))
+    folds = [k % 3 for k in range(len(inv.ids))]
+    probs = []
+    with rasterio.open(region.imagery_start) as src:
+        prof = dict(src.profile, count=1, dtype="float32", nodata=None)
+        ids = rasterize_ids(inv, src.crs, src.transform, (src.height, src.width))
+    for f in range(3):
+        probs.append(tmp_path / f"fold{f}.tif")
+        with rasterio.open(probs[-1], "w", **prof) as dst:
+            dst.write(np.full((1, prof["height"], prof["width"]), (f + 1) / 10, np.float32))
+    out = compose_out_of_fold(region.imagery_start, probs, inv, folds, tmp_path / "oof.tif",
+                              reach_m=300.0, block_rows=37)
+    with rasterio.open(out) as src:
+        got = src.read(1)
+    dist, (ri, ci) = ndimage.distance_transform_edt(ids == 0, return_indices=True)
+    want = (np.concatenate([[-1], folds])[ids[ri, ci]] + 1) / 10
+    near = dist <= 300 / 10 + 2
+    assert np.isnan(got[~near]).all()
+    assert np.allclose(got[near], want[near].astype(np.float32))

@@ -62,3 +62,25 @@ def test_probability_quality_and_wgs84_inventory(tmp_path):
     assert b["recall"] == 1.0  # on the unmasked half
     assert a["masked_fraction"] == 0
     assert ev.overall["iou"] == 1.0
+
+
+def test_rings_in_windows_equal_the_whole_raster_distance_transform():
+    """Ring counts per glacier from windows around each glacier are those of one distance
+    transform over the whole raster (which costs 4-5 GB on a full tile)."""
+    import numpy as np
+    from scipy import ndimage
+    from glacier_mapper_plugin.core.evaluate import RINGS_M, ring_counts
+    rng = np.random.default_rng(1)
+    ids = np.zeros((300, 400), np.int32)
+    for k, (r, c, h, w) in enumerate([(20, 20, 40, 60), (65, 30, 30, 30), (150, 200, 80, 90),
+                                      (240, 295, 20, 20), (10, 370, 50, 30)], start=1):
+        ids[r:r + h, c:c + w] = k
+    glacier = rng.random(ids.shape) < 0.3
+    valid = rng.random(ids.shape) < 0.9
+    n_win, fp_win = ring_counts(ids, glacier, valid, 10.0, 5)
+    dist, (ri, ci) = ndimage.distance_transform_edt(ids == 0, sampling=10.0, return_indices=True)
+    nearest = ids[ri, ci]
+    for j, (lo, hi) in enumerate(RINGS_M):
+        ring = (ids == 0) & (dist > lo) & (dist <= hi) & valid
+        assert np.array_equal(n_win[j], np.bincount(nearest[ring], minlength=6))
+        assert np.array_equal(fp_win[j], np.bincount(nearest[ring & glacier], minlength=6))

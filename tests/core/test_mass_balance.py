@@ -175,3 +175,59 @@ def test_plot_stays_readable_with_hundreds_of_glaciers(tmp_path):
         plt.Figure.savefig = original
     assert png.exists() and (tmp_path / "mb.html").exists()
     assert len(seen["labels"]) == 4 and "mean Ba of 300 glaciers" in seen["labels"]
+
+
+def _features_one_by_one(c, sites, months, options):
+    """The per-site, per-month definition the vectorised features must reproduce."""
+    from glacier_mapper_plugin.core.seasons import hemisphere, hydro_month
+    rows = []
+    for s in sites:
+        r, k = c.cell(s.lon, s.lat, "a site")
+        dz = s.elevation - float(c.elevation[r, k])
+        for (y, m) in months:
+            t = c.index(y, m)
+            rows.append([c.variables["temperature"][t, r, k] + options.lapse_rate * dz,
+                         c.variables["precipitation"][t, r, k] * options.precipitation_factor, dz,
+                         s.elevation, s.slope, np.sin(np.radians(s.aspect)), np.cos(np.radians(s.aspect)),
+                         hydro_month(m, hemisphere(s.lat, options.hemisphere))])
+    return np.asarray(rows, np.float32)
+
+
+def test_vectorised_features_equal_the_definition_and_keep_the_checks():
+    rng = np.random.default_rng(0)
+    months = [(y, m) for y in range(2001, 2004) for m in range(1, 13)]
+    temp = rng.normal(0, 8, (len(months), 3, 3)).astype(np.float32)
+    temp[:, 1, 1] = np.nan  # a sea cell: sites nearest to it take a land neighbour
+    c = MonthlyClimate(months, np.array([10.0, 10.1, 10.2]), np.array([47.0, 46.9, 46.8]),
+                       {"temperature": temp, "precipitation": rng.gamma(2, 50, temp.shape).astype(np.float32)},
+                       rng.uniform(1500, 2500, (3, 3)).astype(np.float32))
+    sites = [Site(lo, la, z, s, a) for lo, la, z, s, a in zip(
+        rng.uniform(9.97, 10.23, 200), rng.uniform(46.77, 47.03, 200), rng.uniform(2000, 3500, 200),
+        rng.uniform(0, 40, 200), rng.uniform(0, 360, 200))]
+    opts = MBMOptions(precipitation_factor=1.3)
+    got = site_month_features(c, sites, months[5:20], opts)
+    np.testing.assert_array_equal(got, _features_one_by_one(c, sites, months[5:20], opts))
+    with pytest.raises(ValueError, match="no land cell near a site at -19"):
+        site_month_features(c, sites[:3] + [Site(-19.0, 64.0, 1000.0)], months[:2], opts)
+
+
+def test_glacier_cells_by_window_equal_the_whole_dem(region):
+    """Cells, elevations, slopes and aspects read in the glacier's window are those of the
+    whole DEM (the gradient sees one extra cell at the window's edges)."""
+    from glacier_mapper_plugin.core.vector import read_layer
+    layer = read_layer(region.inventory, "inventory")
+    topo = Topography(region.dem)
+    with rasterio.open(region.dem) as src:
+        dem = src.read(1, masked=True).astype(np.float64).filled(np.nan)
+    gy, gx = np.gradient(dem, 10.0, 10.0)
+    slope = np.degrees(np.arctan(np.hypot(gx, -gy)))
+    aspect = (np.degrees(np.arctan2(-gx, gy)) + 360.0) % 360.0
+    from rasterio import features
+    for geom in layer.geometries[:4]:
+        sites, (rows, cols) = topo.cells(geom, layer.crs)
+        mask = features.rasterize([(geom, 1)], out_shape=dem.shape, transform=topo.transform)
+        want_r, want_c = np.nonzero(mask.astype(bool))
+        assert np.array_equal(rows, want_r) and np.array_equal(cols, want_c)
+        assert [s.elevation for s in sites] == dem[rows, cols].tolist()
+        np.testing.assert_allclose([s.slope for s in sites], slope[rows, cols], rtol=1e-12)
+        np.testing.assert_allclose([s.aspect for s in sites], aspect[rows, cols], rtol=1e-12)
