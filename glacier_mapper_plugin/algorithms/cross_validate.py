@@ -7,7 +7,8 @@ from .base import GlacierMapperAlgorithm
 from .train_model import TRAINING_HELP, add_training_parameters
 
 class CrossValidateAlgorithm(GlacierMapperAlgorithm):
-    ADVANCED = frozenset({"DEVICE", "LEARNING_RATE", "SEED", "QUALITY", "VAL_FRACTION", "BANDS", "BATCH_SIZE"})
+    ADVANCED = frozenset({"DEVICE", "LEARNING_RATE", "SEED", "QUALITY", "VAL_FRACTION", "BANDS", "BATCH_SIZE",
+                          "PATCH_CACHE", "KEEP_PATCHES"})
     ALG_ID = "cross_validate"
     DISPLAY = "Cross-validate glacier model"
     GROUP, GROUP_ID = "Segmentation", "segmentation"

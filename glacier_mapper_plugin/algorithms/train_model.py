@@ -1,6 +1,6 @@
 """glacier_mapper:train_model (engine step train_model)."""
-from qgis.core import (QgsProcessing, QgsProcessingOutputNumber,
-                       QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
+from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingParameterBoolean,
+                       QgsProcessingParameterFile, QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
 
@@ -20,7 +20,18 @@ TRAINING_HELP = {
     "BANDS": "Model bands: names (B2,B3,B4,B8,B12,DEM) or a mapping (B2=1,...,DEM=7). "
              "Default: all bands in file order except SCL/QUALITY, plus DEM when given.",
     "PATCH_SIZE": "Side of the training patches in pixels (multiple of 32).",
-    "ENCODER": "U-Net encoder (segmentation-models-pytorch, random initialisation).",
+    "ENCODER": "U-Net encoder (segmentation-models-pytorch).",
+    "ENCODER_WEIGHTS": "Starting weights: none (random), imagenet (the encoder's ImageNet weights, "
+                       "as the paper used: segmentation-models-pytorch downloads them from the "
+                       "Hugging Face hub on first use into its cache, ~/.cache/huggingface/hub or "
+                       "HF_HUB_CACHE, which can be copied to offline machines), or the path of a "
+                       ".gmm model to fine-tune (same encoder and bands; its normalisation is kept): "
+                       "a model of one region adapted to another.",
+    "PATCH_CACHE": "Folder for the training patches, cut once and reused by every epoch, fold and "
+                   "rerun with the same inputs (about 1.6 MB per 256 px patch of 6 bands). "
+                   "Default: the user's cache (~/.cache/glacier_mapper/patches).",
+    "KEEP_PATCHES": "Keep the patch cache after a successful run (to train again with other "
+                    "settings); a failed or cancelled run always keeps it, so a rerun resumes.",
     "EPOCHS": "Passes over the training patches.",
     "BATCH_SIZE": "Patches per optimisation step.",
     "LEARNING_RATE": "AdamW learning rate.",
@@ -38,16 +49,22 @@ def add_training_parameters(alg):
     alg.addParameter(QgsProcessingParameterString("BANDS", "Bands", optional=True))
     alg.addParameter(QgsProcessingParameterNumber("PATCH_SIZE", "Patch size (px)", defaultValue=256, minValue=32, maxValue=2048))
     alg.addParameter(string_enum("ENCODER", "Encoder", ENCODERS))
+    alg.addParameter(QgsProcessingParameterString("ENCODER_WEIGHTS", "Encoder weights (none, imagenet or a .gmm)",
+                                                  defaultValue="none"))
     alg.addParameter(QgsProcessingParameterNumber("EPOCHS", "Epochs", defaultValue=30, minValue=1, maxValue=10000))
     alg.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", defaultValue=8, minValue=1, maxValue=1024))
     alg.addParameter(QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate", QgsProcessingParameterNumber.Double, 1e-3, False, 1e-7, 1.0))
     alg.addParameter(string_enum("DEVICE", "Device", DEVICES))
     alg.addParameter(QgsProcessingParameterNumber("SEED", "Seed", defaultValue=42, minValue=0))
     alg.addParameter(QgsProcessingParameterNumber("VAL_FRACTION", "Validation share of glaciers", QgsProcessingParameterNumber.Double, 0.2, False, 0.0, 0.9))
+    alg.addParameter(QgsProcessingParameterFile("PATCH_CACHE", "Patch cache folder",
+                                                QgsProcessingParameterFile.Folder, optional=True))
+    alg.addParameter(QgsProcessingParameterBoolean("KEEP_PATCHES", "Keep the patch cache", defaultValue=False))
 
 
 class TrainModelAlgorithm(GlacierMapperAlgorithm):
-    ADVANCED = frozenset({"DEVICE", "LEARNING_RATE", "SEED", "QUALITY", "VAL_FRACTION", "BANDS", "BATCH_SIZE"})
+    ADVANCED = frozenset({"DEVICE", "LEARNING_RATE", "SEED", "QUALITY", "VAL_FRACTION", "BANDS", "BATCH_SIZE",
+                          "PATCH_CACHE", "KEEP_PATCHES"})
     ALG_ID = "train_model"
     DISPLAY = "Train glacier model"
     GROUP, GROUP_ID = "Segmentation", "segmentation"
@@ -55,8 +72,9 @@ class TrainModelAlgorithm(GlacierMapperAlgorithm):
             "2023): patches centred on glaciers, binary cross-entropy that ignores no-data, "
             "cloud and shadow pixels, per-band standardisation from the training patches, D4 "
             "augmentation, validation on held-out glaciers, and the epoch with the best "
-            "per-glacier validation IoU kept. A stopped run resumes from its last epoch when "
-            "started again with the same settings (a .resume file beside the output).")
+            "per-glacier validation IoU kept. Patches are cut once into an on-disk cache and "
+            "streamed, so memory does not grow with the region. A stopped run resumes from its "
+            "last epoch when started again with the same settings.")
     PARAM_HELP = dict(TRAINING_HELP, OUTPUT_MODEL="The model file to write (.gmm).")
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)

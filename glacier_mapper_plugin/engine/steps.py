@@ -215,7 +215,9 @@ def training_inputs(p, progress=None):
         epochs=int(p.get("EPOCHS", 30)), batch_size=int(p.get("BATCH_SIZE", 8)),
         learning_rate=float(p.get("LEARNING_RATE", 1e-3)), device=str(p.get("DEVICE") or "auto"),
         seed=int(p.get("SEED", 42)), val_fraction=float(p.get("VAL_FRACTION", 0.2)),
-        quality=str(p.get("QUALITY") or "none"), bands=bands, mapping=mapping)
+        quality=str(p.get("QUALITY") or "none"), bands=bands, mapping=mapping,
+        encoder_weights=str(p.get("ENCODER_WEIGHTS") or "none"),
+        patch_cache=p.get("PATCH_CACHE") or None, keep_patches=bool(p.get("KEEP_PATCHES", False)))
     return paths(p, "INPUT"), inv, layer, (p.get("DEM") or None), options
 
 
