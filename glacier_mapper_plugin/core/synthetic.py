@@ -84,27 +84,36 @@ def smooth_noise(rng: np.random.Generator, shape, beta: float = 3.0) -> np.ndarr
 
 def _place_peaks(rng, n, size_px, min_dist):
     margin = 0.12 * size_px
-    peaks = []
+    peaks = np.zeros((0, 2))
     for _ in range(20000):
         p = rng.uniform(margin, size_px - margin, size=2)
-        if all(np.hypot(*(p - q)) >= min_dist for q in peaks):
-            peaks.append(p)
+        if not len(peaks) or np.hypot(*(peaks - p).T).min() >= min_dist:
+            peaks = np.vstack([peaks, p])
             if len(peaks) == n:
                 break
-    return np.array(peaks)
+    return peaks
+
+
+def _around(centre, half: int, shape):
+    """Slices of the window of half-size `half` around (row, col), inside `shape`."""
+    r, c = int(centre[0]), int(centre[1])
+    return (slice(max(r - half, 0), min(r + half + 1, shape[0])),
+            slice(max(c - half, 0), min(c + half + 1, shape[1])))
 
 
 def make_dem(rng, size_px: int, n_peaks: int):
-    """Massifs with ridges and valleys: Gaussian-like peaks plus ridged fractal noise."""
-    yy, xx = np.mgrid[0:size_px, 0:size_px].astype(np.float64)
+    """Massifs with ridges and valleys: Gaussian-like peaks plus ridged fractal noise. Each
+    massif is added within 6 radii of its peak (beyond, exp(-6^1.6) < 1e-7): the cost is
+    linear in the area, not area x peaks."""
     min_dist = size_px / np.sqrt(n_peaks) * 0.75
     peaks = _place_peaks(rng, n_peaks, size_px, min_dist)
     massifs = np.zeros((size_px, size_px))
     for (py, px) in peaks:
         height = rng.uniform(0.75, 1.0)
         radius = min_dist * rng.uniform(0.75, 1.0)
-        r = np.hypot(yy - py, xx - px) / radius
-        massifs += height * np.exp(-r ** 1.6)
+        win = _around((py, px), int(6 * radius) + 1, massifs.shape)
+        yy, xx = np.mgrid[win]
+        massifs[win] += height * np.exp(-(np.hypot(yy - py, xx - px) / radius) ** 1.6)
     # Valley floors near 1750 m, summits near 3500 m, as in the Oetztal Alps.
     z = 1750.0 + 1500.0 * massifs / massifs.max()
     ridged = 1.0 - np.abs(smooth_noise(rng, z.shape, beta=3.8))
@@ -173,10 +182,12 @@ def _largest_component(mask):
 
 
 def make_glaciers(rng, dem, peaks, min_dist, n_glaciers, pixel):
-    """Label image (0 = no glacier, k = glacier k) built from the terrain around peaks."""
+    """Label image (0 = no glacier, k = glacier k) built from the terrain around peaks. Each
+    glacier is built in a window around its peak that holds its largest possible reach and
+    tongue, so the cost is linear in the number of glaciers."""
     labels = np.zeros(dem.shape, np.int32)
     disk = ndimage.generate_binary_structure(2, 1)
-    yy, xx = np.mgrid[0:dem.shape[0], 0:dem.shape[1]]
+    half = int(4.0 * 0.55 * 1.6 * min_dist) + 12  # reach <= 0.88 min_dist, tongue <= 2.9 reach
     order = np.argsort([-dem[int(p[0]), int(p[1])] for p in peaks])
     info = []
     for k in order:
@@ -189,32 +200,39 @@ def make_glaciers(rng, dem, peaks, min_dist, n_glaciers, pixel):
         iy, ix = np.unravel_index(np.argmax(sub), sub.shape)
         py, px = r0 + iy, c0 + ix
         top = float(dem[py, px])
+        win = _around((py, px), half, dem.shape)
+        z = dem[win]
+        wy, wx = py - win[0].start, px - win[1].start
+        yy, xx = np.mgrid[0:z.shape[0], 0:z.shape[1]]
         # A ragged reach, not a circle: cirques are irregular.
-        reach = 0.55 * min_dist * (1.0 + 0.3 * np.clip(smooth_noise(rng, dem.shape, 3.5), -2, 2))
-        near = np.hypot(yy - py, xx - px) < reach
-        accumulation = (dem > top - rng.uniform(280, 480)) & near
+        reach = 0.55 * min_dist * (1.0 + 0.3 * np.clip(smooth_noise(rng, z.shape, 3.5), -2, 2))
+        near = np.hypot(yy - wy, xx - wx) < reach
+        accumulation = (z > top - rng.uniform(280, 480)) & near
         lab, _ = ndimage.label(accumulation)
-        accumulation = lab == lab[py, px]
+        accumulation = lab == lab[wy, wx]
         area_px = int(accumulation.sum())
         # The tongue leaves the accumulation area at its lowest point and follows the valley.
-        zz = np.where(accumulation, dem, np.inf)
-        outlet = np.unravel_index(np.argmin(zz), dem.shape)
+        zz = np.where(accumulation, z, np.inf)
+        outlet = np.unravel_index(np.argmin(zz), z.shape)
         length_px = int(rng.uniform(0.9, 1.6) * np.sqrt(area_px))
-        path = _descent_path(dem, outlet, length_px)
+        path = _descent_path(z, outlet, length_px)
         w0 = max(3.0, 0.2 * np.sqrt(area_px))
-        tongue = _tongue_mask(dem.shape, path, w0, max(2.5, 0.45 * w0))
+        tongue = _tongue_mask(z.shape, path, w0, max(2.5, 0.45 * w0))
         glacier = accumulation | tongue
         glacier = ndimage.binary_closing(glacier, disk, iterations=2)
         glacier = ndimage.binary_opening(glacier, disk, iterations=1)
         glacier = ndimage.binary_fill_holes(glacier)
-        # Keep a gap to glaciers already placed, so outlines never touch.
-        taken = ndimage.binary_dilation(labels > 0, disk, iterations=3)
-        glacier &= ~taken
+        # Keep a gap to glaciers already placed, so outlines never touch (the window's own
+        # labels plus 3 pixels around it decide).
+        outer = _around((py, px), half + 3, dem.shape)
+        taken = ndimage.binary_dilation(labels[outer] > 0, disk, iterations=3)
+        glacier &= ~taken[win[0].start - outer[0].start:win[0].stop - outer[0].start,
+                          win[1].start - outer[1].start:win[1].stop - outer[1].start]
         glacier = _largest_component(glacier)
         if glacier.sum() * pixel * pixel < 0.03e6:
             continue
         gid = len(info) + 1
-        labels[glacier] = gid
+        labels[win][glacier] = gid
         info.append({"peak": (py, px)})
     return labels, info
 
@@ -222,11 +240,16 @@ def make_glaciers(rng, dem, peaks, min_dist, n_glaciers, pixel):
 def retreat(labels, dem, rates_pct_yr, years):
     """Remove each glacier's lowest pixels until its area has changed by rate * years."""
     end = labels.copy()
+    boxes = ndimage.find_objects(labels)
     for gid, rate in rates_pct_yr.items():
-        idx = np.flatnonzero(labels.ravel() == gid)
-        keep = max(0, int(round(idx.size * (1.0 + rate / 100.0 * years))))
-        lowest_first = idx[np.argsort(dem.ravel()[idx], kind="stable")]
-        end.ravel()[lowest_first[: idx.size - keep]] = 0
+        box = boxes[gid - 1]
+        mine = labels[box] == gid
+        z = dem[box][mine]
+        keep = max(0, int(round(z.size * (1.0 + rate / 100.0 * years))))
+        gone = np.zeros(z.size, bool)
+        gone[np.argsort(z, kind="stable")[: z.size - keep]] = True
+        window = end[box]
+        window[mine] = np.where(gone, 0, window[mine])
     return end
 
 
@@ -267,9 +290,13 @@ def render_scene(rng, dem, labels, debris, sun, snowline, lakes, nodata_strip, c
 
     # Clouds and their shadows, cast away from the sun.
     alpha = np.zeros((h, w), np.float32)
-    for centre in cloud_over:
-        alpha = np.maximum(alpha, _cloud_field(rng, (h, w), centre, rng.uniform(18, 35),
-                                               smooth_noise(rng, (h, w), 2.8)))
+    for centre in cloud_over:  # each cloud in its own window (its field ends within ~4 radii)
+        radius = rng.uniform(18, 35)
+        win = _around(centre, int(6 * radius), (h, w))
+        shape_ = (win[0].stop - win[0].start, win[1].stop - win[1].start)
+        alpha[win] = np.maximum(alpha[win], _cloud_field(
+            rng, shape_, (centre[0] - win[0].start, centre[1] - win[1].start), radius,
+            smooth_noise(rng, shape_, 2.8)))
     shift_px = 30.0
     az = np.radians(sun[1])
     dy, dx = int(round(shift_px * np.cos(az))), int(round(-shift_px * np.sin(az)))
@@ -354,12 +381,15 @@ def make_region(folder, seed: int = 42, size_km: float = 4.0, n_glaciers: int = 
     # Debris on the lowest part of the tongue; snowline in the upper half of each glacier.
     debris = np.zeros(dem.shape, bool)
     snowline = np.full(dem.shape, np.inf, np.float32)
+    boxes = ndimage.find_objects(labels0)
     for g in range(1, n + 1):
-        z = dem[labels0 == g]
+        box = boxes[g - 1]
+        mine = labels0[box] == g
+        z = dem[box][mine]
         zmin, zmax = float(z.min()), float(z.max())
-        snowline[labels0 == g] = zmin + rng.uniform(0.45, 0.65) * (zmax - zmin)
+        snowline[box][mine] = zmin + rng.uniform(0.45, 0.65) * (zmax - zmin)
         if has_debris[g]:
-            debris |= (labels0 == g) & (dem < zmin + rng.uniform(0.15, 0.3) * (zmax - zmin))
+            debris[box] |= mine & (dem[box] < zmin + rng.uniform(0.15, 0.3) * (zmax - zmin))
     debris &= smooth_noise(rng, dem.shape, 2.5) > -0.8
 
     # Lakes: one in the valley floor, proglacial lakes dammed below the snouts of some
@@ -375,13 +405,17 @@ def make_region(folder, seed: int = 42, size_km: float = 4.0, n_glaciers: int = 
     for g in range(1, n + 1):
         if g == g_fast or rng.random() > 0.5:
             continue
-        rows, cols = np.nonzero(labels0 == g)
+        box = boxes[g - 1]
+        rows, cols = np.nonzero(labels0[box] == g)
+        rows, cols = rows + box[0].start, cols + box[1].start
         snout = int(np.argmin(dem[rows, cols]))
         path = _descent_path(dem, (rows[snout], cols[snout]), 25)
         # Ice-contact or nearly: the lake's shore reaches (or almost reaches) the snout.
         cy, cx = path[min(len(path) - 1, int(rng.integers(3, 9)))]
         r = rng.uniform(4, 8)
-        lakes0 |= ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (labels0 == 0)
+        win = _around((cy, cx), int(r) + 1, dem.shape)
+        wy, wx = np.mgrid[win]
+        lakes0[win] |= ((wy - cy) ** 2 + (wx - cx) ** 2 <= r * r) & (labels0[win] == 0)
     freed = (labels0 == g_fast) & (labels1 == 0)
     freed_z = dem[freed]
     lakes1 = lakes0 | (freed & (dem < np.quantile(freed_z, 0.35))) if freed_z.size else lakes0
