@@ -124,7 +124,7 @@ if __name__ == "__main__":
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=None, help="default: 1 (pipeline), 15 (crossval)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--size-km", type=float, default=4.0)
@@ -135,8 +135,8 @@ if __name__ == "__main__":
         a.patch, a.encoder = a.patch or 256, a.encoder or "resnet34"
         throughput(a)
     elif a.what == "pipeline":
-        a.patch, a.encoder, a.epochs = a.patch or 128, a.encoder or "resnet18", min(a.epochs, 1)
+        a.patch, a.encoder, a.epochs = a.patch or 128, a.encoder or "resnet18", a.epochs or 1
         pipeline(a)
     else:
-        a.patch, a.encoder = a.patch or 128, a.encoder or "resnet18"
+        a.patch, a.encoder, a.epochs = a.patch or 128, a.encoder or "resnet18", a.epochs or 15
         crossval(a)
