@@ -1,7 +1,7 @@
 """Scale benchmark: the whole chain on synthetic regions of growing size, each stage run as a
 user on a cluster node would, through the `glacier-mapper` command (one process per stage),
 with per stage: wall time, time per glacier and the peak RSS of the process doing the work
-(its DataLoader workers included: `wait4` reports the largest of them).
+(VmHWM of it and of its DataLoader workers, the largest).
 
     .venv/bin/python scripts/bench_scale.py [--glaciers 50 200 800] [--patch 128 --encoder resnet18 --folds 2]
 
@@ -34,19 +34,37 @@ CLIMATE = [ERA5 / "sel_era5_land_monthly_t2m_1981-2018.nc", ERA5 / "sel_era5_lan
            ERA5 / "sel_era5_land_invariant.nc"]
 
 
+def _hwm_mb(pid) -> float:
+    """Peak RSS (VmHWM) of a process and its descendants (DataLoader workers), in MB.
+    Not ru_maxrss: that carries the RSS of this benchmark process across exec."""
+    peak = 0.0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            peak = next((int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmHWM:")), 0.0)
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                peak = max([peak] + [_hwm_mb(int(c)) for c in f.read().split()])
+    except (OSError, ValueError):
+        pass  # ended meanwhile
+    return peak
+
+
 def stage(log, argv):
-    """Run one `glacier-mapper` step; (result, wall s, peak RSS in MB of it or its workers)."""
+    """Run one `glacier-mapper` step; (result, wall s, peak RSS in MB of it or its workers,
+    sampled every 0.2 s)."""
     out, err = log.with_suffix(".json"), log.with_suffix(".log")
     with open(out, "w") as o, open(err, "w") as e:
         t0 = time.perf_counter()
         proc = subprocess.Popen([*GM, *[str(a) for a in argv], "--json"], stdout=o, stderr=e,
                                 cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, _hwm_mb(proc.pid))
+            time.sleep(0.2)
         wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(map(str, argv[:1]))} failed ({proc.returncode}):\n{err.read_text()[-3000:]}")
-    return json.loads(out.read_text()), wall, usage.ru_maxrss / 1024
+    return json.loads(out.read_text()), wall, peak
 
 
 def mass_balance_model(path):

@@ -268,13 +268,9 @@ def initial_weights(network, header: ModelHeader, weights: str, progress: Progre
         return imagenet_network(header, progress)
     from .model_file import ModelFileError, load_model
     try:
-        base, base_header = load_model(weights)
+        base, _ = load_model(weights)
     except ModelFileError as err:
         raise ValueError(f"ENCODER_WEIGHTS: {err}") from None
-    if base_header.encoder != header.encoder or base_header.bands != header.bands:
-        raise ValueError(f"ENCODER_WEIGHTS: {weights} is a {base_header.encoder} model of bands "
-                         f"{', '.join(base_header.bands)}; this training uses {header.encoder} and "
-                         f"{', '.join(header.bands)}: set ENCODER and BANDS to match it")
     network.load_state_dict(base.state_dict())
     progress.info(f"fine-tuning from {weights} (its band normalisation is kept)")
     return network
@@ -297,7 +293,7 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         raise ValueError("EPOCHS and BATCH_SIZE must be >= 1 and LEARNING_RATE > 0")
     device = pick_device(opts.device)
     bands = list(opts.bands) if opts.bands else default_bands(rasters[0], dem_path)
-    base_header = _fine_tuning_header(opts.encoder_weights)
+    base_header = _fine_tuning_header(opts.encoder_weights, opts.encoder, bands)
     progress.info(f"bands: {', '.join(bands)}; device {device}")
 
     cache = patches or extract_patches(rasters, inventory, bands, opts.patch_size, dem_path,
@@ -428,8 +424,8 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
     return TrainResult(Path(output_model), header, history, best_epoch, start - 1)
 
 
-def _fine_tuning_header(weights):
-    """The header of the model to fine-tune from, or None."""
+def _fine_tuning_header(weights, encoder, bands):
+    """The header of the model to fine-tune from (checked against this training), or None."""
     weights = (weights or "none").strip()
     if weights.lower() in ("none", "imagenet"):
         return None
@@ -438,6 +434,11 @@ def _fine_tuning_header(weights):
         raise ValueError(f"ENCODER_WEIGHTS: {weights!r} is neither none, imagenet nor an existing "
                          ".gmm model file")
     try:
-        return read_header(weights)
+        header = read_header(weights)
     except ModelFileError as err:
         raise ValueError(f"ENCODER_WEIGHTS: {err}") from None
+    if header.encoder != encoder or header.bands != list(bands):
+        raise ValueError(f"ENCODER_WEIGHTS: {weights} is a {header.encoder} model of bands "
+                         f"{', '.join(header.bands)}; this training uses {encoder} and "
+                         f"{', '.join(bands)}: set ENCODER and BANDS to match it")
+    return header

@@ -98,6 +98,16 @@ def _die_with_parent() -> None:
 
 
 def peak_memory_mb() -> float:
+    """This process's peak resident memory. Linux's VmHWM belongs to this program alone;
+    ru_maxrss also carries the RSS of the parent that started it (it survives exec), so a
+    large QGIS would make every engine run look large."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     try:
         import resource
         kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -52,6 +52,12 @@ CASES = {
     "train: OUTPUT_MODEL cannot be written (checked before training)": ("train_model", lambda r, m, o, t: dict(
         INPUT=r.imagery_start, INVENTORY=f"{r.inventory}|layername=inventory", DEM=r.dem, EPOCHS=50,
         OUTPUT_MODEL=t / "afile" / "m.gmm"), "OUTPUT_MODEL: cannot write"),
+    "train: ENCODER_WEIGHTS a model of another encoder": ("train_model", lambda r, m, o, t: dict(
+        INPUT=r.imagery_start, INVENTORY=f"{r.inventory}|layername=inventory", DEM=r.dem, ENCODER="resnet34",
+        ENCODER_WEIGHTS=m, OUTPUT_MODEL=o / "m.gmm"), "ENCODER_WEIGHTS: "),
+    "train: ENCODER_WEIGHTS a file that is no model": ("train_model", lambda r, m, o, t: dict(
+        INPUT=r.imagery_start, INVENTORY=f"{r.inventory}|layername=inventory", DEM=r.dem,
+        ENCODER_WEIGHTS=t / "afile", OUTPUT_MODEL=o / "m.gmm"), "ENCODER_WEIGHTS: "),
     "evaluate: a DEM as PREDICTION": ("evaluate_segmentation", lambda r, m, o, t: dict(
         PREDICTION=r.dem, INVENTORY=f"{r.inventory}|layername=inventory", OUTPUT_TABLE=o / "t.gpkg",
         OUTPUT=o / "j.gpkg"), "PREDICTION: values from"),
