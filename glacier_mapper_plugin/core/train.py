@@ -2,7 +2,8 @@
 
 Glacier-centred patches, cut once into an on-disk cache and streamed by a torch DataLoader
 whose workers read, standardise and augment them; per-band standardisation from the
-training patches only (stored in the model), merged from per-patch moments; binary cross-entropy that ignores no-data, cloud and shadow pixels; D4 flips and
+training patches only (stored in the model), merged from per-patch moments; binary
+cross-entropy that ignores no-data, cloud and shadow pixels; D4 flips and
 rotations; a validation split by glacier, never by patch (neighbouring patches share
 pixels); the checkpoint with the best mean per-glacier validation IoU is kept. Every epoch
 writes a resume file (in the user's cache), so a stopped run continues from its last finished epoch. All
