@@ -202,3 +202,68 @@ def served_items(root, build):
             yield files, api
         finally:
             api.close()
+
+
+class DaskCluster:
+    """A real `dask scheduler` and `dask worker` processes of the engine's environment on
+    127.0.0.1, each in its own process group (a test can kill one, nanny and all)."""
+
+    def __init__(self, folder, workers: int = 2, threads: int = 1, env=None):
+        venv = Path(os.environ.get("VENV", Path(__file__).resolve().parent.parent / ".venv"))
+        self.dask = str(venv / "bin" / "dask")
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, **(env or {}))
+        self.env.pop("PYTHONPATH", None)  # workers import the engine as installed (pip -e)
+        self.port = free_port()
+        self.scheduler = self._start([self.dask, "scheduler", "--host", "127.0.0.1", "--port",
+                                      str(self.port), "--no-dashboard"], "scheduler")
+        self.workers = [self.add_worker(threads) for _ in range(workers)]
+        self.wait_for(workers)
+
+    def _start(self, argv, name):
+        log = open(self.folder / f"{name}-{time.monotonic_ns()}.log", "w")
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                cwd=self.folder, start_new_session=True)
+
+    def add_worker(self, threads: int = 1):
+        proc = self._start([self.dask, "worker", self.address, "--nthreads", str(threads),
+                            "--no-dashboard", "--memory-limit", "4GB",
+                            "--local-directory", str(self.folder)], "worker")
+        return proc
+
+    def wait_for(self, n: int, timeout: float = 90):
+        """Until n workers are connected (asked through a client of our own)."""
+        from distributed import Client
+        with Client(self.address, timeout=30, set_as_default=False) as c:
+            c.wait_for_workers(n, timeout=timeout)
+
+    @property
+    def address(self):
+        return f"tcp://127.0.0.1:{self.port}"
+
+    @staticmethod
+    def kill(proc):
+        """SIGKILL the process group: the worker and its nanny die with no goodbye."""
+        import signal
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def close(self):
+        for proc in [*self.workers, self.scheduler]:
+            if proc.poll() is None:
+                import signal
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in [*self.workers, self.scheduler]:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill(proc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -26,7 +26,6 @@ import math
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from . import sentinel2 as s2
 from .geodesy import to_lonlat, utm_epsg
 from .identity import file_names, fingerprint, safe_name
 from .io import GTIFF_PROFILE, atomic_output
+from .cluster import LocalPool
 from .progress import Cancelled, Progress
 
 # cloud_snow: scenes whose masked share is within this of the best compete on snow.
@@ -489,11 +489,42 @@ def _result_from_tags(gid, path: Path, tags: dict, status="exists") -> GlacierRe
                          number("SNOW_PCT"), number("CLOUD_ONLY_SNOW_PCT"))
 
 
+_PROCESS_CATALOG: dict = {}
+_PROCESS_LOCK = threading.Lock()
+
+
+def _process_catalog(options: AcquireOptions):
+    """(catalog, signer) opened once per process and API: a Dask worker runs many glaciers."""
+    key = (options.stac_url, options.sign, options.sas_url)
+    with _PROCESS_LOCK:
+        if key not in _PROCESS_CATALOG:
+            _PROCESS_CATALOG[key] = (open_catalog(options), _signer(options))
+        return _PROCESS_CATALOG[key]
+
+
+def acquire_one(gid, geom_lonlat, options: AcquireOptions, folder, name, catalog=None, sign=None, *,
+                progress: Progress) -> GlacierResult:
+    """One glacier, its failure a row of the table (never the end of the run); the piece a
+    pool (threads here, tasks on a Dask cluster) runs."""
+    if geom_lonlat is None:  # kept in the table, never dropped silently
+        return GlacierResult(gid, "no geometry", detail="the feature has no outline")
+    if catalog is None:
+        catalog, sign = _process_catalog(options)
+    with rasterio.Env(**GDAL_HTTP):
+        try:
+            return acquire_glacier(gid, geom_lonlat, options, Path(folder), catalog, progress, sign, name)
+        except Cancelled:
+            raise
+        except Exception as err:  # one glacier's failure never stops the others
+            return GlacierResult(gid, "error", detail=f"{type(err).__name__}: {err}")
+
+
 def acquire(glaciers, options: AcquireOptions, folder, progress: Progress | None = None,
-            catalog=None) -> list[GlacierResult]:
-    """glaciers: [(id, shapely geometry, crs)]. One result per glacier, in input order."""
+            catalog=None, pool=None) -> list[GlacierResult]:
+    """glaciers: [(id, shapely geometry, crs)]. One result per glacier, in input order.
+    pool: where the glaciers run (core.cluster; default MAX_WORKERS threads here)."""
     progress = progress or Progress()
-    folder = Path(folder)
+    folder = Path(folder).resolve()  # workers elsewhere have another working directory
     folder.mkdir(parents=True, exist_ok=True)
     if options.window_days < 0 or options.max_candidates < 1 or options.max_workers < 1:
         raise ValueError("WINDOW_DAYS must be >= 0, MAX_CANDIDATES and MAX_WORKERS >= 1")
@@ -505,35 +536,15 @@ def acquire(glaciers, options: AcquireOptions, folder, progress: Progress | None
         catalog = catalog or open_catalog(options)
     except Exception as err:  # the API is down or not a STAC API
         raise ValueError(f"STAC_URL {options.stac_url}: cannot open the catalog ({err})") from None
-    sign = _signer(options)
-    results: list = [None] * len(glaciers)
+    pool = pool or LocalPool(options.max_workers)
+    sign = None if pool.remote else _signer(options)
     names = file_names([gid for gid, _, _ in glaciers])
     lonlat = [None if g is None or g.is_empty else to_lonlat(g, crs) for _, g, crs in glaciers]
+    here = () if pool.remote else (catalog, sign)  # workers open their own catalog
+    items = [(gid, lonlat[i], options, str(folder), names[i], *here) for i, (gid, _, _) in enumerate(glaciers)]
 
-    def work(i):
-        if lonlat[i] is None:  # kept in the table, never dropped silently
-            return GlacierResult(glaciers[i][0], "no geometry", detail="the feature has no outline")
-        with rasterio.Env(**GDAL_HTTP):
-            try:
-                return acquire_glacier(glaciers[i][0], lonlat[i], options, folder, catalog,
-                                       progress, sign, names[i])
-            except Cancelled:
-                raise
-            except Exception as err:  # one glacier's failure never stops the others
-                return GlacierResult(glaciers[i][0], "error", detail=f"{type(err).__name__}: {err}")
+    def done(i, r):
+        return f"{r.id}: {r.status}" + (f" {r.scene_id} ({r.date}, {r.masked_pct:.1f} % masked)"
+                                        if r.file else f" ({r.detail})")
 
-    with ThreadPoolExecutor(max_workers=options.max_workers) as pool:
-        futures = {pool.submit(work, i): i for i in range(len(glaciers))}
-        try:
-            for n, fut in enumerate(as_completed(futures), start=1):
-                i = futures[fut]
-                results[i] = fut.result()
-                r = results[i]
-                progress.update(n / len(glaciers), f"{r.id}: {r.status}"
-                                + (f" {r.scene_id} ({r.date}, {r.masked_pct:.1f} % masked)" if r.file else
-                                   f" ({r.detail})"))
-        except Cancelled:
-            for f in futures:
-                f.cancel()
-            raise
-    return results
+    return pool.run(acquire_one, items, progress, done=done)

@@ -53,6 +53,7 @@ class SegmentOptions:
     min_area_km2: float = 0.0
     simplify_m: float = 0.0
     streams: int = 0                        # parallel CPU inference streams; 0: automatic
+    rows: tuple[int, int] | None = None     # a block of tile rows [a, b) only (segment_blocks)
 
 
 @dataclass
@@ -377,7 +378,6 @@ class _Mosaic:
         self.invalid = np.zeros((self.rows, W), bool)
         self.weighted = np.empty((T, T), np.float32)
         self.y0 = 0
-        self.glacier_px = 0
         self.writes = []
 
     def add(self, y: int, x: int, prob: np.ndarray, invalid):
@@ -404,7 +404,6 @@ class _Mosaic:
                 mask = (p >= self.threshold).view(np.uint8)
             nodata = self.invalid[:n] | (self.wsum[:n] == 0)
             np.copyto(mask, MASK_NODATA, where=nodata)
-            self.glacier_px += int(np.count_nonzero(mask == 1))
             if self.prob_u8:
                 np.multiply(p, 100, out=p)
                 np.copyto(p, PROBABILITY_NODATA_U8, where=nodata)
@@ -418,20 +417,23 @@ class _Mosaic:
                 arr[n_rows - n:] = 0
             self.y0 += n
 
-    def finish(self):
-        self.flush(self.H)
+    def finish(self, end: int | None = None):
+        self.flush(self.H if end is None else end)
         for w in self.writes:
             w.result()
 
 
-def _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags):
+def _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags, rows=None):
     """(probability dataset, mask dataset or None, temporary mask path) at temporary names
-    that `atomic_output` moves into place only when the run completes."""
+    that `atomic_output` moves into place only when the run completes; `rows` (first, end)
+    makes them that band of rows of INPUT's grid (a block of segment_blocks)."""
     # Deflate level 1: a third of the default level's CPU time for a few % more bytes,
     # and still readable by every GIS (ZSTD is faster still but not readable everywhere).
     # Blocks are compressed on all cores: the last ones are, at close, on otherwise idle ones.
-    base = dict(GTIFF_PROFILE, width=src.width, height=src.height, count=1, crs=src.crs,
-                transform=src.transform, ZLEVEL=1, NUM_THREADS="ALL_CPUS")
+    r0, r1 = rows or (0, src.height)
+    base = dict(GTIFF_PROFILE, width=src.width, height=r1 - r0, count=1, crs=src.crs,
+                transform=src.transform * src.transform.translation(0, r0), ZLEVEL=1,
+                NUM_THREADS="ALL_CPUS")
     prob_profile = dict(base, dtype="uint8", nodata=PROBABILITY_NODATA_U8) if prob_u8 else \
         dict(base, dtype="float32", nodata=float("nan"), predictor=3)
     tmp_prob = stack.enter_context(atomic_output(probability_path))
@@ -446,6 +448,20 @@ def _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags):
     for dst in filter(None, (prob_dst, mask_dst)):
         dst.update_tags(**tags)
     return prob_dst, mask_dst, tmp_mask
+
+
+def _check_options(opts: SegmentOptions) -> None:
+    if opts.tile_size < 32 or opts.tile_size % 32:
+        raise ValueError(f"TILE_SIZE must be a multiple of 32 and at least 32, not {opts.tile_size}")
+    if not 0 <= opts.overlap < opts.tile_size // 2:
+        raise ValueError(f"OVERLAP must be between 0 and half the tile size, not {opts.overlap}")
+    if opts.batch_size < 1:
+        raise ValueError("BATCH_SIZE must be at least 1")
+
+
+def _tags(src, model_path, threshold, input_path) -> dict:
+    return dict(MODEL=Path(model_path).name, THRESHOLD=str(threshold), SOURCE=Path(input_path).name,
+                **{k: v for k, v in src.tags().items() if k in ("DATE", "DATETIME", "SCENE_ID")})
 
 
 def _check_coverage(src, readers, side: int = 512):
@@ -475,12 +491,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
     opts = options or SegmentOptions()
     progress = progress or Progress()
     t0 = time.perf_counter()
-    if opts.tile_size < 32 or opts.tile_size % 32:
-        raise ValueError(f"TILE_SIZE must be a multiple of 32 and at least 32, not {opts.tile_size}")
-    if not 0 <= opts.overlap < opts.tile_size // 2:
-        raise ValueError(f"OVERLAP must be between 0 and half the tile size, not {opts.overlap}")
-    if opts.batch_size < 1:
-        raise ValueError("BATCH_SIZE must be at least 1")
+    _check_options(opts)
     device = pick_device(opts.device)
     precision = pick_precision(opts.precision, device)
     streams = (opts.streams or cpu_streams(torch_threads(), opts.batch_size)) if device == "cpu" else 1
@@ -495,26 +506,43 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         src = stack.enter_context(rasterio.open(input_path))
         _check_grid(src, header, progress)
         readers = band_readers(stack, src, header.bands, opts.bands, dem_path, progress)
-        _check_coverage(src, readers)
         H, W, T = src.height, src.width, opts.tile_size
         stride = T - opts.overlap
         ys, xs, plan = _tile_plan(src, T, stride, opts)
+        keep, first = (0, H), 0
+        if opts.rows is None:
+            _check_coverage(src, readers)
+        else:  # a block: its own rows, from every tile that touches them (as a whole run would)
+            a, b = opts.rows
+            keep = (ys[a] if a else 0, ys[b] if b < len(ys) else H)
+            first = next(j for j in range(len(ys)) if ys[j] + T > keep[0])
+            plan = [row if first <= j < b else [] for j, row in enumerate(plan)]
         n_tiles, n_total = sum(len(r) for r in plan), len(ys) * len(xs)
         progress.info(f"{W} x {H} pixels, {n_total} tiles of {T} px (overlap {opts.overlap}), "
                       f"{n_tiles} to run, batch {opts.batch_size}")
 
         prob_u8 = opts.probability_dtype == "uint8"
-        tags = dict(MODEL=Path(model_path).name, THRESHOLD=str(threshold), SOURCE=Path(input_path).name,
-                    **{k: v for k, v in src.tags().items() if k in ("DATE", "DATETIME", "SCENE_ID")})
-        prob_dst, mask_dst, tmp_mask = _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags)
+        tags = _tags(src, model_path, threshold, input_path)
+        prob_dst, mask_dst, tmp_mask = _open_outputs(stack, src, probability_path, mask_path, prob_u8,
+                                                     tags, keep)
+        glacier_px = [0]
 
         def write_rows(out, mask, window):
-            prob_dst.write(out, 1, window=window)
+            """Rows of INPUT's grid, those of this run's band (all but in a block)."""
+            y, n = window.row_off, window.height
+            lo, hi = max(y, keep[0]), min(y + n, keep[1])
+            if lo >= hi:
+                return
+            out, mask = out[lo - y:hi - y], mask[lo - y:hi - y]
+            glacier_px[0] += int(np.count_nonzero(mask == 1))
+            win = Window(0, lo - keep[0], W, hi - lo)
+            prob_dst.write(out, 1, window=win)
             if mask_dst is not None:
-                mask_dst.write(mask, 1, window=window)
+                mask_dst.write(mask, 1, window=win)
 
         io = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="io"))
         mosaic = _Mosaic(H, W, T, opts.overlap, threshold, prob_u8, write_rows, io)
+        mosaic.y0 = ys[first]
         pieces = _pieces(plan, T, stride, per_batch)
         read_piece = _PieceReader(readers, header, pieces, ys, T, H, W)
         first_piece = io.submit(read_piece, 0) if pieces else None  # read while the network loads
@@ -553,7 +581,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
                 mosaic.add(ys[row], x, prob, invalid)
             done += len(keys)
             progress.update(0.95 * done / max(n_tiles, 1), None)
-        mosaic.finish()
+        mosaic.finish(keep[1])
         progress.info(f"{done} tiles in {time.perf_counter() - t0:.1f} s")
         polygons = None
         if polygons_path:
@@ -561,7 +589,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
                 raise ValueError("OUTPUT_POLYGONS needs OUTPUT_MASK")
             mask_dst.close()
             polygons = polygonise(tmp_mask, polygons_path, opts.min_area_km2, opts.simplify_m)
-    area_km2 = mosaic.glacier_px * abs(src.transform.a * src.transform.e) / 1e6
+    area_km2 = glacier_px[0] * abs(src.transform.a * src.transform.e) / 1e6
     progress.update(1.0, f"glacier area {area_km2:.3f} km2 (planar)")
     return SegmentResult(Path(probability_path), Path(mask_path) if mask_path else None,
                          polygons, device, precision, n_tiles, n_total - n_tiles, area_km2,
@@ -586,3 +614,116 @@ def polygonise(mask_path, polygons_path, min_area_km2=0.0, simplify_m=0.0) -> Pa
         records.append(dict(id=len(records) + 1, area_km2=area))
     return write_gpkg(polygons_path, [VectorLayer("glaciers", crs, geoms, records,
                                                   fields={"id": int, "area_km2": float})])
+
+
+# --------------------------------------------------------------------------- on a cluster
+
+BLOCK_MIN_TILE_ROWS = 4  # each block recomputes the tile row above it: >= 4 keeps that <= 25 %
+
+
+def segment_block(input_path, model_path, probability_path, mask_path, dem_path, options, *,
+                  progress: Progress) -> SegmentResult:
+    """One block of tile rows (a Dask task of segment_blocks); its files appear complete."""
+    return segment(input_path, model_path, probability_path, mask_path, None, dem_path, options, progress)
+
+
+def _block_key(input_path, model_path, dem_path, opts: SegmentOptions) -> str:
+    """What a block's pixels depend on: a rerun with the same inputs and settings finds them."""
+    import hashlib
+    import json as _json
+    parts = [opts.tile_size, opts.overlap, opts.threshold, opts.device, opts.precision,
+             opts.probability_dtype, sorted((opts.bands or {}).items()), opts.mask_buffer_m,
+             [g.wkb_hex for g in opts.mask_geometries if g is not None]]
+    for path in (input_path, model_path, dem_path):
+        if path:
+            st = Path(path).stat()
+            parts += [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+    return hashlib.sha256(_json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+def segment_blocks(input_path, model_path, probability_path, mask_path=None, polygons_path=None,
+                   dem_path=None, options: SegmentOptions | None = None,
+                   progress: Progress | None = None, pool=None) -> SegmentResult:
+    """`segment` with the raster cut into blocks of tile rows, run as pieces of `pool` (Dask
+    tasks), and joined. A block computes every tile that touches its rows, in the order a
+    whole run does, so the joined rasters are those of a whole run. Blocks are kept in a
+    hidden folder beside the output until the join: a run cut short by a lost scheduler
+    resumes from the blocks that are done."""
+    import shutil
+    from dataclasses import replace
+
+    from .cluster import LocalPool, SchedulerLost
+    opts = options or SegmentOptions()
+    progress = progress or Progress()
+    pool = pool or LocalPool()
+    t0 = time.perf_counter()
+    _check_options(opts)
+    input_path, model_path = str(Path(input_path).resolve()), str(Path(model_path).resolve())
+    dem_path = str(Path(dem_path).resolve()) if dem_path else None
+    probability_path = Path(probability_path).resolve()
+    header = read_header(model_path)
+    threshold = header.threshold if opts.threshold is None else float(opts.threshold)
+    with contextlib.ExitStack() as stack:  # the whole run's checks, once, here
+        src = stack.enter_context(rasterio.open(input_path))
+        _check_grid(src, header, progress)
+        _check_coverage(src, band_readers(stack, src, header.bands, opts.bands, dem_path, progress))
+        H, W = src.height, src.width
+        n_rows = len(tile_origins(H, opts.tile_size, opts.tile_size - opts.overlap))
+    per_block = max(BLOCK_MIN_TILE_ROWS, -(-n_rows // (2 * pool.workers)))
+    blocks = [(a, min(a + per_block, n_rows)) for a in range(0, n_rows, per_block)]
+    parts = probability_path.parent / f".{probability_path.stem}.blocks-" \
+                                      f"{_block_key(input_path, model_path, dem_path, opts)}"
+    parts.mkdir(parents=True, exist_ok=True)
+    items, done_before = [], 0
+    for k, rows in enumerate(blocks):
+        prob_k, mask_k = parts / f"probability_{k}.tif", parts / f"mask_{k}.tif"
+        if prob_k.is_file() and mask_k.is_file():  # written atomically: complete
+            done_before += 1
+            continue
+        items.append((input_path, model_path, str(prob_k), str(mask_k), dem_path,
+                      replace(opts, rows=rows, min_area_km2=0.0, simplify_m=0.0)))
+    progress.info(f"{W} x {H} pixels in {len(blocks)} block(s) of {per_block} tile rows on "
+                  f"{pool.workers} worker(s)" + (f"; {done_before} block(s) done by an earlier run"
+                                                 if done_before else ""))
+    keep_parts = False
+    try:
+        results = pool.run(segment_block, items, progress.sub(0.0, 0.9), gpu=opts.device == "cuda")
+        polygons, glacier_px = None, 0
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(gdal_cache_limit())
+            src = stack.enter_context(rasterio.open(input_path))
+            pixel_km2 = abs(src.transform.a * src.transform.e) / 1e6
+            prob_dst, mask_dst, tmp_mask = _open_outputs(
+                stack, src, probability_path, mask_path, opts.probability_dtype == "uint8",
+                _tags(src, model_path, threshold, input_path))
+            for k in range(len(blocks)):
+                progress.check()
+                for name, dst in (("probability", prob_dst), ("mask", mask_dst)):
+                    with rasterio.open(parts / f"{name}_{k}.tif") as blk:
+                        y0 = round((blk.transform.f - src.transform.f) / src.transform.e)
+                        for r in range(0, blk.height, 1024):  # bounded windows, not whole blocks
+                            win = Window(0, r, W, min(1024, blk.height - r))
+                            data = blk.read(1, window=win)
+                            if name == "mask":
+                                glacier_px += int(np.count_nonzero(data == 1))
+                            if dst is not None:
+                                dst.write(data, 1, window=Window(0, y0 + r, W, win.height))
+                progress.update(0.9 + 0.08 * (k + 1) / len(blocks))
+            if polygons_path:
+                if mask_dst is None:
+                    raise ValueError("OUTPUT_POLYGONS needs OUTPUT_MASK")
+                mask_dst.close()
+                polygons = polygonise(tmp_mask, polygons_path, opts.min_area_km2, opts.simplify_m)
+    except SchedulerLost:
+        keep_parts = True  # the rerun resumes from them
+        raise
+    finally:
+        if not keep_parts:
+            shutil.rmtree(parts, ignore_errors=True)
+    area_km2 = glacier_px * pixel_km2
+    progress.update(1.0, f"glacier area {area_km2:.3f} km2 (planar)")
+    used = results[0] if results else None
+    return SegmentResult(probability_path, Path(mask_path) if mask_path else None, polygons,
+                         used.device if used else opts.device, used.precision if used else opts.precision,
+                         sum(r.tiles for r in results), sum(r.tiles_skipped for r in results), area_km2,
+                         time.perf_counter() - t0)

@@ -1,0 +1,190 @@
+"""Scale-out on a real Dask cluster: a `dask scheduler` and two `dask worker` processes of
+the engine's environment on 127.0.0.1 (tests/servers.DaskCluster). Every result is compared
+with the same step run here, bit for bit; workers are killed and the scheduler lost mid-run."""
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+import glacier_mapper_plugin.core.segment as segment_module
+from glacier_mapper_plugin.core import cluster
+from glacier_mapper_plugin.core.acquire import AcquireOptions, acquire
+from glacier_mapper_plugin.core.cluster import DaskPool, LocalPool, SchedulerLost
+from glacier_mapper_plugin.core.progress import Cancelled, Progress
+from glacier_mapper_plugin.core.segment import SegmentOptions, segment, segment_blocks
+from tests.servers import DaskCluster, free_port
+
+OPTIONS = SegmentOptions(tile_size=64, overlap=16, batch_size=4, device="cpu")
+
+
+class Recorder(Progress):
+    """Keeps what reached the client: fractions and messages."""
+
+    def __init__(self, cancel_at=None, on_fraction=None):
+        super().__init__()
+        self.fractions, self.messages = [], []
+        self.cancel_at, self.on_fraction = cancel_at, on_fraction
+
+    def update(self, fraction, message=None):
+        self.fractions.append(float(fraction))
+        if self.on_fraction:
+            self.on_fraction(fraction)
+        if self.cancel_at is not None and fraction >= self.cancel_at:
+            self.cancelled = True
+        super().update(fraction, message)
+
+    def info(self, message):
+        self.messages.append(message)
+
+    warning = info
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory, user_cache):
+    with DaskCluster(tmp_path_factory.mktemp("dask")) as c:
+        yield c
+
+
+@pytest.fixture()
+def pool(dask_cluster):
+    with DaskPool(dask_cluster.address, Progress()) as p:
+        yield p
+
+
+@pytest.fixture()
+def blocks_of_one_row(monkeypatch):
+    """Many blocks from a small raster: one tile row each (the client cuts the blocks)."""
+    monkeypatch.setattr(segment_module, "BLOCK_MIN_TILE_ROWS", 1)
+
+
+def _read(path):
+    with rasterio.open(path) as src:
+        return src.read(), src.tags(), src.transform, src.crs
+
+
+def _same_raster(a, b):
+    (da, ta, fa, ca), (db, tb, fb, cb) = _read(a), _read(b)
+    assert np.array_equal(da, db, equal_nan=True), f"{a} and {b} differ"
+    assert (ta, fa, ca) == (tb, fb, cb)
+
+
+def test_acquisition_on_the_cluster_gives_the_local_files(served_archive, pool, tmp_path):
+    inv = served_archive["inventory"]
+    glaciers = [(i, g, inv.crs) for i, g in zip(inv.ids, inv.geometries)]
+    options = AcquireOptions(date=served_archive["target"], stac_url=served_archive["api"].url,
+                             dem=str(served_archive["region"].dem), buffer_m=200.0, max_workers=2)
+    served_archive["files"].reset()
+    here = acquire(glaciers, options, tmp_path / "here")
+    progress = Recorder()
+    there = acquire(glaciers, options, tmp_path / "there", progress, pool=pool)
+    assert [r.status for r in there] == ["ok"] * 3
+    assert [(r.id, r.scene_id, r.masked_pct) for r in there] == [(r.id, r.scene_id, r.masked_pct) for r in here]
+    for a, b in zip(here, there):
+        _same_raster(a.file, b.file)
+        assert Path(b.file).parent == (tmp_path / "there").resolve()
+    assert progress.fractions[-1] == 1.0
+    assert any(m.startswith("G00") and "ok" in m for m in progress.messages)
+    # A rerun on the cluster finds every chip done (resume).
+    again = acquire(glaciers, options, tmp_path / "there", Progress(), pool=pool)
+    assert [r.status for r in again] == ["exists"] * 3
+
+
+def test_scenes_and_a_raster_in_blocks_on_the_cluster(region, untrained_model, pool, tmp_path,
+                                                      blocks_of_one_row):
+    """Several rasters, and each in blocks of tile rows across both workers: the joined
+    probability, mask and polygons are those of a whole run here."""
+    for scene in (region.imagery_start, region.imagery_end):
+        here = segment(scene, untrained_model, tmp_path / "p.tif", tmp_path / "m.tif",
+                       dem_path=region.dem, options=OPTIONS)
+        progress = Recorder()
+        out = tmp_path / f"{scene.stem}.tif"
+        there = segment_blocks(scene, untrained_model, out, tmp_path / f"{scene.stem}_mask.tif",
+                               tmp_path / f"{scene.stem}.gpkg", region.dem, OPTIONS, progress, pool)
+        _same_raster(tmp_path / "p.tif", out)
+        _same_raster(tmp_path / "m.tif", tmp_path / f"{scene.stem}_mask.tif")
+        assert there.glacier_area_km2 == pytest.approx(here.glacier_area_km2, abs=1e-12)
+        assert there.tiles > here.tiles  # each block recomputes the tile row above it
+        assert any("block(s)" in m and "2 worker(s)" in m for m in progress.messages)
+        assert any("tiles in" in m for m in progress.messages)  # messages from the workers
+        assert progress.fractions == sorted(progress.fractions) and progress.fractions[-1] == 1.0
+        assert (tmp_path / f"{scene.stem}.gpkg").is_file()
+    assert not list(tmp_path.glob(".*")), "no block folder or partial file is left"
+
+
+def test_cancel_stops_the_tasks_and_leaves_no_file(region, untrained_model, pool, tmp_path,
+                                                   blocks_of_one_row):
+    progress = Recorder(cancel_at=0.05)
+    with pytest.raises(Cancelled):
+        segment_blocks(region.imagery_start, untrained_model, tmp_path / "p.tif", tmp_path / "m.tif",
+                       None, region.dem, SegmentOptions(tile_size=64, overlap=16, batch_size=1),
+                       progress, pool)
+    assert not list(tmp_path.iterdir())
+    # The tasks stopped: nothing of this run is left on the workers.
+    deadline = time.time() + 20
+    while pool.client.processing() and any(pool.client.processing().values()) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(pool.client.processing().values())
+
+
+def test_unreachable_scheduler_names_the_parameter(monkeypatch):
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 2)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=r"DASK_SCHEDULER 127\.0\.0\.1:\d+: cannot reach the Dask scheduler"):
+        DaskPool(f"127.0.0.1:{free_port()}")
+    assert time.monotonic() - started < 30
+    with pytest.raises(ValueError, match="DASK_SCHEDULER: no scheduler file"):
+        DaskPool("/nowhere/scheduler.json")
+
+
+def test_local_pool_is_the_default():
+    assert isinstance(cluster.open_pool(""), LocalPool)
+    assert isinstance(cluster.open_pool(None, threads=3), LocalPool) and cluster.open_pool(None, threads=3).workers == 3
+
+
+def test_a_killed_worker_loses_nothing(region, untrained_model, tmp_path, tmp_path_factory,
+                                       blocks_of_one_row, user_cache):
+    """SIGKILL one of two workers (nanny and all) while blocks run: its tasks rerun on the
+    other and the joined rasters are still those of a whole run here."""
+    segment(region.imagery_start, untrained_model, tmp_path / "p.tif", dem_path=region.dem, options=OPTIONS)
+    with DaskCluster(tmp_path_factory.mktemp("dask_kill")) as c:
+        killed = []
+
+        def kill_once(fraction):
+            if fraction > 0 and not killed:
+                killed.append(True)
+                threading.Thread(target=c.kill, args=(c.workers[0],)).start()
+
+        with DaskPool(c.address) as p:
+            result = segment_blocks(region.imagery_start, untrained_model, tmp_path / "q.tif", None, None,
+                                    region.dem, OPTIONS, Recorder(on_fraction=kill_once), p)
+            assert killed and c.workers[0].poll() is not None
+            assert len(p.client.scheduler_info()["workers"]) == 1
+    _same_raster(tmp_path / "p.tif", result.probability)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["p.tif", "q.tif"]
+
+
+def test_a_lost_scheduler_is_named_and_the_rerun_resumes(region, untrained_model, tmp_path,
+                                                         tmp_path_factory, blocks_of_one_row, user_cache):
+    segment(region.imagery_start, untrained_model, tmp_path / "p.tif", dem_path=region.dem, options=OPTIONS)
+    folder = tmp_path_factory.mktemp("dask_lost")
+    with DaskCluster(folder) as c:
+        with DaskPool(c.address) as p:
+            def lose_scheduler(fraction):
+                if fraction >= 0.3 and c.scheduler.poll() is None:
+                    c.kill(c.scheduler)
+            with pytest.raises(ValueError, match="DASK_SCHEDULER .*went away.*run again"):
+                segment_blocks(region.imagery_start, untrained_model, tmp_path / "q.tif", None, None,
+                               region.dem, OPTIONS, Recorder(on_fraction=lose_scheduler), p)
+    assert not (tmp_path / "q.tif").exists()
+    kept = list(tmp_path.glob(".q.blocks-*/probability_*.tif"))
+    assert kept, "the finished blocks are kept for the rerun"
+    with DaskCluster(folder) as c, DaskPool(c.address) as p:
+        progress = Recorder()
+        segment_blocks(region.imagery_start, untrained_model, tmp_path / "q.tif", None, None,
+                       region.dem, OPTIONS, progress, p)
+    assert any(f"{len(kept)} block(s) done by an earlier run" in m for m in progress.messages)
+    _same_raster(tmp_path / "p.tif", tmp_path / "q.tif")
+    assert not list(tmp_path.glob(".*"))
