@@ -7,7 +7,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputMultipleLayers, QgsProc
 
 from qgis.PyQt.QtCore import QDate
 
-from .base import GlacierMapperAlgorithm
+from .base import DASK_HELP, GlacierMapperAlgorithm
 
 class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
     ADVANCED = frozenset({"MAX_CANDIDATES", "MAX_WORKERS", "COLLECTION", "SELECTION"})
@@ -48,7 +48,8 @@ class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
         "DEM": "stac:<collection> (e.g. stac:cop-dem-glo-30) on the same API, a DEM raster "
                "path, or empty for none.",
         "OUTPUT_FOLDER": "Folder for the per-glacier GeoTIFFs.",
-        "MAX_WORKERS": "Glaciers downloaded in parallel.",
+        "MAX_WORKERS": "Glaciers downloaded in parallel (here; on a cluster, each worker's threads).",
+        "DASK_SCHEDULER": DASK_HELP + " Here: one task per glacier.",
         "OUTPUT": "Table: glacier id, status, collection, scene, date, cloud %, masked %, snow % "
                   "(chosen scene and the cloud-only choice), how the +1000 offset was decided "
                   "(metadata, pixels or both; the darkest DNs), file.",
@@ -73,6 +74,7 @@ class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"))
         self.addParameter(QgsProcessingParameterNumber("MAX_WORKERS", "Parallel downloads", defaultValue=4, minValue=1, maxValue=64))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Acquisition table", QgsProcessing.TypeVector))
+        self.add_dask_parameter()
         self.addOutput(QgsProcessingOutputMultipleLayers("FILES", "Acquired rasters"))
         self.addOutput(QgsProcessingOutputNumber("N_OK", "Glaciers with imagery"))
 

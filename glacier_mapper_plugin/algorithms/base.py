@@ -14,7 +14,8 @@ from pathlib import Path
 from qgis.core import (QgsApplication, QgsFeature, QgsFeatureSink, QgsFields, QgsProcessing,
                        QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingLayerPostProcessorInterface, QgsProcessingParameterFeatureSource,
-                       QgsProcessingParameterField, QgsProcessingParameterNumber, QgsProcessingUtils,
+                       QgsProcessingParameterField, QgsProcessingParameterNumber,
+                       QgsProcessingParameterString, QgsProcessingUtils,
                        QgsVectorFileWriter, QgsVectorLayer)
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
@@ -140,6 +141,13 @@ def style_output(context, path, qml: str, name: str | None = None) -> None:
             details.name = name
 
 
+DASK_HELP = ("Address of a Dask scheduler (tcp://host:8786, or the .json scheduler file that "
+             "`dask scheduler --scheduler-file` and dask-jobqueue write) whose workers run the "
+             "engine's environment and see the same paths (a shared filesystem): the algorithm's "
+             "independent pieces then run there as Dask tasks, with progress and cancel from here. "
+             "Empty: everything runs on this computer. See the README, 'On a cluster'.")
+
+
 class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
     """Subclasses set ALG_ID (also the engine's step), DISPLAY, GROUP/GROUP_ID, HELP and
     PARAM_HELP, implement initAlgorithm, and may style or load outputs in finish()."""
@@ -193,9 +201,14 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
         text = self.PARAM_HELP.get(parameter.name())
         if text and hasattr(parameter, "setHelp"):
             parameter.setHelp(self.tr(text))
-        if parameter.name() in self.ADVANCED:  # expert settings fold away in the dialog
+        if parameter.name() in self.ADVANCED | {"DASK_SCHEDULER"}:  # expert settings fold away
             parameter.setFlags(parameter.flags() | parameter.FlagAdvanced)
         return super().addParameter(parameter, createOutput)
+
+    def add_dask_parameter(self):
+        """DASK_SCHEDULER, an advanced string: where the algorithm's pieces run."""
+        self.addParameter(QgsProcessingParameterString("DASK_SCHEDULER", "Dask scheduler (empty: run here)",
+                                                       defaultValue="", optional=True))
 
     def add_inventory_parameters(self):
         """INVENTORY (glacier polygons, any CRS) and ID_FIELD, as every inventory-driven

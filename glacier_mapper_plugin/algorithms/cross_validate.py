@@ -22,7 +22,10 @@ class CrossValidateAlgorithm(GlacierMapperAlgorithm):
     PARAM_HELP = dict(TRAINING_HELP, FOLDS="Number of geographic folds.",
                       OUTPUT_FOLDER="Folder for the fold models and out-of-fold predictions.",
                       OUTPUT_TABLE="Per-fold metrics (Table 1 layout) with mean and std rows.",
-                      OUTPUT_INVENTORY="The inventory with a 'fold' field.")
+                      OUTPUT_INVENTORY="The inventory with a 'fold' field.",
+                      MEMBERS="Models per fold that differ only by their seed (SEED, SEED + 1, ...); "
+                              "a fold's test metrics and out-of-fold prediction use their mean "
+                              "probability (the ensemble). Files: fold_K.gmm, fold_K_seedN.gmm.")
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         add_training_parameters(self)

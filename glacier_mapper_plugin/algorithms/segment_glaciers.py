@@ -6,7 +6,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsUnitTypes,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
-from .base import GlacierMapperAlgorithm, style_output
+from .base import DASK_HELP, GlacierMapperAlgorithm, style_output
 
 DEVICES = ["auto", "cuda", "cpu"]
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
@@ -55,6 +55,9 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         "OUTPUT_PROBABILITY": "Glacier probability raster (tiled, compressed GeoTIFF).",
         "OUTPUT_MASK": "Glacier mask raster (uint8: 1 glacier, 0 not, 255 no data).",
         "OUTPUT_POLYGONS": "Glacier polygons (GeoPackage) with area_km2 on the ellipsoid.",
+        "DASK_SCHEDULER": DASK_HELP + " Here: the raster in blocks of tile rows, one task each "
+                          "(the joined result is the same as a run here); DEVICE cuda asks for "
+                          "workers with a GPU resource.",
     }
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
@@ -78,6 +81,7 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_PROBABILITY", "Glacier probability"))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MASK", "Glacier mask", optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT_POLYGONS", "Glacier polygons", QgsProcessing.TypeVectorPolygon, optional=True, createByDefault=True))
+        self.add_dask_parameter()
         self.addOutput(QgsProcessingOutputNumber("GLACIER_AREA_KM2", "Glacier area (km2, planar)"))
         self.addOutput(QgsProcessingOutputString("DEVICE_USED", "Device used"))
         self.addOutput(QgsProcessingOutputString("PRECISION_USED", "Precision used"))

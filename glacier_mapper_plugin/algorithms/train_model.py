@@ -4,7 +4,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingPa
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
 
-from .base import GlacierMapperAlgorithm
+from .base import DASK_HELP, GlacierMapperAlgorithm
 from .segment_glaciers import DEVICES, string_enum
 
 ENCODERS = ["resnet34", "resnet18", "resnet50"]
@@ -38,6 +38,12 @@ TRAINING_HELP = {
     "DEVICE": "auto uses CUDA (with mixed precision) when torch sees a GPU, else the CPU.",
     "SEED": "Random seed: the same seed gives the same model on the CPU.",
     "VAL_FRACTION": "Share of glaciers (not patches) held out for validation and model selection.",
+    "MEMBERS": "Ensemble members: models that differ only by their seed (SEED, SEED + 1, ...), as "
+               "DL4GAM's ensembles; their spread is the model uncertainty that area change uses "
+               "(START_ENSEMBLE/END_ENSEMBLE).",
+    "DASK_SCHEDULER": DASK_HELP + " Here: one task per member (per fold x member when "
+                      "cross-validating), on a worker with a GPU resource when DEVICE is cuda; "
+                      "the patch cache must be on the shared filesystem (PATCH_CACHE).",
 }
 
 
@@ -60,6 +66,8 @@ def add_training_parameters(alg):
     alg.addParameter(QgsProcessingParameterFile("PATCH_CACHE", "Patch cache folder",
                                                 QgsProcessingParameterFile.Folder, optional=True))
     alg.addParameter(QgsProcessingParameterBoolean("KEEP_PATCHES", "Keep the patch cache", defaultValue=False))
+    alg.addParameter(QgsProcessingParameterNumber("MEMBERS", "Ensemble members", defaultValue=1, minValue=1, maxValue=100))
+    alg.add_dask_parameter()
 
 
 class TrainModelAlgorithm(GlacierMapperAlgorithm):
@@ -75,7 +83,8 @@ class TrainModelAlgorithm(GlacierMapperAlgorithm):
             "per-glacier validation IoU kept. Patches are cut once into an on-disk cache and "
             "streamed, so memory does not grow with the region. A stopped run resumes from its "
             "last epoch when started again with the same settings.")
-    PARAM_HELP = dict(TRAINING_HELP, OUTPUT_MODEL="The model file to write (.gmm).")
+    PARAM_HELP = dict(TRAINING_HELP, OUTPUT_MODEL="The model file to write (.gmm); with MEMBERS > 1 it is "
+                      "the first member and the others are written beside it as NAME_seedN.gmm.")
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         add_training_parameters(self)

@@ -25,7 +25,7 @@ from pathlib import Path
 from .progress import Cancelled, Progress
 
 PARAMETER = "DASK_SCHEDULER"
-CONNECT_TIMEOUT_S = 20
+CONNECT_TIMEOUT_S = 10
 WORKER_WAIT_S = 30
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from .metrics import add, confusion, mean_std, scores
 from .patches import extract_patches
 from .progress import Progress
 from .segment import SegmentOptions, pick_device, segment
-from .train import TrainOptions, default_bands, split_glaciers, standardise, train_model
+from .train import TrainOptions, default_bands, member_path, split_glaciers, standardise, train_member
 
 
 MASK_BUFFER_M = 500.0  # fold models predict within this distance of their glaciers
@@ -57,7 +57,8 @@ class FoldResult:
     n_patches: int
     n_glaciers: int
     scores: dict
-    model: Path
+    model: Path                                   # the first member's
+    members: list = field(default_factory=list)  # every member's model
 
 
 @dataclass
@@ -80,7 +81,8 @@ class CrossValidation:
 
 def compose_out_of_fold(raster, fold_probabilities, inventory: Inventory, folds, output,
                         reach_m: float = 500.0, block_rows: int = 1024):
-    """One probability raster: each pixel from the model of the fold of its nearest glacier.
+    """One probability raster: each pixel from the model of the fold of its nearest glacier
+    (a fold's entry may be a list of its members' rasters: their mean).
     Fold predictions exist only within `reach_m` of their glaciers, so the nearest glacier
     of any pixel that has a value lies within reach_m: each block of rows needs the
     outlines of itself plus reach_m above and below, never a whole-raster distance map."""
@@ -96,7 +98,8 @@ def compose_out_of_fold(raster, fold_probabilities, inventory: Inventory, folds,
     H, W = profile["height"], profile["width"]
     fold_of_id = np.concatenate([[-1], np.asarray(folds)])
     with contextlib.ExitStack() as stack:
-        srcs = [stack.enter_context(rasterio.open(p)) for p in fold_probabilities]
+        srcs = [[stack.enter_context(rasterio.open(m)) for m in ([p] if isinstance(p, (str, Path)) else p)]
+                for p in fold_probabilities]
         tmp = stack.enter_context(atomic_output(output))
         dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
         dst.set_band_description(1, "glacier probability (out of fold)")
@@ -113,77 +116,134 @@ def compose_out_of_fold(raster, fold_probabilities, inventory: Inventory, folds,
                 core = slice(y - y0, y - y0 + h)
                 fold_map = fold_of_id[ids[ri, ci]][core]
                 fold_map[dist[core] > margin] = -1  # beyond every fold's predictions
-                for f, s in enumerate(srcs):
+                for f, members in enumerate(srcs):
                     sel = fold_map == f
                     if sel.any():
-                        out[sel] = s.read(1, window=win)[sel]
+                        prob = members[0].read(1, window=win)
+                        for m in members[1:]:
+                            prob += m.read(1, window=win)
+                        if len(members) > 1:
+                            prob /= len(members)
+                        out[sel] = prob[sel]
             dst.write(out, 1, window=win)
     return Path(output)
 
 
 def cross_validate(rasters, inventory: Inventory, output_folder, dem_path=None, k: int = 5,
                    options: TrainOptions | None = None, progress: Progress | None = None,
-                   predict: bool = True) -> CrossValidation:
-    """One model per geographic fold, its test metrics, and out-of-fold predictions."""
+                   predict: bool = True, members: int = 1, pool=None) -> CrossValidation:
+    """One model per geographic fold (MEMBERS models per fold, seeds SEED, SEED + 1, ...,
+    averaged), its test metrics, and out-of-fold predictions. Every fold x member training,
+    fold test and fold x member prediction is a piece of `pool`: side by side on a cluster."""
+    from .cluster import LocalPool
     opts = options or TrainOptions()
     progress = progress or Progress()
-    output_folder = Path(output_folder)
+    pool = pool or LocalPool()
+    if members < 1:
+        raise ValueError(f"MEMBERS must be at least 1, not {members}")
+    rasters = [str(Path(r).resolve()) for r in rasters]  # workers have another working directory
+    dem_path = str(Path(dem_path).resolve()) if dem_path else None
+    output_folder = Path(output_folder).resolve()
     output_folder.mkdir(parents=True, exist_ok=True)
     folds = geographic_folds(inventory, k)
     bands = list(opts.bands) if opts.bands else default_bands(rasters[0], dem_path)
     ps = extract_patches(rasters, inventory, bands, opts.patch_size, dem_path, opts.mapping,
-                         opts.quality, progress=progress, cache_root=opts.patch_cache)
+                         opts.quality, progress=progress.sub(0.0, 0.05), cache_root=opts.patch_cache)
+    ps.close()
     of = np.array([p.glacier for p in ps.patches], int)
-    results = []
     share = 0.85 if predict else 1.0
+    trainings, tests = [], []
     for f in range(k):
         test_g = [i + 1 for i, fo in enumerate(folds) if fo == f]
         rest = [i + 1 for i, fo in enumerate(folds) if fo != f]
         train_g, val_g = split_glaciers(rest, opts.val_fraction, opts.seed + f)
         progress.info(f"fold {f + 1}/{k}: {len(test_g)} test glaciers, {len(train_g)} training, "
-                      f"{len(val_g)} validation")
-        fold_opts = TrainOptions(**{**opts.__dict__, "bands": bands, "train_glaciers": train_g + val_g,
-                                    "val_glaciers": val_g})
-        model = output_folder / f"fold_{f + 1}.gmm"
-        res = train_model(rasters, inventory, model, dem_path, fold_opts,
-                          progress.sub(share * f / k, share * (f + 1) / k), patches=ps)
-        test_idx = np.nonzero(np.isin(of, test_g))[0]
-        conf = _test_confusion(model, ps, test_idx, res.header, pick_device(opts.device))
-        results.append(FoldResult(f, len(test_idx), len(set(of[test_idx].tolist())),
-                                  scores(conf), model))
-        progress.info(f"fold {f + 1}: IoU {results[-1].scores['iou']:.4f}, "
-                      f"F1 {results[-1].scores['f1']:.4f} on {len(test_idx)} test patches")
-    mean, std = mean_std([r.scores for r in results])
-    cv = CrossValidation(folds, results, mean, std)
-    if predict:
-        scratch = Path(tempfile.mkdtemp(prefix=".folds-", dir=output_folder))
-        try:
-            for j, raster in enumerate(rasters):
-                fold_probs = []
-                near, crs = _near(inventory, raster, MASK_BUFFER_M)  # once per raster, not per fold
-                local = inventory.subset(near).to_crs(crs).geometries
-                for r in results:
-                    geoms = [g for g, k in zip(local, near) if folds[k] == r.fold]
-                    out = scratch / f"{j}_fold{r.fold + 1}.tif"
-                    segment(raster, r.model, out, dem_path=dem_path,
-                            options=SegmentOptions(tile_size=max(256, opts.patch_size * 2),
-                                                   overlap=opts.patch_size // 4, device=opts.device,
-                                                   bands=opts.mapping, mask_geometries=geoms,
-                                                   mask_buffer_m=MASK_BUFFER_M),
-                            progress=progress.sub(share + (1 - share) * j / len(rasters),
-                                                  share + (1 - share) * (j + 1) / len(rasters)))
-                    fold_probs.append(out)
-                cv.predictions.append(compose_out_of_fold(
-                    raster, fold_probs, inventory, folds,
-                    output_folder / f"{Path(raster).stem}_out_of_fold_probability.tif", MASK_BUFFER_M))
-                progress.update(share + (1 - share) * (j + 1) / len(rasters),
-                                f"out-of-fold prediction: {cv.predictions[-1].name}")
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    if not opts.keep_patches:
-        ps.close()
-        shutil.rmtree(ps.folder, ignore_errors=True)
+                      f"{len(val_g)} validation" + (f", {members} members" if members > 1 else ""))
+        fold_opts = replace(opts, bands=bands, train_glaciers=train_g + val_g, val_glaciers=val_g)
+        models = [str(member_path(output_folder / f"fold_{f + 1}.gmm", opts.seed + m, m)) for m in range(members)]
+        trainings += [(rasters, inventory, models[m], dem_path, replace(fold_opts, seed=opts.seed + m),
+                       str(ps.folder)) for m in range(members)]
+        tests.append((models, str(ps.folder), np.nonzero(np.isin(of, test_g))[0].tolist(), opts.device))
+    gpu = opts.device == "cuda"
+    try:
+        pool.run(train_member, trainings, progress.sub(0.05, share - 0.02), gpu=gpu,
+                 done=lambda i, r: f"fold {i // members + 1}" + (f" member {i % members + 1}" if members > 1 else "")
+                                   + f": best epoch {r['best_epoch']}, validation IoU {r['val_iou']}")
+        confusions = pool.run(fold_confusion, tests, progress.sub(share - 0.02, share), gpu=gpu)
+        results = []
+        for f, ((models, _, test_idx, _), conf) in enumerate(zip(tests, confusions)):
+            results.append(FoldResult(f, len(test_idx), len(set(of[test_idx].tolist())), scores(conf),
+                                      Path(models[0]), [Path(m) for m in models]))
+            progress.info(f"fold {f + 1}: IoU {results[-1].scores['iou']:.4f}, "
+                          f"F1 {results[-1].scores['f1']:.4f} on {len(test_idx)} test patches")
+        mean, std = mean_std([r.scores for r in results])
+        cv = CrossValidation(folds, results, mean, std)
+        if predict:
+            cv.predictions = _out_of_fold(rasters, inventory, folds, results, dem_path, opts, output_folder,
+                                          progress.sub(share, 1.0), pool)
+    finally:
+        if not opts.keep_patches:
+            shutil.rmtree(ps.folder, ignore_errors=True)
     return cv
+
+
+def fold_confusion(models, patch_folder, indices, device, *, progress: Progress) -> dict:
+    """Pooled confusion of a fold's models (their mean probability: the ensemble) on its
+    test patches, valid pixels only."""
+    from .model_file import read_header
+    from .patches import PatchCache
+    from .segment import Network
+    header = read_header(models[0])
+    nets = [Network(m, pick_device(device), "fp32") for m in models]
+    ps = PatchCache(patch_folder)
+    total = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    try:
+        for b0 in range(0, len(indices), 8):
+            progress.update(b0 / max(len(indices), 1))
+            x, y, valid = ps.arrays(indices[b0:b0 + 8])
+            x = standardise(x, valid, header.mean, header.std)
+            prob = nets[0](x)
+            for net in nets[1:]:
+                prob = prob + net(x)
+            if len(nets) > 1:
+                prob = prob / len(nets)
+            for j in range(len(x)):
+                total = add(total, confusion(prob[j] >= header.threshold, y[j] > 0, valid[j]))
+    finally:
+        ps.close()
+    return total
+
+
+def _out_of_fold(rasters, inventory, folds, results, dem_path, opts, output_folder, progress, pool):
+    """Each raster predicted by every fold x member model near that fold's glaciers (pieces
+    of the pool), then composed here, pixel by pixel from the nearest glacier's fold."""
+    scratch = Path(tempfile.mkdtemp(prefix=".folds-", dir=output_folder))
+    try:
+        items, layout = [], []
+        for j, raster in enumerate(rasters):
+            near, crs = _near(inventory, raster, MASK_BUFFER_M)  # once per raster, not per fold
+            local = inventory.subset(near).to_crs(crs).geometries
+            per_fold = []
+            for r in results:
+                geoms = [g for g, i in zip(local, near) if folds[i] == r.fold]
+                seg = SegmentOptions(tile_size=max(256, opts.patch_size * 2), overlap=opts.patch_size // 4,
+                                     device=opts.device, bands=opts.mapping, mask_geometries=geoms,
+                                     mask_buffer_m=MASK_BUFFER_M)
+                outs = [str(scratch / f"{j}_fold{r.fold + 1}_m{m}.tif") for m in range(len(r.members))]
+                items += [(raster, str(model), out, None, None, dem_path, seg)
+                          for model, out in zip(r.members, outs)]
+                per_fold.append(outs)
+            layout.append(per_fold)
+        pool.run(segment, items, progress.sub(0.0, 0.9), gpu=opts.device == "cuda")
+        predictions = []
+        for j, raster in enumerate(rasters):
+            predictions.append(compose_out_of_fold(
+                raster, layout[j], inventory, folds,
+                output_folder / f"{Path(raster).stem}_out_of_fold_probability.tif", MASK_BUFFER_M))
+            progress.update(0.9 + 0.1 * (j + 1) / len(rasters), f"out-of-fold prediction: {predictions[-1].name}")
+        return predictions
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _near(inventory: Inventory, raster, buffer_m: float):
@@ -192,16 +252,3 @@ def _near(inventory: Inventory, raster, buffer_m: float):
         left, bottom, right, top = src.bounds
         bounds = (left - buffer_m, bottom - buffer_m, right + buffer_m, top + buffer_m)
         return inventory.near(src.crs, bounds), src.crs.to_wkt()
-
-
-def _test_confusion(model_path, ps, indices, header, device):
-    """Pooled confusion of a fold model on its test patches (valid pixels only)."""
-    from .segment import Network
-    net = Network(model_path, device, "fp32")
-    total = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
-    for b0 in range(0, len(indices), 8):
-        x, y, valid = ps.arrays(indices[b0:b0 + 8])
-        prob = net(standardise(x, valid, header.mean, header.std))
-        for j in range(len(x)):
-            total = add(total, confusion(prob[j] >= header.threshold, y[j] > 0, valid[j]))
-    return total

@@ -157,7 +157,11 @@ class EpochBatches:
 
 def default_workers(device: str) -> int:
     """Loader processes: on the CPU one (reading overlaps compute; more would steal cores
-    from the training step), on a GPU enough to keep it fed."""
+    from the training step), on a GPU enough to keep it fed. None in a daemon process (a
+    Dask worker under its nanny), which may not start children."""
+    import multiprocessing
+    if multiprocessing.current_process().daemon:
+        return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if device.startswith("cuda"):
         return max(1, min(8, cores - 1))
@@ -423,6 +427,59 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
                          f"validation IoU per glacier {best_iou:.4f}; {header.training['patches_per_s']} "
                          f"patches/s, {busy:.0%} of the time in the training step)")
     return TrainResult(Path(output_model), header, history, best_epoch, start - 1)
+
+
+def member_path(output_model, seed: int, member: int) -> Path:
+    """Member 0 is OUTPUT_MODEL itself; the others are named by the seed that sets them apart."""
+    path = Path(output_model)
+    return path if member == 0 else path.with_name(f"{path.stem}_seed{seed}{path.suffix}")
+
+
+def train_member(rasters, inventory: Inventory, output_model, dem_path, options: TrainOptions,
+                 patch_folder, *, progress: Progress) -> dict:
+    """One ensemble member from the patch cache the client cut (a piece for a pool: a Dask
+    task reads the cache from the shared folder)."""
+    cache = PatchCache(patch_folder)
+    try:
+        res = train_model(rasters, inventory, output_model, dem_path, options, progress, patches=cache)
+    finally:
+        cache.close()
+    return {"model": str(res.model), "seed": options.seed, "best_epoch": res.best_epoch,
+            "val_iou": res.header.metrics.get("val_iou_per_glacier"),
+            "patches_per_s": res.header.training.get("patches_per_s")}
+
+
+def train_ensemble(rasters, inventory: Inventory, output_model, dem_path=None,
+                   options: TrainOptions | None = None, members: int = 1,
+                   progress: Progress | None = None, pool=None) -> list[dict]:
+    """MEMBERS models that differ only by their seed (SEED, SEED + 1, ...: initialisation and
+    batch order; the same patches and validation glaciers), as DL4GAM's ensembles; each a
+    piece of `pool`, so a cluster trains them side by side. Patches are cut once."""
+    from dataclasses import replace
+
+    from .cluster import LocalPool
+    opts = options or TrainOptions()
+    progress = progress or Progress()
+    pool = pool or LocalPool()
+    if members < 1:
+        raise ValueError(f"MEMBERS must be at least 1, not {members}")
+    rasters = [str(Path(r).resolve()) for r in rasters]
+    dem_path = str(Path(dem_path).resolve()) if dem_path else None
+    output_model = Path(output_model).resolve()
+    bands = list(opts.bands) if opts.bands else default_bands(rasters[0], dem_path)
+    _fine_tuning_header(opts.encoder_weights, opts.encoder, bands)  # refused before any cutting
+    cache = extract_patches(rasters, inventory, bands, opts.patch_size, dem_path, opts.mapping,
+                            opts.quality, progress=progress.sub(0.0, 0.1), cache_root=opts.patch_cache)
+    cache.close()
+    items = [(rasters, inventory, str(member_path(output_model, opts.seed + m, m)), dem_path,
+              replace(opts, seed=opts.seed + m, bands=bands), str(cache.folder)) for m in range(members)]
+    try:
+        return pool.run(train_member, items, progress.sub(0.1, 1.0), gpu=opts.device == "cuda",
+                        done=lambda i, r: f"member {i + 1}/{members} (seed {r['seed']}): {Path(r['model']).name}, "
+                                          f"best epoch {r['best_epoch']}, validation IoU {r['val_iou']}")
+    finally:
+        if not opts.keep_patches:
+            shutil.rmtree(cache.folder, ignore_errors=True)
 
 
 def _fine_tuning_header(weights, encoder, bands):

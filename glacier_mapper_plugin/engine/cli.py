@@ -88,7 +88,8 @@ def _argument(group, p: dict) -> None:
     kw["required"] = not p["optional"] and default is None and kind not in ("sink", "boolean")
     if default is not None and kind not in OUTPUT_TYPES:
         kw["help"] += f" (default: {default})"
-    group.add_argument(flag, **kw)
+    aliases = ["--dask"] if p["name"] == "DASK_SCHEDULER" else []  # the short name the README uses
+    group.add_argument(flag, *aliases, **kw)
 
 
 def _default(p: dict):

@@ -136,6 +136,12 @@ def paths(p, key):
     return [str(v) for v in ([value] if isinstance(value, str) else value)]
 
 
+def pool_of(p, progress, threads: int = 1):
+    """Where the step's pieces run: the Dask cluster of DASK_SCHEDULER, else here."""
+    from ..core.cluster import open_pool
+    return open_pool(p.get("DASK_SCHEDULER"), progress, threads)
+
+
 def require(p, *keys):
     for key in keys:
         if p.get(key) in (None, "", []):
@@ -185,7 +191,8 @@ def acquire_imagery(p, progress: Progress):
     require(p, "OUTPUT_FOLDER")
     folder = p["OUTPUT_FOLDER"]
     glaciers = list(zip(inv.ids, inv.geometries, [inv.crs] * len(inv.ids)))  # every glacier gets a row
-    results = acquire(glaciers, options, folder, progress)
+    with pool_of(p, progress, options.max_workers) as pool:
+        results = acquire(glaciers, options, folder, progress, pool=pool)
     rows = [{name: (str(r.id) if name == "glacier_id" else getattr(r, name)) for name in ACQUISITION_TYPES}
             for r in results]
     out = {"OUTPUT_FOLDER": folder, "FILES": [r.file for r in results if r.file]}
@@ -223,14 +230,20 @@ def training_inputs(p, progress=None):
 
 @step("train_model")
 def train_model(p, progress: Progress):
-    from ..core.train import train_model as train
+    from ..core.train import train_ensemble, train_model as train
     rasters, inv, _, dem, options = training_inputs(p, progress)
     require(p, "OUTPUT_MODEL")
     if not Path(p["OUTPUT_MODEL"]).suffix:  # "model" -> "model.gmm": the file says what it is
         p["OUTPUT_MODEL"] = str(p["OUTPUT_MODEL"]) + ".gmm"
-    result = train(rasters, inv, p["OUTPUT_MODEL"], dem, options, progress)
-    return {"OUTPUT_MODEL": p["OUTPUT_MODEL"], "BEST_EPOCH": result.best_epoch,
-            "VAL_IOU": result.header.metrics.get("val_iou_per_glacier")}
+    members = int(p.get("MEMBERS") or 1)
+    if members == 1 and not p.get("DASK_SCHEDULER"):
+        result = train(rasters, inv, p["OUTPUT_MODEL"], dem, options, progress)
+        return {"OUTPUT_MODEL": p["OUTPUT_MODEL"], "BEST_EPOCH": result.best_epoch,
+                "VAL_IOU": result.header.metrics.get("val_iou_per_glacier"), "MODELS": [p["OUTPUT_MODEL"]]}
+    with pool_of(p, progress) as pool:
+        trained = train_ensemble(rasters, inv, p["OUTPUT_MODEL"], dem, options, members, progress, pool)
+    return {"OUTPUT_MODEL": p["OUTPUT_MODEL"], "BEST_EPOCH": trained[0]["best_epoch"],
+            "VAL_IOU": trained[0]["val_iou"], "MODELS": [t["model"] for t in trained]}
 
 
 CV_TYPES = {"subregion": str, "patches": int, "glaciers": int, "accuracy": float, "iou": float,
@@ -242,7 +255,9 @@ def cross_validate(p, progress: Progress):
     from ..core.crossval import cross_validate as crossval
     rasters, inv, layer, dem, options = training_inputs(p, progress)
     require(p, "OUTPUT_FOLDER")
-    cv = crossval(rasters, inv, p["OUTPUT_FOLDER"], dem, int(p.get("FOLDS", 5)), options, progress)
+    with pool_of(p, progress) as pool:
+        cv = crossval(rasters, inv, p["OUTPUT_FOLDER"], dem, int(p.get("FOLDS", 5)), options, progress,
+                      members=int(p.get("MEMBERS") or 1), pool=pool)
     rows = cv.table()
     for r in rows:
         progress.info(f"{r['subregion']:>8}: IoU {r['iou']:.4f}  F1 {r['f1']:.4f}  "
@@ -259,7 +274,7 @@ def cross_validate(p, progress: Progress):
 @step("segment_glaciers")
 def segment_glaciers(p, progress: Progress):
     from ..core.bands import parse_mapping
-    from ..core.segment import SegmentOptions, segment
+    from ..core.segment import SegmentOptions, segment, segment_blocks
     require(p, "INPUT", "MODEL", "OUTPUT_PROBABILITY")
     mask_geoms = []
     if p.get("MASK_LAYER"):
@@ -287,7 +302,12 @@ def segment_glaciers(p, progress: Progress):
         raise ValueError("OUTPUT_POLYGONS is made from the mask: set OUTPUT_MASK too")
     from ..core.model_file import ModelFileError
     try:
-        result = segment(p["INPUT"], p["MODEL"], prob, mask, poly, p.get("DEM") or None, options, progress)
+        if p.get("DASK_SCHEDULER"):
+            with pool_of(p, progress) as pool:
+                result = segment_blocks(p["INPUT"], p["MODEL"], prob, mask, poly, p.get("DEM") or None,
+                                        options, progress, pool)
+        else:
+            result = segment(p["INPUT"], p["MODEL"], prob, mask, poly, p.get("DEM") or None, options, progress)
     except ModelFileError as err:
         raise ValueError(f"MODEL: {err}") from None
     return {"OUTPUT_PROBABILITY": prob, "OUTPUT_MASK": mask, "OUTPUT_POLYGONS": poly,

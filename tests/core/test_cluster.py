@@ -188,3 +188,36 @@ def test_a_lost_scheduler_is_named_and_the_rerun_resumes(region, untrained_model
     assert any(f"{len(kept)} block(s) done by an earlier run" in m for m in progress.messages)
     _same_raster(tmp_path / "p.tif", tmp_path / "q.tif")
     assert not list(tmp_path.glob(".*"))
+
+
+def _inventory(region):
+    from glacier_mapper_plugin.core.labels import Inventory
+    from glacier_mapper_plugin.core.vector import read_layer
+    return Inventory.from_layer(read_layer(region.inventory, "inventory"))
+
+
+def test_cross_validation_folds_x_members_on_the_cluster(small_region, pool, tmp_path):
+    """2 folds x 2 members: four trainings, two fold tests and four predictions as tasks;
+    models, metrics and the out-of-fold raster are those of the same run here."""
+    from glacier_mapper_plugin.core.crossval import cross_validate
+    from safetensors.numpy import load_file
+    from glacier_mapper_plugin.core.train import TrainOptions
+    opts = TrainOptions(patch_size=64, encoder="resnet18", epochs=1, batch_size=4, device="cpu", seed=3)
+    inv = _inventory(small_region)
+    here = cross_validate([small_region.imagery_start], inv, tmp_path / "here", small_region.dem, 2, opts,
+                          members=2)
+    progress = Recorder()
+    there = cross_validate([small_region.imagery_start], inv, tmp_path / "there", small_region.dem, 2, opts,
+                           progress, members=2, pool=pool)
+    assert [r.scores for r in there.results] == [r.scores for r in here.results]
+    assert [[m.name for m in r.members] for r in there.results] == [["fold_1.gmm", "fold_1_seed4.gmm"],
+                                                                    ["fold_2.gmm", "fold_2_seed4.gmm"]]
+    for a, b in zip(here.results, there.results):
+        for ma, mb in zip(a.members, b.members):
+            wa, wb = load_file(ma), load_file(mb)
+            assert all(np.array_equal(wa[k], wb[k]) for k in wa), f"{mb.name} differs from the local run"
+    w0, w1 = load_file(there.results[0].members[0]), load_file(there.results[0].members[1])
+    assert not all(np.array_equal(w0[k], w1[k]) for k in w0), "members differ by their seed"
+    _same_raster(here.predictions[0], there.predictions[0])
+    assert any("fold 2 member 2" in m for m in progress.messages)
+    assert not list((tmp_path / "there").glob(".*"))

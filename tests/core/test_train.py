@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -188,3 +190,24 @@ def test_fine_tuning_starts_from_the_given_model(small_region, tmp_path):
     with pytest.raises(ValueError, match="ENCODER_WEIGHTS.*neither"):
         train_model([small_region.imagery_start], inv, tmp_path / "x.gmm", small_region.dem,
                     TrainOptions(**FAST, encoder_weights="imagenet21k"))
+
+
+def test_an_ensemble_differs_by_seed_only(small_region, tmp_path):
+    """MEMBERS 2: OUTPUT_MODEL is member 1 (the same model as a single training with SEED),
+    the second is named by its seed; patches are cut once and removed afterwards."""
+    from safetensors.numpy import load_file
+
+    from glacier_mapper_plugin.core.train import train_ensemble
+    inv = Inventory.from_layer(read_layer(small_region.inventory, "inventory"))
+    opts = TrainOptions(**dict(FAST, epochs=1), patch_cache=str(tmp_path / "cache"))
+    single = train_model([small_region.imagery_start], inv, tmp_path / "single.gmm", small_region.dem, opts)
+    members = train_ensemble([small_region.imagery_start], inv, tmp_path / "m.gmm", small_region.dem, opts, 2)
+    assert [Path(m["model"]).name for m in members] == ["m.gmm", f"m_seed{opts.seed + 1}.gmm"]
+    assert [m["seed"] for m in members] == [opts.seed, opts.seed + 1]
+    a, b, s = (load_file(tmp_path / n) for n in ("m.gmm", f"m_seed{opts.seed + 1}.gmm", "single.gmm"))
+    assert all(np.array_equal(a[k], s[k]) for k in a)
+    assert not all(np.array_equal(a[k], b[k]) for k in a)
+    assert read_header(tmp_path / "m.gmm").training["seed"] == opts.seed and single.best_epoch == members[0]["best_epoch"]
+    assert not any((tmp_path / "cache").iterdir())
+    with pytest.raises(ValueError, match="MEMBERS"):
+        train_ensemble([small_region.imagery_start], inv, tmp_path / "x.gmm", small_region.dem, opts, 0)

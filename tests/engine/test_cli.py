@@ -88,3 +88,23 @@ def test_invalid_outlines_are_repaired_with_a_warning(tmp_path):
     assert inv.geometries[0].is_valid and inv.geometries[0].area == pytest.approx(50)
     assert any("repaired" in w and "bow" in w for w in log.warnings)
     assert any("without an outline" in w and "none" in w for w in log.warnings)
+
+
+def test_segment_on_a_dask_cluster_from_the_command_line(tmp_path, region, untrained_model, user_cache):
+    """`--dask ADDRESS`: the same probability raster as the run here; an address where no
+    scheduler listens is an error naming DASK_SCHEDULER, with no traceback and no file."""
+    import numpy as np
+    from tests.servers import DaskCluster, free_port
+    common = ["segment", "--input", region.imagery_end, "--dem", region.dem, "--model", untrained_model,
+              "--tile-size", 128, "--overlap", 16, "--device", "cpu"]
+    here = cli(*common, "--output-probability", tmp_path / "here.tif")
+    assert here.returncode == 0, here.stderr
+    with DaskCluster(tmp_path / "dask") as cluster:
+        there = cli(*common, "--output-probability", tmp_path / "there.tif", "--dask", cluster.address, "--json")
+    assert there.returncode == 0, there.stderr
+    assert "Dask scheduler" in there.stderr and "block(s)" in there.stderr
+    with rasterio.open(tmp_path / "here.tif") as a, rasterio.open(tmp_path / "there.tif") as b:
+        assert np.array_equal(a.read(), b.read(), equal_nan=True)
+    lost = cli(*common, "--output-probability", tmp_path / "lost.tif", "--dask", f"127.0.0.1:{free_port()}")
+    assert lost.returncode == 1 and "DASK_SCHEDULER 127.0.0.1:" in lost.stderr and "Traceback" not in lost.stderr
+    assert not (tmp_path / "lost.tif").exists() and not list(tmp_path.glob(".*"))

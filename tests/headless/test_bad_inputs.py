@@ -49,6 +49,10 @@ CASES = {
     "segment: DEM covers half of INPUT": ("segment_glaciers", lambda r, m, o, t: dict(
         INPUT=r.imagery_end, DEM=half_dem(r, t / "half_dem.tif"), MODEL=m, OUTPUT_PROBABILITY=o / "p.tif",
         OUTPUT_MASK=o / "m.tif", OUTPUT_POLYGONS=o / "g.gpkg"), "DEM covers only"),
+    "segment: DASK_SCHEDULER where no scheduler listens": ("segment_glaciers", lambda r, m, o, t: dict(
+        INPUT=r.imagery_end, DEM=r.dem, MODEL=m, OUTPUT_PROBABILITY=o / "p.tif", OUTPUT_MASK=o / "m.tif",
+        OUTPUT_POLYGONS=o / "g.gpkg", DASK_SCHEDULER=f"127.0.0.1:{free_port()}"),
+        "DASK_SCHEDULER 127.0.0.1:"),
     "train: OUTPUT_MODEL cannot be written (checked before training)": ("train_model", lambda r, m, o, t: dict(
         INPUT=r.imagery_start, INVENTORY=f"{r.inventory}|layername=inventory", DEM=r.dem, EPOCHS=50,
         OUTPUT_MODEL=t / "afile" / "m.gmm"), "OUTPUT_MODEL: cannot write"),
