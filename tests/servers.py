@@ -219,17 +219,18 @@ class DaskCluster:
         self.scheduler = self._start([self.dask, "scheduler", "--host", "127.0.0.1", "--port",
                                       str(self.port), "--no-dashboard"], "scheduler")
         self.workers = [self.add_worker(threads) for _ in range(workers)]
-        self.wait_for(workers)
+        if workers:
+            self.wait_for(workers)
 
     def _start(self, argv, name):
         log = open(self.folder / f"{name}-{time.monotonic_ns()}.log", "w")
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                 cwd=self.folder, start_new_session=True)
 
-    def add_worker(self, threads: int = 1):
+    def add_worker(self, threads: int = 1, resources: str | None = None):
         proc = self._start([self.dask, "worker", self.address, "--nthreads", str(threads),
-                            "--no-dashboard", "--memory-limit", "4GB",
-                            "--local-directory", str(self.folder)], "worker")
+                            "--no-dashboard", "--memory-limit", "4GB", "--local-directory", str(self.folder),
+                            *(["--resources", resources] if resources else [])], "worker")
         return proc
 
     def wait_for(self, n: int, timeout: float = 90):

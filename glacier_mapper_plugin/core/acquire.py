@@ -502,7 +502,7 @@ def _process_catalog(options: AcquireOptions):
         return _PROCESS_CATALOG[key]
 
 
-def acquire_one(gid, geom_lonlat, options: AcquireOptions, folder, name, catalog=None, sign=None, *,
+def acquire_one(options: AcquireOptions, folder, gid, geom_lonlat, name, catalog=None, sign=None, *,
                 progress: Progress) -> GlacierResult:
     """One glacier, its failure a row of the table (never the end of the run); the piece a
     pool (threads here, tasks on a Dask cluster) runs."""
@@ -541,10 +541,10 @@ def acquire(glaciers, options: AcquireOptions, folder, progress: Progress | None
     names = file_names([gid for gid, _, _ in glaciers])
     lonlat = [None if g is None or g.is_empty else to_lonlat(g, crs) for _, g, crs in glaciers]
     here = () if pool.remote else (catalog, sign)  # workers open their own catalog
-    items = [(gid, lonlat[i], options, str(folder), names[i], *here) for i, (gid, _, _) in enumerate(glaciers)]
+    items = [(gid, lonlat[i], names[i], *here) for i, (gid, _, _) in enumerate(glaciers)]
 
     def done(i, r):
         return f"{r.id}: {r.status}" + (f" {r.scene_id} ({r.date}, {r.masked_pct:.1f} % masked)"
                                         if r.file else f" ({r.detail})")
 
-    return pool.run(acquire_one, items, progress, done=done)
+    return pool.run(acquire_one, items, progress, done=done, common=(options, str(folder)))

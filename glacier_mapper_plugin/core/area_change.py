@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -154,6 +155,13 @@ def count_pixels(prediction, index: InventoryIndex, quality_raster=None, quality
                       np.nan if year is None else year, pixel_km2)
 
 
+def count_chip(index: InventoryIndex, opts: AreaChangeOptions, parameter, prediction, quality_raster=None, *,
+               progress: Progress) -> DateCounts:
+    """count_pixels as a piece of a pool (one chip, one task)."""
+    progress.check()
+    return count_pixels(prediction, index, quality_raster, opts.quality, opts.threshold, parameter)
+
+
 def corrected_area(c: DateCounts):
     """(area km2 on the ellipsoid with masked pixels recall-corrected, recall, masked share)."""
     unmasked = c.pixels - c.masked
@@ -178,13 +186,17 @@ def _years(counts_years, option, inventory_years, name):
 def area_change(inventory: Inventory, start, end, start_quality=None, end_quality=None,
                 options: AreaChangeOptions | None = None, inventory_years=None,
                 start_ensemble=None, end_ensemble=None,
-                progress: Progress | None = None) -> AreaChange:
+                progress: Progress | None = None, pool=None) -> AreaChange:
     """The paper's per-glacier and regional area change with its filters.
 
     start/end: lists of prediction rasters (one mosaic, or per-glacier chips); quality lists
-    align with them (or are None); ensembles: lists of lists of rasters (members)."""
+    align with them (or are None); ensembles: lists of lists of rasters (members). Each
+    raster is counted as a piece of `pool` (a task per chip on a cluster); the counts are
+    merged here in input order, so the result does not depend on where they ran."""
+    from .cluster import LocalPool
     opts = options or AreaChangeOptions()
     progress = progress or Progress()
+    pool = pool or LocalPool()
     n = len(inventory.geometries)
     index = InventoryIndex(inventory)
     if not start or not end:
@@ -194,22 +206,23 @@ def area_change(inventory: Inventory, start, end, start_quality=None, end_qualit
                          "region (a mosaic), so they go with one START and one END raster, not "
                          "with per-glacier chips: mosaic the chips first, or leave the ensembles out")
 
-    def measure(rasters, qualities, label):
+    def measure(rasters, qualities, label, part=None):
         qualities = qualities or [None] * len(rasters)
         if len(qualities) != len(rasters):
             raise ValueError(f"{label}_QUALITY must give one raster per {label} raster")
         best = DateCounts.empty(n + 1)
-        for j, (r, q) in enumerate(zip(rasters, qualities)):
-            progress.check()
-            chip = count_pixels(r, index, q, opts.quality, opts.threshold, label)
+        chips = pool.run(count_chip, [(str(Path(r).resolve()), str(Path(q).resolve()) if q else None)
+                                      for r, q in zip(rasters, qualities)],
+                         part or progress.sub(progress.fraction, progress.fraction), common=(index, opts, label))
+        for j, chip in enumerate(chips):
             if j == 0:  # glaciers no raster shows take the first raster's date and pixel size
                 best.year[:], best.km2[:] = (chip.first_year, chip.pixel_km2)
             best.keep_best(chip)
         return best
 
     progress.update(0.05, f"measuring {len(start)} start and {len(end)} end prediction raster(s)")
-    c0 = measure(start, start_quality, "START")
-    c1 = measure(end, end_quality, "END")
+    c0 = measure(start, start_quality, "START", progress.sub(0.05, 0.2))
+    c1 = measure(end, end_quality, "END", progress.sub(0.2, 0.35))
     inv_years = np.concatenate([[np.nan], np.asarray(inventory_years if inventory_years is not None
                                                      else [np.nan] * n, float)])
     y0 = _years(c0.year, opts.start_year, inv_years, "START_YEAR")

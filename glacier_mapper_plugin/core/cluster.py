@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import os
 import queue
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from .progress import Cancelled, Progress
+from .progress import Progress, SubProgress
 
 PARAMETER = "DASK_SCHEDULER"
 CONNECT_TIMEOUT_S = 10
@@ -30,12 +29,13 @@ WORKER_WAIT_S = 30
 
 
 class Pool:
-    """Runs `fn(*item, progress=...)` for each item; results in item order."""
+    """Runs `fn(*common, *item, progress=...)` for each item; results in item order. `common`
+    holds what every piece needs (an inventory, options): a cluster receives it once."""
 
     workers = 1
     remote = False
 
-    def run(self, fn, items, progress: Progress, gpu: bool = False, done=None) -> list:
+    def run(self, fn, items, progress: Progress, gpu: bool = False, done=None, common=()) -> list:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -48,28 +48,18 @@ class Pool:
         self.close()
 
 
-class _ThreadTask(Progress):
-    """A piece's progress in a thread: messages and cancel from the step's progress, its
-    fraction kept for the step to add up."""
+class _ThreadTask(SubProgress):
+    """A piece's progress in a thread: messages and cancel from the step's progress; its
+    fraction is its own (the step counts finished pieces)."""
 
     def __init__(self, parent: Progress):
-        super().__init__()
-        self.parent = parent
+        super().__init__(parent, 0.0, 0.0)
 
     def update(self, fraction, message=None):
         self.fraction = min(max(float(fraction), 0.0), 1.0)
         if message:
             self.info(message)
         self.check()
-
-    def info(self, message):
-        self.parent.info(message)
-
-    def warning(self, message):
-        self.parent.warning(message)
-
-    def is_cancelled(self):
-        return self.parent.is_cancelled()
 
 
 class LocalPool(Pool):
@@ -79,8 +69,8 @@ class LocalPool(Pool):
     def __init__(self, threads: int = 1):
         self.workers = max(1, int(threads))
 
-    def run(self, fn, items, progress: Progress, gpu: bool = False, done=None) -> list:
-        items = list(items)
+    def run(self, fn, items, progress: Progress, gpu: bool = False, done=None, common=()) -> list:
+        items = [(*common, *item) for item in items]
         n = max(len(items), 1)
         results: list = [None] * len(items)
         if self.workers == 1:
@@ -148,16 +138,17 @@ class WorkerProgress(Progress):
         return self.cancelled
 
 
-def _remote(fn, item, topic, task, cancel, threads):
+def _remote(fn, common, item, topic, task, cancel, threads):
     """A piece on a worker. Torch threads are the worker's share of its cores (a worker
-    with several task threads must not let each take them all)."""
-    if threads:
+    with several task threads must not let each take them all), unless the worker was
+    started with OMP_NUM_THREADS (several workers on one machine)."""
+    if threads and not os.environ.get("OMP_NUM_THREADS"):
         try:
             import torch
             torch.set_num_threads(threads)
         except ImportError:
             pass
-    return fn(*item, progress=WorkerProgress(topic, task, cancel))
+    return fn(*common, *item, progress=WorkerProgress(topic, task, cancel))
 
 
 def _check_engine():
@@ -234,7 +225,7 @@ class DaskPool(Pool):
         threads = max(self.threads.values())
         return max(1, min(cores) // threads)
 
-    def run(self, fn, items, progress: Progress, gpu: bool = False, done=None) -> list:
+    def run(self, fn, items, progress: Progress, gpu: bool = False, done=None, common=()) -> list:
         items = list(items)
         if not items:
             return []
@@ -246,7 +237,8 @@ class DaskPool(Pool):
         events: queue.SimpleQueue = queue.SimpleQueue()
         self.client.subscribe_topic(topic, lambda event: events.put(event[1]))
         threads = self._torch_threads()
-        futures = [self.client.submit(_remote, fn, item, topic, i, cancel, threads, pure=False,
+        shared = [self.client.scatter(c, hash=False) for c in common]  # sent once, not per task
+        futures = [self.client.submit(_remote, fn, shared, item, topic, i, cancel, threads, pure=False,
                                       key=f"{getattr(fn, '__name__', 'piece')}-{i}-{run_id}",
                                       resources={"GPU": 1} if gpu else None)
                    for i, item in enumerate(items)]

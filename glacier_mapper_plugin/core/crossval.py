@@ -161,12 +161,12 @@ def cross_validate(rasters, inventory: Inventory, output_folder, dem_path=None, 
                       f"{len(val_g)} validation" + (f", {members} members" if members > 1 else ""))
         fold_opts = replace(opts, bands=bands, train_glaciers=train_g + val_g, val_glaciers=val_g)
         models = [str(member_path(output_folder / f"fold_{f + 1}.gmm", opts.seed + m, m)) for m in range(members)]
-        trainings += [(rasters, inventory, models[m], dem_path, replace(fold_opts, seed=opts.seed + m),
-                       str(ps.folder)) for m in range(members)]
+        trainings += [(models[m], dem_path, replace(fold_opts, seed=opts.seed + m), str(ps.folder))
+                      for m in range(members)]
         tests.append((models, str(ps.folder), np.nonzero(np.isin(of, test_g))[0].tolist(), opts.device))
     gpu = opts.device == "cuda"
     try:
-        pool.run(train_member, trainings, progress.sub(0.05, share - 0.02), gpu=gpu,
+        pool.run(train_member, trainings, progress.sub(0.05, share - 0.02), gpu=gpu, common=(rasters, inventory),
                  done=lambda i, r: f"fold {i // members + 1}" + (f" member {i % members + 1}" if members > 1 else "")
                                    + f": best epoch {r['best_epoch']}, validation IoU {r['val_iou']}")
         confusions = pool.run(fold_confusion, tests, progress.sub(share - 0.02, share), gpu=gpu)

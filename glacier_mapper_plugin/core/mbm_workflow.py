@@ -4,6 +4,7 @@ and summer balances and glacier-wide series."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -106,18 +107,50 @@ def season_index(hemi: str) -> tuple[list[int], list[int]]:
             [i for i, m in enumerate(order) if m in summer_months(hemi)])
 
 
+@dataclass(frozen=True)
+class PredictionInputs:
+    """What every glacier's prediction reads; opened once per process (a Dask worker runs
+    many glaciers) and sent to a cluster once."""
+    model: str
+    climate: tuple
+    dem: str
+    variables: tuple = ()
+    elevation: str | None = None   # the climate's elevation variable (a name, not a file)
+    hemisphere: str = "auto"
+
+    def open(self):
+        """(booster, header, options, climate, topography), the last ones of this process."""
+        with _OPEN_LOCK:
+            if _OPEN.get("key") != self:
+                _OPEN.clear()
+                booster, header = load_mbm(self.model)
+                options = MBMOptions(**header.options)
+                options.hemisphere = self.hemisphere
+                climate = read_climate(list(self.climate), dict(self.variables) or None, self.elevation)
+                _OPEN.update(key=self, value=(booster, header, options, climate, Topography(self.dem)))
+            return _OPEN["value"]
+
+
+_OPEN: dict = {}
+_OPEN_LOCK = threading.Lock()
+
+
 def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, end_year: int,
                 output_folder, climate_variables=None, climate_elevation=None,
-                progress: Progress | None = None, hemisphere_choice: str = "auto") -> list[GlacierSeries]:
+                progress: Progress | None = None, hemisphere_choice: str = "auto", pool=None) -> list[GlacierSeries]:
     """glaciers: [(id, geometry, crs)]. Per glacier a raster with Ba, Bw, Bs per year on the
-    DEM grid (cells inside the outline) and the glacier-wide series."""
+    DEM grid (cells inside the outline) and the glacier-wide series; each glacier a piece of
+    `pool` (a task on a cluster)."""
+    from .cluster import LocalPool
     progress = progress or Progress()
+    pool = pool or LocalPool()
     if end_year < start_year:
         raise ValueError(f"END_YEAR ({end_year}) is before START_YEAR ({start_year})")
-    booster, header = load_mbm(model_path)
-    options = MBMOptions(**header.options)
-    options.hemisphere = hemisphere_choice
-    climate = read_climate(climate_path, climate_variables, climate_elevation)
+    climate_paths = [climate_path] if isinstance(climate_path, (str, Path)) else list(climate_path)
+    inputs = PredictionInputs(str(Path(model_path).resolve()), tuple(str(Path(c).resolve()) for c in climate_paths),
+                              str(Path(dem_path).resolve()), tuple(sorted((climate_variables or {}).items())),
+                              climate_elevation or None, hemisphere_choice)
+    _, header, _, climate, _ = inputs.open()
     hemis = {}
     for gid, geom, crs in glaciers:  # each glacier's own hydrological year
         if geom is not None and not geom.is_empty:
@@ -134,53 +167,59 @@ def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, e
         raise ValueError(f"CLIMATE does not cover the hydrological year(s) {', '.join(map(str, missing))} "
                          f"(it spans {climate.months[0]} to {climate.months[-1]}): set START_YEAR/END_YEAR "
                          "inside it or give climate for those years")
-    topo = Topography(dem_path)
-    folder = Path(output_folder)
+    missing = [v for v in header.extra_variables if v not in climate.variables]
+    if missing:
+        raise ValueError(f"CLIMATE lacks {', '.join(missing)}, which the model was trained with")
+    folder = Path(output_folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    out = []
     names = file_names([gid for gid, _, _ in glaciers])
-    for n, (gid, geom, crs) in enumerate(glaciers):
+    items = [(gid, geom, crs, hemis.get(str(gid)), str(folder / f"{names[n]}_mass_balance.tif"))
+             for n, (gid, geom, crs) in enumerate(glaciers)]
+
+    def done(i, series):
+        if not series.rows:
+            return None
+        return (f"{series.glacier}: mean Ba {np.mean([r['ba'] for r in series.rows]):+.2f} "
+                f"m w.e. over {len(years)} years")
+
+    return pool.run(predict_glacier, items, progress, done=done, common=(inputs, tuple(years)))
+
+
+def predict_glacier(inputs: PredictionInputs, years, gid, geom, crs, hemi, raster, *,
+                    progress: Progress) -> GlacierSeries:
+    """One glacier's balances: its DEM cells, their monthly climate, the model, a raster."""
+    booster, header, options, climate, topo = inputs.open()
+    years = list(years)
+    if geom is None or geom.is_empty:
+        progress.warning(f"{gid}: no outline")
+        return GlacierSeries(gid, [], None, [])
+    sites, (rows, cols) = topo.cells(geom, crs)
+    if not sites:
+        progress.warning(f"{gid}: no DEM cell inside the outline")
+        return GlacierSeries(gid, [], None, [])
+    months = [ym for y in years for ym in hydro_year_months(y, hemi)]
+    winter_index, summer_index = season_index(hemi)
+    annual, winter, summer = (np.empty((len(sites), len(years)), np.float32) for _ in range(3))
+    for s0 in range(0, len(sites), SITES_PER_CHUNK):  # memory bounded on a large glacier
+        part = sites[s0:s0 + SITES_PER_CHUNK]
+        try:
+            x = site_month_features(climate, part, months, options, header.extra_variables)
+        except ValueError as err:
+            raise ValueError(f"glacier {gid}: {err}") from None
+        monthly = predict_rows(booster, x).reshape(len(part), len(years), 12)
+        winter[s0:s0 + len(part)] = monthly[:, :, winter_index].sum(axis=2)
+        summer[s0:s0 + len(part)] = monthly[:, :, summer_index].sum(axis=2)
+        annual[s0:s0 + len(part)] = monthly.sum(axis=2)
         progress.check()
-        if geom is None or geom.is_empty:
-            progress.warning(f"{gid}: no outline")
-            out.append(GlacierSeries(gid, [], None, []))
-            continue
-        sites, (rows, cols) = topo.cells(geom, crs)
-        if not sites:
-            progress.warning(f"{gid}: no DEM cell inside the outline")
-            out.append(GlacierSeries(gid, [], None, []))
-            continue
-        hemi = hemis[str(gid)]
-        months = [ym for y in years for ym in hydro_year_months(y, hemi)]
-        winter_index, summer_index = season_index(hemi)
-        missing = [v for v in header.extra_variables if v not in climate.variables]
-        if missing:
-            raise ValueError(f"CLIMATE lacks {', '.join(missing)}, which the model was trained with")
-        annual, winter, summer = (np.empty((len(sites), len(years)), np.float32) for _ in range(3))
-        for s0 in range(0, len(sites), SITES_PER_CHUNK):  # memory bounded on a large glacier
-            part = sites[s0:s0 + SITES_PER_CHUNK]
-            try:
-                x = site_month_features(climate, part, months, options, header.extra_variables)
-            except ValueError as err:
-                raise ValueError(f"glacier {gid}: {err}") from None
-            monthly = predict_rows(booster, x).reshape(len(part), len(years), 12)
-            winter[s0:s0 + len(part)] = monthly[:, :, winter_index].sum(axis=2)
-            summer[s0:s0 + len(part)] = monthly[:, :, summer_index].sum(axis=2)
-            annual[s0:s0 + len(part)] = monthly.sum(axis=2)
-            progress.check()
-        series = [dict(glacier_id=str(gid), year=y, ba=float(annual[:, k].mean()),
-                       bw=float(winter[:, k].mean()), bs=float(summer[:, k].mean()))
-                  for k, y in enumerate(years)]
-        elev = np.array([s.elevation for s in sites])
-        bands = np.arange(np.floor(elev.min() / 50) * 50, elev.max() + 50, 50)
-        profile = [(float(b + 25), float(annual[(elev >= b) & (elev < b + 50)].mean()))
-                   for b in bands if ((elev >= b) & (elev < b + 50)).any()]
-        raster = folder / f"{names[n]}_mass_balance.tif"
-        _write_grid(raster, topo, rows, cols, annual, winter, summer, years)
-        out.append(GlacierSeries(gid, series, raster, profile))
-        progress.update((n + 1) / len(glaciers), f"{gid}: mean Ba {np.mean([s['ba'] for s in series]):+.2f} "
-                                                 f"m w.e. over {len(years)} years")
-    return out
+    series = [dict(glacier_id=str(gid), year=y, ba=float(annual[:, k].mean()),
+                   bw=float(winter[:, k].mean()), bs=float(summer[:, k].mean()))
+              for k, y in enumerate(years)]
+    elev = np.array([s.elevation for s in sites])
+    bands = np.arange(np.floor(elev.min() / 50) * 50, elev.max() + 50, 50)
+    profile = [(float(b + 25), float(annual[(elev >= b) & (elev < b + 50)].mean()))
+               for b in bands if ((elev >= b) & (elev < b + 50)).any()]
+    _write_grid(Path(raster), topo, rows, cols, annual, winter, summer, years)
+    return GlacierSeries(gid, series, Path(raster), profile)
 
 
 def _write_grid(path, topo, rows, cols, annual, winter, summer, years):

@@ -434,8 +434,11 @@ def _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags, rows=N
     base = dict(GTIFF_PROFILE, width=src.width, height=r1 - r0, count=1, crs=src.crs,
                 transform=src.transform * src.transform.translation(0, r0), ZLEVEL=1,
                 NUM_THREADS="ALL_CPUS")
+    if rows is not None:  # a block, read once by the join: compressing it would be work twice
+        for key in ("compress", "predictor", "ZLEVEL"):
+            base.pop(key, None)
     prob_profile = dict(base, dtype="uint8", nodata=PROBABILITY_NODATA_U8) if prob_u8 else \
-        dict(base, dtype="float32", nodata=float("nan"), predictor=3)
+        dict(base, dtype="float32", nodata=float("nan"), **({"predictor": 3} if "compress" in base else {}))
     tmp_prob = stack.enter_context(atomic_output(probability_path))
     prob_dst = stack.enter_context(rasterio.open(tmp_prob, "w", **prob_profile))
     prob_dst.set_band_description(1, "glacier probability" + (" (%)" if prob_u8 else ""))
@@ -524,7 +527,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         prob_u8 = opts.probability_dtype == "uint8"
         tags = _tags(src, model_path, threshold, input_path)
         prob_dst, mask_dst, tmp_mask = _open_outputs(stack, src, probability_path, mask_path, prob_u8,
-                                                     tags, keep)
+                                                     tags, None if opts.rows is None else keep)
         glacier_px = [0]
 
         def write_rows(out, mask, window):

@@ -471,10 +471,11 @@ def train_ensemble(rasters, inventory: Inventory, output_model, dem_path=None,
     cache = extract_patches(rasters, inventory, bands, opts.patch_size, dem_path, opts.mapping,
                             opts.quality, progress=progress.sub(0.0, 0.1), cache_root=opts.patch_cache)
     cache.close()
-    items = [(rasters, inventory, str(member_path(output_model, opts.seed + m, m)), dem_path,
+    items = [(str(member_path(output_model, opts.seed + m, m)), dem_path,
               replace(opts, seed=opts.seed + m, bands=bands), str(cache.folder)) for m in range(members)]
     try:
         return pool.run(train_member, items, progress.sub(0.1, 1.0), gpu=opts.device == "cuda",
+                        common=(rasters, inventory),
                         done=lambda i, r: f"member {i + 1}/{members} (seed {r['seed']}): {Path(r['model']).name}, "
                                           f"best epoch {r['best_epoch']}, validation IoU {r['val_iou']}")
     finally:

@@ -384,9 +384,10 @@ def area_change(p, progress: Progress):
     start_ens, end_ens = paths(p, "START_ENSEMBLE"), paths(p, "END_ENSEMBLE")
     if bool(start_ens) != bool(end_ens):
         raise ValueError("START_ENSEMBLE and END_ENSEMBLE go together: give both or neither")
-    result = change(inv, paths(p, "START"), paths(p, "END"), paths(p, "START_QUALITY") or None,
-                    paths(p, "END_QUALITY") or None, options, years,
-                    [[x] for x in start_ens] or None, [[x] for x in end_ens] or None, progress)
+    with pool_of(p, progress) as pool:
+        result = change(inv, paths(p, "START"), paths(p, "END"), paths(p, "START_QUALITY") or None,
+                        paths(p, "END_QUALITY") or None, options, years,
+                        [[x] for x in start_ens] or None, [[x] for x in end_ens] or None, progress, pool)
     rows = [dict(r, id=str(r["id"])) for r in result.glaciers]
     types = {k: v for k, v in AREA_TYPES.items() if rows and k in rows[0]}
     out = {"REGIONAL_RATE": result.regional["rate_pct_yr"], "N_KEPT": result.regional["n_kept"]}
@@ -521,10 +522,11 @@ def predict_mass_balance(p, progress: Progress):
     require(p, "MODEL", "CLIMATE", "DEM", "OUTPUT_FOLDER")
     inv, _ = inventory(p, progress=progress)
     folder = p["OUTPUT_FOLDER"]
-    series = predict_mbm(p["MODEL"], list(zip(inv.ids, inv.geometries, [inv.crs] * len(inv.ids))),
-                         paths(p, "CLIMATE"), p["DEM"], int(p.get("START_YEAR", 2000)), int(p.get("END_YEAR", 2020)),
-                         folder, climate_variables(p.get("CLIMATE_VARIABLES")),
-                         p.get("CLIMATE_ELEVATION") or None, progress, str(p.get("HEMISPHERE") or "auto"))
+    with pool_of(p, progress) as pool:
+        series = predict_mbm(p["MODEL"], list(zip(inv.ids, inv.geometries, [inv.crs] * len(inv.ids))),
+                             paths(p, "CLIMATE"), p["DEM"], int(p.get("START_YEAR", 2000)),
+                             int(p.get("END_YEAR", 2020)), folder, climate_variables(p.get("CLIMATE_VARIABLES")),
+                             p.get("CLIMATE_ELEVATION") or None, progress, str(p.get("HEMISPHERE") or "auto"), pool)
     rows = [r for s in series for r in s.rows]
     if not rows:
         raise ValueError("no glacier of INVENTORY has DEM cells inside its outline")

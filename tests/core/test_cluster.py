@@ -12,7 +12,7 @@ import rasterio
 import glacier_mapper_plugin.core.segment as segment_module
 from glacier_mapper_plugin.core import cluster
 from glacier_mapper_plugin.core.acquire import AcquireOptions, acquire
-from glacier_mapper_plugin.core.cluster import DaskPool, LocalPool, SchedulerLost
+from glacier_mapper_plugin.core.cluster import DaskPool, LocalPool
 from glacier_mapper_plugin.core.progress import Cancelled, Progress
 from glacier_mapper_plugin.core.segment import SegmentOptions, segment, segment_blocks
 from tests.servers import DaskCluster, free_port
@@ -221,3 +221,57 @@ def test_cross_validation_folds_x_members_on_the_cluster(small_region, pool, tmp
     _same_raster(here.predictions[0], there.predictions[0])
     assert any("fold 2 member 2" in m for m in progress.messages)
     assert not list((tmp_path / "there").glob(".*"))
+
+
+def test_area_change_per_chip_on_the_cluster(served_archive, untrained_model, pool, tmp_path):
+    """The acquired per-glacier chips segmented, then area change with a task per chip: the
+    same table as here."""
+    from glacier_mapper_plugin.core.area_change import AreaChangeOptions, area_change
+    inv = served_archive["inventory"]
+    chips = sorted(served_archive["region"].folder.glob("S2_L2A_*.tif"))
+    probs = []
+    for k, chip in enumerate(chips):
+        probs.append(segment(chip, untrained_model, tmp_path / f"p{k}.tif", dem_path=served_archive["region"].dem,
+                             options=OPTIONS).probability)
+    opts = AreaChangeOptions(start_year=2015.6, end_year=2023.6, min_recall=0.0, max_masked=1.0)
+    here = area_change(inv, probs[:1], probs[1:], options=opts)
+    progress = Recorder()
+    there = area_change(inv, probs[:1], probs[1:], options=opts, progress=progress, pool=pool)
+    assert there.glaciers == here.glaciers and there.regional == here.regional
+    assert progress.fractions[-1] == 1.0
+
+
+def _hef_glaciers(folder):
+    """Hintereisferner's RGI outline and three copies of it moved a few hundred metres: four
+    glaciers on the DEM and under the climate (a test inventory, not a real one)."""
+    from shapely import affinity
+
+    from glacier_mapper_plugin.core.vector import read_layer
+    layer = read_layer(folder / "Hintereisferner_RGI6.shp")
+    g = layer.geometries[0]
+    return [(f"G{k}", affinity.translate(g, dx, dy), layer.crs)
+            for k, (dx, dy) in enumerate([(0, 0), (0.004, 0.0), (-0.004, 0.002), (0.0, -0.003)])]
+
+
+def test_mass_balance_per_glacier_on_the_cluster(shared_data, pool, tmp_path):
+    """A Mass Balance Machine trained on Hintereisferner's WGMS band balances with HISTALP
+    (shared/data/oggm_hef), then applied to four glaciers, a task each: the same series and
+    rasters as here."""
+    from glacier_mapper_plugin.engine.steps import STEPS
+    from glacier_mapper_plugin.core.mbm_workflow import predict_mbm
+    from tests.core.test_mass_balance import hef_band_csv
+    folder = shared_data / "oggm_hef"
+    model = tmp_path / "mbm.json"
+    STEPS["train_mass_balance"](dict(OBSERVATIONS=str(hef_band_csv(folder, tmp_path / "hef.csv")), UNITS="mm",
+                                     CLIMATE=[str(folder / "histalp_merged_hef.nc")], DEM=str(folder / "hef_srtm.tif"),
+                                     N_ESTIMATORS=40, FOLDS=3, OUTPUT_MODEL=str(model)), Progress())
+    glaciers = _hef_glaciers(folder)
+    args = (model, glaciers, [folder / "histalp_merged_hef.nc"], folder / "hef_srtm.tif", 2000, 2003)
+    here = predict_mbm(*args, tmp_path / "here")
+    progress = Recorder()
+    there = predict_mbm(*args, tmp_path / "there", progress=progress, pool=pool)
+    assert [s.rows for s in there] == [s.rows for s in here] and len(here) == 4
+    assert [s.profile for s in there] == [s.profile for s in here]
+    for a, b in zip(here, there):
+        _same_raster(a.raster, b.raster)
+    assert sum("mean Ba" in m for m in progress.messages) == 4
