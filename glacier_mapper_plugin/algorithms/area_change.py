@@ -4,7 +4,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputNumber,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber)
 
-from .base import GlacierMapperAlgorithm, style_output
+from .base import DASK_HELP, GlacierMapperAlgorithm, style_output
 
 
 class AreaChangeAlgorithm(GlacierMapperAlgorithm):
@@ -48,6 +48,7 @@ class AreaChangeAlgorithm(GlacierMapperAlgorithm):
         "OUTPUT_SUMMARY": "Regional summary (one row).",
         "OUTPUT_SIZE_CLASSES": "Size-class table (Paul et al. 2020 classes).",
         "OUTPUT_REPORT": "HTML report with plots, parameters and filter counts.",
+        "DASK_SCHEDULER": DASK_HELP + " Here: one task per prediction raster (per-glacier chips).",
     }
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
@@ -75,6 +76,7 @@ class AreaChangeAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_SIZE_CLASSES", "Size classes", QgsProcessing.TypeVector,
                                                             optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Report", "HTML files (*.html)", optional=True, createByDefault=True))
+        self.add_dask_parameter()
         self.addOutput(QgsProcessingOutputNumber("REGIONAL_RATE", "Regional rate (%/yr)"))
         self.addOutput(QgsProcessingOutputNumber("N_KEPT", "Glaciers kept"))
 

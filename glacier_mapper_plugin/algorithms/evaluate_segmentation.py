@@ -2,7 +2,7 @@
 from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
 
-from .base import GlacierMapperAlgorithm
+from .base import DASK_HELP, GlacierMapperAlgorithm
 
 
 class EvaluateSegmentationAlgorithm(GlacierMapperAlgorithm):
@@ -24,6 +24,7 @@ class EvaluateSegmentationAlgorithm(GlacierMapperAlgorithm):
         "THRESHOLD": "Probability at or above which a pixel counts as glacier.",
         "OUTPUT_TABLE": "Per-glacier metrics table.",
         "OUTPUT": "The inventory polygons with the per-glacier metrics joined.",
+        "DASK_SCHEDULER": DASK_HELP + " Here: one task per block of rows of PREDICTION.",
     }
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
@@ -33,6 +34,7 @@ class EvaluateSegmentationAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold", QgsProcessingParameterNumber.Double, 0.5, False, 0.0, 1.0))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_TABLE", "Per-glacier metrics", QgsProcessing.TypeVector))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Inventory with metrics", QgsProcessing.TypeVectorPolygon))
+        self.add_dask_parameter()
         for name in ("ACCURACY", "IOU", "PRECISION", "RECALL", "F1"):
             self.addOutput(QgsProcessingOutputNumber(name, name.title()))
 

@@ -7,7 +7,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputHtml, QgsProcessingOutp
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
 
-from .base import GlacierMapperAlgorithm
+from .base import DASK_HELP, GlacierMapperAlgorithm
 from .segment_glaciers import string_enum
 
 CLIMATE_HELP = {
@@ -113,6 +113,7 @@ class PredictMassBalanceAlgorithm(GlacierMapperAlgorithm):
         "END_YEAR": "Last hydrological year.",
         "OUTPUT_FOLDER": "Folder for the per-glacier rasters and the plot.",
         "OUTPUT": "Glacier-wide table: glacier_id, year, ba, bw, bs (m w.e.).",
+        "DASK_SCHEDULER": DASK_HELP + " Here: one task per glacier.",
     })
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
@@ -123,6 +124,7 @@ class PredictMassBalanceAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("END_YEAR", "End year", defaultValue=2020, minValue=1800, maxValue=2200))
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Glacier-wide balances", QgsProcessing.TypeVector))
+        self.add_dask_parameter()
         self.addOutput(QgsProcessingOutputMultipleLayers("RASTERS", "Mass-balance rasters"))
         self.addOutput(QgsProcessingOutputHtml("PLOT", "Mass-balance plot"))
 

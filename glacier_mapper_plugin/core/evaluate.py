@@ -6,14 +6,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 from rasterio.transform import array_bounds
 from scipy import ndimage
 
 from .geodesy import ellipsoidal_area_km2
 from .labels import Inventory, masked_from_quality, quality_band, rasterize_ids
-from .metrics import confusion, scores
+from .metrics import add, confusion, scores
+from .progress import Progress
 
 RINGS_M = ((0, 10), (10, 20), (20, 50))
 
@@ -38,9 +42,13 @@ def prediction_kind(src, values, valid, parameter="PREDICTION") -> str:
     v = values[valid]
     if v.size == 0:
         raise ValueError(f"{parameter} has no valid pixel: it is all no data")
-    lo, hi = float(v.min()), float(v.max())
+    return kind_of_range(src, float(v.min()), float(v.max()), parameter)
+
+
+def kind_of_range(src, lo: float, hi: float, parameter="PREDICTION") -> str:
+    """prediction_kind from the range of the valid values (all of them, however read)."""
     description = (src.descriptions[0] or "").lower()
-    if np.issubdtype(values.dtype, np.floating):
+    if np.issubdtype(np.dtype(src.dtypes[0]), np.floating):
         if lo < -PROBABILITY_TOLERANCE or hi > 1 + PROBABILITY_TOLERANCE:
             raise ValueError(f"{parameter}: values from {lo:g} to {hi:g} are not a probability (0-1) or a "
                              "0/1 mask: is it a DEM or a scene? Give the probability raster that "
@@ -61,14 +69,15 @@ def prediction_kind(src, values, valid, parameter="PREDICTION") -> str:
                      "segment_glaciers wrote")
 
 
-def read_prediction(src, threshold: float = 0.5, parameter="PREDICTION"):
-    """(glacier bool, no-data bool) from a probability (0-1 float or 0-100 uint8) or mask."""
-    band = src.read(1, masked=True)
+def read_prediction(src, threshold: float = 0.5, parameter="PREDICTION", kind=None, window=None):
+    """(glacier bool, no-data bool) from a probability (0-1 float or 0-100 uint8) or mask;
+    `kind` (decided beforehand over the whole raster) lets a window be read alone."""
+    band = src.read(1, masked=True, window=window)
     nodata = np.ma.getmaskarray(band)
     values = band.filled(0)
     if np.issubdtype(values.dtype, np.floating):
         nodata |= ~np.isfinite(values)
-    kind = prediction_kind(src, values, ~nodata, parameter)
+    kind = kind or prediction_kind(src, values, ~nodata, parameter)
     if kind == "probability":
         glacier = np.nan_to_num(values) >= threshold
     elif kind == "mask":
@@ -78,69 +87,116 @@ def read_prediction(src, threshold: float = 0.5, parameter="PREDICTION"):
     return glacier & ~nodata, nodata
 
 
-def ring_counts(ids, glacier, valid, pixel: float, n: int):
-    """Per ring (RINGS_M) and glacier: valid pixels outside all outlines whose nearest
-    outline is that glacier, and how many of them are predicted glacier. Computed in a
-    window around each glacier, not with a distance transform of the whole raster (4-5 GB
-    for a 10980 px tile): a pixel within R of glacier k has its nearest outline within R,
-    so a window of k's box plus 2R decides it exactly."""
-    reach = int(np.ceil(max(hi for _, hi in RINGS_M) / pixel)) + 1
-    ring_n = np.zeros((len(RINGS_M), n + 1), np.int64)
-    ring_fp = np.zeros_like(ring_n)
-    for k, box in enumerate(ndimage.find_objects(ids), start=1):
-        if box is None:
-            continue
-        win = tuple(slice(max(b.start - 2 * reach, 0), b.stop + 2 * reach) for b in box)
-        sub = ids[win]
-        dist, (ri, ci) = ndimage.distance_transform_edt(sub == 0, sampling=pixel, return_indices=True)
-        mine = (sub[ri, ci] == k) & (sub == 0) & valid[win]
-        for j, (lo, hi) in enumerate(RINGS_M):
-            ring = mine & (dist > lo) & (dist <= hi)
-            ring_n[j, k] = int(ring.sum())
-            ring_fp[j, k] = int((ring & glacier[win]).sum())
-    return ring_n, ring_fp
+BLOCK_ROWS = 1024  # rows per piece: the distance transform of a 10980 px wide block is ~0.3 GB
+
+
+def _range_of(src, parameter="PREDICTION") -> str:
+    """The kind of the prediction from the range of all its valid values, read block by block."""
+    lo, hi = np.inf, -np.inf
+    for _, win in src.block_windows(1):
+        band = src.read(1, masked=True, window=win)
+        values = band.compressed()
+        if values.dtype.kind == "f":
+            values = values[np.isfinite(values)]
+        if values.size:
+            lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
+    if lo > hi:
+        raise ValueError(f"{parameter} has no valid pixel: it is all no data")
+    return kind_of_range(src, lo, hi, parameter)
+
+
+def evaluate_rows(inventory: Inventory, prediction, quality_raster, quality, kind, threshold, rows, *,
+                  progress: Progress) -> dict:
+    """The sums of one block of rows (a piece of a pool): its confusion, per glacier the
+    pixel counts of its rows, and per glacier the ring pixels of its rows. The block is read
+    with RINGS' reach above and below: a pixel within R of an outline has its nearest outline
+    pixel within R, so the distances of its own rows are exact."""
+    progress.check()
+    r0, r1 = rows
+    with rasterio.open(prediction) as src:
+        pixel = abs(src.transform.a)
+        reach = int(np.ceil(max(hi for _, hi in RINGS_M) / pixel)) + 1
+        a, b = max(r0 - reach, 0), min(r1 + reach, src.height)
+        win = Window(0, a, src.width, b - a)
+        glacier, masked = read_prediction(src, threshold, kind=kind, window=win)
+        transform, crs = rasterio.windows.transform(win, src.transform), src.crs
+    if quality_raster:
+        with rasterio.open(quality_raster) as q:
+            masked |= masked_from_quality(q.read(quality_band(q, quality), window=win))
+    ids = rasterize_ids(inventory, crs, transform, glacier.shape)
+    own = slice(r0 - a, r1 - a)
+    o_ids, o_glacier, o_masked = ids[own], glacier[own], masked[own]
+    truth, valid = o_ids > 0, ~o_masked
+    out = {"confusion": confusion(o_glacier, truth, valid)}
+    keys, where = np.unique(o_ids[truth], return_inverse=True)  # the glaciers of these rows
+    count = lambda sel: np.bincount(where[sel[truth]], minlength=len(keys))  # noqa: E731
+    out["glaciers"] = (keys, np.stack([count(truth), count(o_masked), count(o_glacier & valid),
+                                       count(valid), count(o_glacier)]))
+    if (ids > 0).any():
+        dist, (ri, ci) = ndimage.distance_transform_edt(ids == 0, sampling=pixel, return_indices=True)
+        nearest = ids[ri[own], ci[own]]
+        outside = ~truth & valid
+        d = dist[own]
+        del dist, ri, ci
+        rings = [outside & (d > lo) & (d <= hi) for lo, hi in RINGS_M]
+        any_ring = np.logical_or.reduce(rings)
+        rkeys, rwhere = np.unique(nearest[any_ring], return_inverse=True)
+        n = [np.bincount(rwhere[r[any_ring]], minlength=len(rkeys)) for r in rings]
+        fp = [np.bincount(rwhere[(r & o_glacier)[any_ring]], minlength=len(rkeys)) for r in rings]
+        out["rings"] = (rkeys, np.stack(n), np.stack(fp))
+    return out
 
 
 def evaluate(prediction, inventory: Inventory, quality_raster=None, quality="auto",
-             threshold: float = 0.5) -> Evaluation:
-    """Compare a prediction raster with the inventory outlines (any CRS)."""
+             threshold: float = 0.5, progress: Progress | None = None, pool=None) -> Evaluation:
+    """Compare a prediction raster with the inventory outlines (any CRS), in blocks of rows
+    (pieces of `pool`: tasks on a cluster) whose sums are added here in block order."""
+    from .cluster import LocalPool
+    progress = progress or Progress()
+    pool = pool or LocalPool()
+    prediction = str(Path(prediction).resolve())
     with rasterio.open(prediction) as src:
         if src.crs is None or src.crs.is_geographic:
             raise ValueError("PREDICTION must be in a metric CRS (the one segment_glaciers wrote)")
-        glacier, nodata = read_prediction(src, threshold)
-        crs, transform = src.crs, src.transform
-        shape = (src.height, src.width)
-    masked = nodata.copy()
+        if src.count != 1:
+            prediction_kind(src, np.zeros(1), np.ones(1, bool))  # the error that names the bands
+        kind = _range_of(src)
+        crs, transform, shape = src.crs, src.transform, (src.height, src.width)
     if quality_raster:
+        quality_raster = str(Path(quality_raster).resolve())
         with rasterio.open(quality_raster) as q:
             if (q.height, q.width) != shape or q.transform != transform:
                 raise ValueError("QUALITY raster must share the prediction's grid")
-            qb = quality_band(q, quality)
-            if qb is None:
+            if quality_band(q, quality) is None:
                 raise ValueError(f"QUALITY raster {quality_raster} has no SCL/QUALITY band")
-            masked |= masked_from_quality(q.read(qb))
-    ids = rasterize_ids(inventory, crs, transform, shape)
-    truth = ids > 0
-    valid = ~masked
-    c = confusion(glacier, truth, valid)
-    overall = dict(scores(c), **c)
-
     n = len(inventory.geometries)
-    counts = lambda mask: np.bincount(ids[mask], minlength=n + 1)  # noqa: E731
-    n_px = counts(truth)
-    n_masked = counts(truth & masked)
-    n_pred_valid = counts(truth & glacier & valid)
-    n_valid = counts(truth & valid)
-    n_pred_all = counts(truth & glacier)
-    ring_n, ring_fp = ring_counts(ids, glacier, valid, abs(transform.a), n)
+    near = inventory.near(crs, array_bounds(shape[0], shape[1], transform))
+    local = inventory.subset(near)  # only the outlines near the raster travel to the pieces
+    blocks = [(r, min(r + BLOCK_ROWS, shape[0])) for r in range(0, shape[0], BLOCK_ROWS)]
+    parts = pool.run(evaluate_rows, [(rows,) for rows in blocks], progress,
+                     common=(local, prediction, quality_raster, quality, kind, threshold))
+    total = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    stats = np.zeros((5, n + 1), np.int64)  # n_px, n_masked, n_pred_valid, n_valid, n_pred_all
+    ring_n = np.zeros((len(RINGS_M), n + 1), np.int64)
+    ring_fp = np.zeros_like(ring_n)
+    to_global = np.concatenate([[0], near + 1])  # the pieces number the nearby outlines 1..m
+    for part in parts:
+        total = add(total, part["confusion"])
+        keys, values = part["glaciers"]
+        stats[:, to_global[keys]] += values
+        if "rings" in part:
+            rkeys, rn, rfp = part["rings"]
+            ring_n[:, to_global[rkeys]] += rn
+            ring_fp[:, to_global[rkeys]] += rfp
+    overall = dict(scores(total), **total)
+    n_px, n_masked, n_pred_valid, n_valid, n_pred_all = stats
     records = []
     pixel_km2 = abs(transform.a * transform.e) / 1e6
     # Pixel counts are planar in the raster CRS: scale them to the ellipsoid per glacier
     # (only the outlines near this raster are transformed).
-    near = inventory.near(crs, array_bounds(shape[0], shape[1], transform))
     planar = np.zeros(n + 1)
     planar[near + 1] = [g.area / 1e6 if g is not None else 0.0
-                        for g in inventory.subset(near).to_crs(crs.to_wkt()).geometries]
+                        for g in local.to_crs(crs.to_wkt()).geometries]
     for k, (gid, geom) in enumerate(zip(inventory.ids, inventory.geometries), start=1):
         area_inv = ellipsoidal_area_km2(geom, inventory.crs) if geom is not None else 0.0
         factor = area_inv / planar[k] if planar[k] > 0 else 1.0

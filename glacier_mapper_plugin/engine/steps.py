@@ -320,7 +320,9 @@ def evaluate_segmentation(p, progress: Progress):
     from ..core.evaluate import evaluate
     require(p, "PREDICTION")
     inv, layer = inventory(p, progress=progress)
-    ev = evaluate(p["PREDICTION"], inv, p.get("QUALITY") or None, threshold=float(p.get("THRESHOLD", 0.5)))
+    with pool_of(p, progress) as pool:
+        ev = evaluate(p["PREDICTION"], inv, p.get("QUALITY") or None, threshold=float(p.get("THRESHOLD", 0.5)),
+                      progress=progress, pool=pool)
     rows = [dict(r, id=str(r["id"])) for r in ev.glaciers]
     o = ev.overall
     progress.info(f"pixels: IoU {o['iou']:.4f}, F1 {o['f1']:.4f}, precision {o['precision']:.4f}, "

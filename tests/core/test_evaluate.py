@@ -64,23 +64,36 @@ def test_probability_quality_and_wgs84_inventory(tmp_path):
     assert ev.overall["iou"] == 1.0
 
 
-def test_rings_in_windows_equal_the_whole_raster_distance_transform():
-    """Ring counts per glacier from windows around each glacier are those of one distance
-    transform over the whole raster (which costs 4-5 GB on a full tile)."""
-    import numpy as np
+def test_blocks_of_rows_equal_one_whole_raster_distance_transform(tmp_path, monkeypatch):
+    """Evaluated in blocks of 37 rows (pieces of a pool), every count, recall and ring share
+    is that of one pass over the whole raster with one distance transform (which costs
+    4-5 GB on a full tile): confusion, per-glacier pixels, rings across block borders."""
     from scipy import ndimage
-    from glacier_mapper_plugin.core.evaluate import RINGS_M, ring_counts
+
+    import glacier_mapper_plugin.core.evaluate as ev
+    from glacier_mapper_plugin.core.cluster import LocalPool
     rng = np.random.default_rng(1)
+    rects = [(20, 20, 40, 60), (65, 30, 30, 30), (150, 200, 80, 90), (240, 295, 20, 20), (10, 370, 50, 30)]
     ids = np.zeros((300, 400), np.int32)
-    for k, (r, c, h, w) in enumerate([(20, 20, 40, 60), (65, 30, 30, 30), (150, 200, 80, 90),
-                                      (240, 295, 20, 20), (10, 370, 50, 30)], start=1):
+    geoms = []
+    for k, (r, c, h, w) in enumerate(rects, start=1):
         ids[r:r + h, c:c + w] = k
+        geoms.append(box(600000 + 10 * c, 5200100 - 10 * (r + h), 600000 + 10 * (c + w), 5200100 - 10 * r))
     glacier = rng.random(ids.shape) < 0.3
     valid = rng.random(ids.shape) < 0.9
-    n_win, fp_win = ring_counts(ids, glacier, valid, 10.0, 5)
+    mask = np.where(valid, glacier, 255).astype(np.uint8)
+    pred = _write(tmp_path / "mask.tif", mask, nodata=255)
+    inv = Inventory([f"G{k}" for k in range(1, 6)], geoms, "EPSG:32632")
+    monkeypatch.setattr(ev, "BLOCK_ROWS", 37)
+    result = evaluate(pred, inv, pool=LocalPool(2))
     dist, (ri, ci) = ndimage.distance_transform_edt(ids == 0, sampling=10.0, return_indices=True)
     nearest = ids[ri, ci]
-    for j, (lo, hi) in enumerate(RINGS_M):
-        ring = (ids == 0) & (dist > lo) & (dist <= hi) & valid
-        assert np.array_equal(n_win[j], np.bincount(nearest[ring], minlength=6))
-        assert np.array_equal(fp_win[j], np.bincount(nearest[ring & glacier], minlength=6))
+    truth = ids > 0
+    assert result.overall["tp"] == int((glacier & truth & valid).sum())
+    assert result.overall["fp"] == int((glacier & ~truth & valid).sum())
+    for k, rec in enumerate(result.glaciers, start=1):
+        assert rec["pixels"] == int((ids == k).sum())
+        assert rec["recall"] == (glacier & valid & (ids == k)).sum() / (valid & (ids == k)).sum()
+        for lo, hi in ev.RINGS_M:
+            ring = (ids == 0) & (dist > lo) & (dist <= hi) & valid & (nearest == k)
+            assert rec[f"fp_{lo}_{hi}m_fraction"] == (ring & glacier).sum() / ring.sum()
