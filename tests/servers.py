@@ -234,10 +234,12 @@ class DaskCluster:
         return proc
 
     def wait_for(self, n: int, timeout: float = 90):
-        """Until n workers are connected (asked through a client of our own)."""
-        from distributed import Client
-        with Client(self.address, timeout=30, set_as_default=False) as c:
-            c.wait_for_workers(n, timeout=timeout)
+        """Until n workers are connected, asked by a client in the engine's interpreter (so
+        that QGIS's Python, which has no dask, can start a cluster too)."""
+        code = (f"from distributed import Client; c = Client({self.address!r}, timeout=30); "
+                f"c.wait_for_workers({n}, timeout={timeout}); c.close()")
+        subprocess.run([str(Path(self.dask).with_name("python")), "-c", code], check=True,
+                       capture_output=True, timeout=timeout + 60)
 
     @property
     def address(self):

@@ -162,7 +162,7 @@ def _check_engine():
 
 
 class SchedulerLost(ValueError):
-    pass
+    """The scheduler went away mid-run: what the pieces finished is kept for the rerun."""
 
 
 class DaskPool(Pool):
@@ -181,6 +181,7 @@ class DaskPool(Pool):
         self.address = str(address).strip()
         kwargs = dict(timeout=CONNECT_TIMEOUT_S, set_as_default=False)
         if self.address.endswith(".json"):
+            self.address = str(Path(self.address).expanduser())
             if not Path(self.address).is_file():
                 raise ValueError(f"{PARAMETER}: no scheduler file {self.address}: start the "
                                  f"scheduler with --scheduler-file {self.address}, or give its address")

@@ -168,3 +168,27 @@ def test_command_line_equals_qgis_process(region, untrained_model, tmp_path):
             px, py = dict(x.profile), dict(y.profile)
             assert str(px.pop("nodata")) == str(py.pop("nodata")) and px == py  # nan != nan
             np.testing.assert_array_equal(x.read(), y.read())
+
+
+def test_segment_on_a_dask_cluster_through_qgis_process(tmp_path, region, untrained_model):
+    """DASK_SCHEDULER from qgis_process: QGIS starts the engine, the engine is the Dask client
+    of a real scheduler with two workers; the worker's messages reach QGIS's log and the
+    mask is the one of a run without the cluster."""
+    import numpy as np
+
+    from tests.servers import DaskCluster
+    common = [f"INPUT={region.imagery_end}", f"DEM={region.dem}", f"MODEL={untrained_model}", "TILE_SIZE=128",
+              "OVERLAP=32", "DEVICE=cpu"]
+    here = qgis_process("--json", "run", "glacier_mapper:segment_glaciers", "--", *common,
+                        f"OUTPUT_PROBABILITY={tmp_path / 'p.tif'}", f"OUTPUT_MASK={tmp_path / 'm.tif'}")
+    assert here.returncode == 0, here.stderr + here.stdout
+    with DaskCluster(tmp_path / "dask", env={"OMP_NUM_THREADS": "1"}) as cluster:
+        there = qgis_process("--json", "run", "glacier_mapper:segment_glaciers", "--", *common,
+                             f"OUTPUT_PROBABILITY={tmp_path / 'q.tif'}", f"OUTPUT_MASK={tmp_path / 'n.tif'}",
+                             f"DASK_SCHEDULER={cluster.address}")
+    assert there.returncode == 0, there.stderr + there.stdout
+    log = json.loads(there.stdout)["log"]["info"]
+    assert any("Dask scheduler" in line and "2 worker(s)" in line for line in log)
+    assert any("tiles in" in line for line in log)  # a worker's message, relayed
+    with rasterio.open(tmp_path / "m.tif") as a, rasterio.open(tmp_path / "n.tif") as b:
+        assert np.array_equal(a.read(), b.read())
