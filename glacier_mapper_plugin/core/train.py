@@ -414,7 +414,7 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         patches_val=int(len(val_idx)), glaciers_train=len(train_g), glaciers_val=len(val_g),
         epochs=opts.epochs, batch_size=opts.batch_size, learning_rate=opts.learning_rate,
         seed=opts.seed, device=device, history=history, encoder_weights=opts.encoder_weights,
-        loader_workers=workers, step_share=round(busy, 4),
+        loader_workers=workers, step_share=round(busy, 4), config=config, patches=cache.folder.name,
         patches_per_s=round(timing["patches"] / max(timing["step"] + timing["wait"], 1e-9), 2),
         seconds=round(time.perf_counter() - t0, 1))
     save_model(output_model, network, header)
@@ -439,14 +439,36 @@ def train_member(rasters, inventory: Inventory, output_model, dem_path, options:
                  patch_folder, *, progress: Progress) -> dict:
     """One ensemble member from the patch cache the client cut (a piece for a pool: a Dask
     task reads the cache from the shared folder)."""
-    cache = PatchCache(patch_folder)
+    done = _trained_before(output_model, rasters, inventory, options, patch_folder)
+    if done is not None:  # a rerun after a lost scheduler or a stop: finished members stay
+        progress.info(f"{Path(output_model).name}: trained before with these inputs and settings, kept")
+        header = done
+    else:
+        cache = PatchCache(patch_folder)
+        try:
+            header = train_model(rasters, inventory, output_model, dem_path, options, progress,
+                                 patches=cache).header
+        finally:
+            cache.close()
+    return {"model": str(output_model), "seed": options.seed, "best_epoch": header.metrics.get("best_epoch"),
+            "val_iou": header.metrics.get("val_iou_per_glacier"),
+            "patches_per_s": header.training.get("patches_per_s")}
+
+
+def _trained_before(output_model, rasters, inventory, options: TrainOptions, patch_folder):
+    """The header of `output_model` when it was trained from the same patches (their cache
+    key covers the files, outlines and patch settings) with the same settings, else None."""
+    from .model_file import read_header
+    if not Path(output_model).is_file():
+        return None
     try:
-        res = train_model(rasters, inventory, output_model, dem_path, options, progress, patches=cache)
-    finally:
-        cache.close()
-    return {"model": str(res.model), "seed": options.seed, "best_epoch": res.best_epoch,
-            "val_iou": res.header.metrics.get("val_iou_per_glacier"),
-            "patches_per_s": res.header.training.get("patches_per_s")}
+        header = read_header(output_model)
+    except Exception:  # not a model (any more): train it again
+        return None
+    t = header.training or {}
+    same = (t.get("patches") == Path(patch_folder).name and t.get("epochs") == options.epochs
+            and t.get("config") == _config_hash(rasters, inventory, options.bands, options))
+    return header if same else None
 
 
 def train_ensemble(rasters, inventory: Inventory, output_model, dem_path=None,

@@ -209,5 +209,20 @@ def test_an_ensemble_differs_by_seed_only(small_region, tmp_path):
     assert not all(np.array_equal(a[k], b[k]) for k in a)
     assert read_header(tmp_path / "m.gmm").training["seed"] == opts.seed and single.best_epoch == members[0]["best_epoch"]
     assert not any((tmp_path / "cache").iterdir())
+    # A rerun (after a lost scheduler, a stop) keeps the members trained with these settings
+    # and trains those that are missing or were trained otherwise.
+    (tmp_path / f"m_seed{opts.seed + 1}.gmm").unlink()
+    before = (tmp_path / "m.gmm").stat().st_mtime_ns
+
+    class Log(Progress):
+        messages = []
+
+        def info(self, message):
+            self.messages.append(message)
+
+    again = train_ensemble([small_region.imagery_start], inv, tmp_path / "m.gmm", small_region.dem, opts, 2, Log())
+    assert (tmp_path / "m.gmm").stat().st_mtime_ns == before and any("m.gmm: trained before" in m for m in Log.messages)
+    assert np.array_equal(load_file(tmp_path / f"m_seed{opts.seed + 1}.gmm")[next(iter(b))], b[next(iter(b))])
+    assert again[1]["best_epoch"] == members[1]["best_epoch"]
     with pytest.raises(ValueError, match="MEMBERS"):
         train_ensemble([small_region.imagery_start], inv, tmp_path / "x.gmm", small_region.dem, opts, 0)
