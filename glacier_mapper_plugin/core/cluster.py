@@ -246,24 +246,25 @@ class DaskPool(Pool):
         index = {f.key: i for i, f in enumerate(futures)}
         results: list = [None] * len(items)
         partial: dict[int, float] = {}
-        n, finished = len(items), 0
+        n, finished, closed = len(items), 0, set()
         from distributed import as_completed as dask_completed
         pending = dask_completed(futures, loop=self.client.loop)
         try:
             while finished < n:
-                self._relay(events, partial, progress)
+                self._relay(events, partial, closed, progress)
                 batch = pending.next_batch(block=False) if pending.has_ready() else []
                 for fut in batch:
                     i = index[fut.key]
                     results[i] = self._result(fut)
                     partial.pop(i, None)
+                    closed.add(i)
                     finished += 1
-                    progress.update(finished / n, done(i, results[i]) if done else None)
+                    progress.update((finished + sum(partial.values())) / n, done(i, results[i]) if done else None)
                 if not batch:
                     self._alive()
                     progress.update((finished + sum(partial.values())) / n)
                     time.sleep(0.1)
-            self._relay(events, partial, progress)
+            self._relay(events, partial, closed, progress)
             return results
         except BaseException:
             self._cancel(futures, cancel)
@@ -275,14 +276,15 @@ class DaskPool(Pool):
                 pass
 
     @staticmethod
-    def _relay(events, partial, progress):
-        """Task events to the step's progress (in this, the main, thread)."""
+    def _relay(events, partial, closed, progress):
+        """Task events to the step's progress (in this, the main, thread); a late fraction
+        of a finished task is not counted twice."""
         while True:
             try:
                 msg = events.get_nowait()
             except queue.Empty:
                 return
-            if "fraction" in msg:
+            if "fraction" in msg and msg["task"] not in closed:
                 partial[msg["task"]] = float(msg["fraction"])
             if msg.get("info"):
                 progress.info(msg["info"])
