@@ -218,9 +218,14 @@ class DaskCluster:
         self.port = free_port()
         self.scheduler = self._start([self.dask, "scheduler", "--host", "127.0.0.1", "--port",
                                       str(self.port), "--no-dashboard"], "scheduler")
-        self.workers = [self.add_worker(threads) for _ in range(workers)]
-        if workers:
-            self.wait_for(workers)
+        self.workers = []
+        try:
+            self.workers = [self.add_worker(threads) for _ in range(workers)]
+            if workers:
+                self.wait_for(workers)
+        except BaseException:  # no scheduler or worker outlives a failed start
+            self.close()
+            raise
 
     def _start(self, argv, name):
         log = open(self.folder / f"{name}-{time.monotonic_ns()}.log", "w")

@@ -41,7 +41,7 @@ from .catalogs import DEFAULT_COLLECTIONS, EARTH_SEARCH, PC_SAS, SELECTIONS
 from . import sentinel2 as s2
 from .geodesy import to_lonlat, utm_epsg
 from .identity import file_names, fingerprint, safe_name
-from .io import GTIFF_PROFILE, atomic_output
+from .io import GTIFF_PROFILE, atomic_output, remove_partials
 from .cluster import LocalPool
 from .progress import Cancelled, Progress
 
@@ -547,4 +547,7 @@ def acquire(glaciers, options: AcquireOptions, folder, progress: Progress | None
         return f"{r.id}: {r.status}" + (f" {r.scene_id} ({r.date}, {r.masked_pct:.1f} % masked)"
                                         if r.file else f" ({r.detail})")
 
-    return pool.run(acquire_one, items, progress, done=done, common=(options, str(folder)))
+    results = pool.run(acquire_one, items, progress, done=done, common=(options, str(folder)))
+    if pool.remote:
+        remove_partials(r.file for r in results)
+    return results

@@ -16,7 +16,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from .geodesy import ellipsoidal_area_km2, to_lonlat
-from .io import GTIFF_PROFILE, atomic_output
+from .io import GTIFF_PROFILE, atomic_output, remove_partials
 from .labels import Inventory, rasterize_ids
 from .metrics import add, confusion, mean_std, scores
 from .patches import extract_patches
@@ -169,6 +169,8 @@ def cross_validate(rasters, inventory: Inventory, output_folder, dem_path=None, 
         pool.run(train_member, trainings, progress.sub(0.05, share - 0.02), gpu=gpu, common=(rasters, inventory),
                  done=lambda i, r: f"fold {i // members + 1}" + (f" member {i % members + 1}" if members > 1 else "")
                                    + f": best epoch {r['best_epoch']}, validation IoU {r['val_iou']}")
+        if pool.remote:
+            remove_partials(t[0] for t in trainings)
         confusions = pool.run(fold_confusion, tests, progress.sub(share - 0.02, share), gpu=gpu)
         results = []
         for f, ((models, _, test_idx, _), conf) in enumerate(zip(tests, confusions)):

@@ -3,6 +3,7 @@ name beside its destination and moved into place only when complete."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import uuid
 from pathlib import Path
@@ -26,6 +27,19 @@ def partial_path(path: Path) -> Path:
     """Temporary sibling of `path` keeping its extension, so drivers pick the right format."""
     path = Path(path)
     return path.with_name(f".{path.stem}.partial-{uuid.uuid4().hex[:8]}{path.suffix}")
+
+
+def remove_partials(paths) -> int:
+    """Remove the temporary siblings a killed writer left of outputs that are now complete
+    (a Dask worker killed mid-write cannot clean up; its task was rerun elsewhere). Call it
+    only when every writer of these outputs is done. Returns how many were removed."""
+    removed = 0
+    for path in map(Path, filter(None, paths)):
+        for leftover in path.parent.glob(f".{glob.escape(path.stem)}.partial-*{glob.escape(path.suffix)}*"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+                removed += 1
+    return removed
 
 
 @contextlib.contextmanager

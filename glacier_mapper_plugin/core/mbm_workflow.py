@@ -12,7 +12,7 @@ import numpy as np
 import rasterio
 
 from .climate import read_climate
-from .io import GTIFF_PROFILE, atomic_output
+from .io import GTIFF_PROFILE, atomic_output, remove_partials
 from .mass_balance import (FEATURES, MBMHeader, MBMOptions, aggregate, cv_splits, design, fit, load_mbm,
                            metrics_by_period, observation_sites, predict_rows, save_mbm, scores,
                            site_month_features)
@@ -182,7 +182,10 @@ def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, e
         return (f"{series.glacier}: mean Ba {np.mean([r['ba'] for r in series.rows]):+.2f} "
                 f"m w.e. over {len(years)} years")
 
-    return pool.run(predict_glacier, items, progress, done=done, common=(inputs, tuple(years)))
+    series = pool.run(predict_glacier, items, progress, done=done, common=(inputs, tuple(years)))
+    if pool.remote:
+        remove_partials(s.raster for s in series)
+    return series
 
 
 def predict_glacier(inputs: PredictionInputs, years, gid, geom, crs, hemi, raster, *,

@@ -24,7 +24,7 @@ import numpy as np
 import rasterio
 
 from .bands import canonical
-from .io import atomic_output, cache_dir
+from .io import atomic_output, cache_dir, remove_partials
 from .labels import QUALITY_NAMES, Inventory
 from .metrics import add, confusion, scores
 from .model_file import ModelHeader, build_network, save_model
@@ -496,10 +496,14 @@ def train_ensemble(rasters, inventory: Inventory, output_model, dem_path=None,
     items = [(str(member_path(output_model, opts.seed + m, m)), dem_path,
               replace(opts, seed=opts.seed + m, bands=bands), str(cache.folder)) for m in range(members)]
     try:
-        return pool.run(train_member, items, progress.sub(0.1, 1.0), gpu=opts.device == "cuda",
-                        common=(rasters, inventory),
-                        done=lambda i, r: f"member {i + 1}/{members} (seed {r['seed']}): {Path(r['model']).name}, "
-                                          f"best epoch {r['best_epoch']}, validation IoU {r['val_iou']}")
+        trained = pool.run(train_member, items, progress.sub(0.1, 1.0), gpu=opts.device == "cuda",
+                           common=(rasters, inventory),
+                           done=lambda i, r: f"member {i + 1}/{members} (seed {r['seed']}): "
+                                             f"{Path(r['model']).name}, best epoch {r['best_epoch']}, "
+                                             f"validation IoU {r['val_iou']}")
+        if pool.remote:
+            remove_partials(t["model"] for t in trained)
+        return trained
     finally:
         if not opts.keep_patches:
             shutil.rmtree(cache.folder, ignore_errors=True)
