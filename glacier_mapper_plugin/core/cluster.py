@@ -14,6 +14,7 @@ dask is imported only here and only when a scheduler is named: QGIS never import
 """
 from __future__ import annotations
 
+import abc
 import os
 import queue
 import time
@@ -28,15 +29,17 @@ CONNECT_TIMEOUT_S = 10
 WORKER_WAIT_S = 30
 
 
-class Pool:
+class Pool(abc.ABC):
     """Runs `fn(*common, *item, progress=...)` for each item; results in item order. `common`
     holds what every piece needs (an inventory, options): a cluster receives it once."""
 
     workers = 1
     remote = False
 
+    @abc.abstractmethod
     def run(self, fn, items, progress: Progress, gpu: bool = False, done=None, common=()) -> list:
-        raise NotImplementedError
+        """The results of the pieces, in item order; `done(i, result)` gives the message
+        shown when piece i finishes; `gpu` asks for workers with a GPU resource."""
 
     def close(self) -> None:
         pass
@@ -210,6 +213,7 @@ class DaskPool(Pool):
                              "environment (.venv/bin/dask worker)") from None
         info = self.client.scheduler_info()["workers"]
         self.workers = len(info)
+        self.cores = min(c for _, c in engines.values())
         self.threads = {w: max(1, int(v.get("nthreads", 1))) for w, v in info.items()}
         self.gpu_workers = sum(1 for v in info.values() if v.get("resources", {}).get("GPU"))
         if progress is not None:
@@ -222,9 +226,7 @@ class DaskPool(Pool):
     def _torch_threads(self) -> int:
         """Cores per task thread of the smallest worker (dask workers default to one thread
         per core, so this is 1 then; `--nthreads 1` gives a task all the worker's cores)."""
-        cores = [c for _, c in self.client.run(_check_engine).values()]
-        threads = max(self.threads.values())
-        return max(1, min(cores) // threads)
+        return max(1, self.cores // max(self.threads.values()))
 
     def run(self, fn, items, progress: Progress, gpu: bool = False, done=None, common=()) -> list:
         items = list(items)

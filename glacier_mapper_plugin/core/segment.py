@@ -624,10 +624,12 @@ def polygonise(mask_path, polygons_path, min_area_km2=0.0, simplify_m=0.0) -> Pa
 BLOCK_MIN_TILE_ROWS = 4  # each block recomputes the tile row above it: >= 4 keeps that <= 25 %
 
 
-def segment_block(input_path, model_path, probability_path, mask_path, dem_path, options, *,
+def segment_block(input_path, model_path, dem_path, options, rows, probability_path, mask_path, *,
                   progress: Progress) -> SegmentResult:
     """One block of tile rows (a Dask task of segment_blocks); its files appear complete."""
-    return segment(input_path, model_path, probability_path, mask_path, None, dem_path, options, progress)
+    from dataclasses import replace
+    return segment(input_path, model_path, probability_path, mask_path, None, dem_path,
+                   replace(options, rows=tuple(rows)), progress)
 
 
 def _block_key(input_path, model_path, dem_path, opts: SegmentOptions) -> str:
@@ -683,14 +685,16 @@ def segment_blocks(input_path, model_path, probability_path, mask_path=None, pol
         if prob_k.is_file() and mask_k.is_file():  # written atomically: complete
             done_before += 1
             continue
-        items.append((input_path, model_path, str(prob_k), str(mask_k), dem_path,
-                      replace(opts, rows=rows, min_area_km2=0.0, simplify_m=0.0)))
+        items.append((rows, str(prob_k), str(mask_k)))
     progress.info(f"{W} x {H} pixels in {len(blocks)} block(s) of {per_block} tile rows on "
                   f"{pool.workers} worker(s)" + (f"; {done_before} block(s) done by an earlier run"
                                                  if done_before else ""))
     keep_parts = False
     try:
-        results = pool.run(segment_block, items, progress.sub(0.0, 0.9), gpu=opts.device == "cuda")
+        # The options (MASK_LAYER's outlines among them) travel once, not with every block.
+        block_opts = replace(opts, min_area_km2=0.0, simplify_m=0.0)
+        results = pool.run(segment_block, items, progress.sub(0.0, 0.9), gpu=opts.device == "cuda",
+                           common=(input_path, model_path, dem_path, block_opts))
         polygons, glacier_px = None, 0
         with contextlib.ExitStack() as stack:
             stack.enter_context(gdal_cache_limit())
