@@ -19,10 +19,10 @@ import rasterio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from glacier_mapper_plugin.core.acquire import AcquireOptions, acquire  # noqa: E402
+from glacier_mapper_plugin.core.imagery.acquire import AcquireOptions, acquire  # noqa: E402
 from glacier_mapper_plugin.core.geodesy import ellipsoidal_area_km2  # noqa: E402
 from glacier_mapper_plugin.core.labels import Inventory  # noqa: E402
-from glacier_mapper_plugin.core.synthetic import make_region  # noqa: E402
+from glacier_mapper_plugin.core.imagery.synthetic import make_region  # noqa: E402
 from glacier_mapper_plugin.core.vector import read_layer  # noqa: E402
 from scripts.bench_segment import write_mirrored  # noqa: E402
 from tests.s2_archive import build_archive  # noqa: E402

@@ -18,11 +18,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from glacier_mapper_plugin.core.area_change import AreaChangeOptions, area_change  # noqa: E402
+from glacier_mapper_plugin.core.change.area_change import AreaChangeOptions, area_change  # noqa: E402
 from glacier_mapper_plugin.core.labels import Inventory  # noqa: E402
-from glacier_mapper_plugin.core.segment import SegmentOptions, segment  # noqa: E402
-from glacier_mapper_plugin.core.synthetic import make_region  # noqa: E402
-from glacier_mapper_plugin.core.train import TrainOptions, train_model  # noqa: E402
+from glacier_mapper_plugin.core.segmentation.segment import SegmentOptions, segment  # noqa: E402
+from glacier_mapper_plugin.core.imagery.synthetic import make_region  # noqa: E402
+from glacier_mapper_plugin.core.segmentation.train import TrainOptions, train_model  # noqa: E402
 from glacier_mapper_plugin.core.vector import read_layer  # noqa: E402
 
 

@@ -26,13 +26,13 @@ import rasterio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from glacier_mapper_plugin.core.acquire import AcquireOptions, acquire  # noqa: E402
+from glacier_mapper_plugin.core.imagery.acquire import AcquireOptions, acquire  # noqa: E402
 from glacier_mapper_plugin.core.cluster import DaskPool  # noqa: E402
 from glacier_mapper_plugin.core.labels import Inventory  # noqa: E402
-from glacier_mapper_plugin.core.model_file import new_model  # noqa: E402
+from glacier_mapper_plugin.core.segmentation.model_file import new_model  # noqa: E402
 from glacier_mapper_plugin.core.progress import Progress  # noqa: E402
-from glacier_mapper_plugin.core.segment import SegmentOptions, segment, segment_blocks  # noqa: E402
-from glacier_mapper_plugin.core.synthetic import make_region  # noqa: E402
+from glacier_mapper_plugin.core.segmentation.segment import SegmentOptions, segment, segment_blocks  # noqa: E402
+from glacier_mapper_plugin.core.imagery.synthetic import make_region  # noqa: E402
 from glacier_mapper_plugin.core.vector import read_layer  # noqa: E402
 from scripts.bench_segment import make_big_raster  # noqa: E402
 from tests.s2_archive import build_archive  # noqa: E402

@@ -16,12 +16,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from glacier_mapper_plugin.core.climate import read_climate  # noqa: E402
-from glacier_mapper_plugin.core.mass_balance import (DegreeDay, MBMOptions, aggregate, design,  # noqa: E402
+from glacier_mapper_plugin.core.massbalance.climate import read_climate  # noqa: E402
+from glacier_mapper_plugin.core.massbalance.model import (DegreeDay, MBMOptions, aggregate, design,  # noqa: E402
                                                      fit, metrics_by_period, predict_rows)
-from glacier_mapper_plugin.core.topography import Topography  # noqa: E402
+from glacier_mapper_plugin.core.massbalance.topography import Topography  # noqa: E402
 from glacier_mapper_plugin.core.vector import read_layer  # noqa: E402
-from glacier_mapper_plugin.core.wgms import elevation_bands, glacier_wide  # noqa: E402
+from glacier_mapper_plugin.core.massbalance.wgms import elevation_bands, glacier_wide  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "oggm_hef"
 ERA5 = ROOT.parent / "shared" / "data" / "oggm_era5land_oetztal"
@@ -65,7 +65,7 @@ def run(train_end=1990, options=None, max_sites=80, climate_name="histalp"):
 
 def cross_validated(options=None, k=5, max_sites=80, climate_name="histalp"):
     """Leave-years-out CV (years interleaved): no extrapolation to an unseen warmer climate."""
-    from glacier_mapper_plugin.core.mass_balance import cv_splits
+    from glacier_mapper_plugin.core.massbalance.model import cv_splits
     options = options or MBMOptions()
     obs, geom, crs = hef_observations()
     climate = read_climate(CLIMATES[climate_name])

@@ -35,10 +35,10 @@ def main():
     ap.add_argument("--glaciers", type=int, default=8)
     ap.add_argument("--buffer", type=float, default=1280.0)
     args = ap.parse_args()
-    from glacier_mapper_plugin.core import reflectance
-    from glacier_mapper_plugin.core.acquire import AcquireOptions, acquire
+    from glacier_mapper_plugin.core.imagery import reflectance
+    from glacier_mapper_plugin.core.imagery.acquire import AcquireOptions, acquire
     from glacier_mapper_plugin.core.labels import Inventory
-    from glacier_mapper_plugin.core.synthetic import make_region
+    from glacier_mapper_plugin.core.imagery.synthetic import make_region
     from glacier_mapper_plugin.core.vector import read_layer
     from tests.s2_archive import build_archive, decoding_error
     from tests.servers import RangeServer, StacApi

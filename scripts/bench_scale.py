@@ -70,10 +70,10 @@ def stage(log, argv):
 def mass_balance_model(path):
     """The MBM of scripts/bench_mass_balance.py (HEF's WGMS record, ERA5-Land), saved once."""
     from scripts.bench_mass_balance import DATA, hef_observations
-    from glacier_mapper_plugin.core.climate import read_climate
-    from glacier_mapper_plugin.core.mass_balance import (FEATURES, MBMHeader, MBMOptions, design,
+    from glacier_mapper_plugin.core.massbalance.climate import read_climate
+    from glacier_mapper_plugin.core.massbalance.model import (FEATURES, MBMHeader, MBMOptions, design,
                                                          fit, save_mbm)
-    from glacier_mapper_plugin.core.topography import Topography
+    from glacier_mapper_plugin.core.massbalance.topography import Topography
     obs, geom, crs = hef_observations()
     climate = read_climate(CLIMATE)
     obs = [o for o in obs if all(climate.has(*ym) for ym in o.months())]

@@ -32,13 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-from glacier_mapper_plugin.core import segment as segment_module  # noqa: E402
+from glacier_mapper_plugin.core.segmentation import segment as segment_module  # noqa: E402
 from glacier_mapper_plugin.core.io import GTIFF_PROFILE  # noqa: E402
-from glacier_mapper_plugin.core.model_file import new_model  # noqa: E402
-from glacier_mapper_plugin.core.segment import (Network, SegmentOptions, cpu_streams,  # noqa: E402
+from glacier_mapper_plugin.core.segmentation.model_file import new_model  # noqa: E402
+from glacier_mapper_plugin.core.segmentation.segment import (Network, SegmentOptions, cpu_streams,  # noqa: E402
                                                 pick_device, pick_precision, segment, tile_origins,
                                                 torch_threads)
-from glacier_mapper_plugin.core.synthetic import make_region  # noqa: E402
+from glacier_mapper_plugin.core.imagery.synthetic import make_region  # noqa: E402
 
 BANDS = ["B2", "B3", "B4", "B8", "B12", "DEM"]
 
@@ -260,7 +260,7 @@ def run_memory(args):
 import resource, sys, time
 sys.path.insert(0, {str(ROOT)!r})
 import rasterio
-from glacier_mapper_plugin.core.segment import SegmentOptions, segment
+from glacier_mapper_plugin.core.segmentation.segment import SegmentOptions, segment
 with rasterio.open({str(raster)!r}) as src:
     b = src.bounds
 t0 = time.time()
@@ -276,12 +276,12 @@ print("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 def run_chips(args):
     """A batch over per-glacier chips (what the batch dialog does: one run per chip), in this
-    process (core.segment in a loop: the in-process figure) and through the engine client QGIS
+    process (core.segmentation.segment in a loop: the in-process figure) and through the engine client QGIS
     uses (engine/client.py: one engine for the session, one job per chip), alternating
     halves so that both see the same machine; the ratio is the cost of running outside QGIS."""
     import os
-    from glacier_mapper_plugin.core.model_file import new_model
-    from glacier_mapper_plugin.core.segment import SegmentOptions, segment
+    from glacier_mapper_plugin.core.segmentation.model_file import new_model
+    from glacier_mapper_plugin.core.segmentation.segment import SegmentOptions, segment
     from glacier_mapper_plugin.engine import client
     os.environ.setdefault(client.ENV_VAR, sys.executable)
     rng = np.random.default_rng(0)
@@ -337,7 +337,7 @@ def run_chips(args):
         client.POOL.close()
     n = len(chips)
     print(f"{n} chips of {args.chip} x {args.chip} x 6 ({args.encoder}, tile 256, {args.device})")
-    print(f"in-process core.segment loop: {times['in-process']:.1f} s ({n / times['in-process']:.2f} chips/s)")
+    print(f"in-process core.segmentation.segment loop: {times['in-process']:.1f} s ({n / times['in-process']:.2f} chips/s)")
     print(f"through the engine (QGIS's client, one engine): {times['engine']:.1f} s "
           f"({n / times['engine']:.2f} chips/s), first job incl. engine start {start_cost:.1f} s")
     print(f"engine / in-process: {times['engine'] / times['in-process']:.3f} (goal <= 1.2)")

@@ -23,20 +23,20 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from glacier_mapper_plugin.core.crossval import cross_validate  # noqa: E402
+from glacier_mapper_plugin.core.segmentation.crossval import cross_validate  # noqa: E402
 from glacier_mapper_plugin.core.labels import Inventory  # noqa: E402
-from glacier_mapper_plugin.core.model_file import ModelHeader, build_network  # noqa: E402
+from glacier_mapper_plugin.core.segmentation.model_file import ModelHeader, build_network  # noqa: E402
 from glacier_mapper_plugin.core.progress import Progress  # noqa: E402
-from glacier_mapper_plugin.core.segment import pick_device  # noqa: E402
-from glacier_mapper_plugin.core.synthetic import make_region  # noqa: E402
-from glacier_mapper_plugin.core.train import TrainOptions, masked_bce  # noqa: E402
+from glacier_mapper_plugin.core.segmentation.segment import pick_device  # noqa: E402
+from glacier_mapper_plugin.core.imagery.synthetic import make_region  # noqa: E402
+from glacier_mapper_plugin.core.segmentation.train import TrainOptions, masked_bce  # noqa: E402
 from glacier_mapper_plugin.core.vector import read_layer  # noqa: E402
 
 
 def raw_rate(device, encoder, patch, batch, steps):
     """Patches/s of the training step alone (forward + masked BCE + backward + AdamW) on
     batches already on the device, with the loop's precision and memory format."""
-    from glacier_mapper_plugin.core.train import _memory_format
+    from glacier_mapper_plugin.core.segmentation.train import _memory_format
     header = ModelHeader(bands=["B2", "B3", "B4", "B8", "B12", "DEM"], mean=[0.0] * 6, std=[1.0] * 6,
                          encoder=encoder)
     torch.manual_seed(0)
@@ -81,7 +81,7 @@ def pipeline(args):
                             batch_size=args.batch, device=args.device, seed=args.seed,
                             val_fraction=0.0, patch_cache=str(Path(tmp) / "patches"))
         # The patches are cut first (not timed as training: the loop's rate excludes it).
-        from glacier_mapper_plugin.core.train import train_model
+        from glacier_mapper_plugin.core.segmentation.train import train_model
         res = train_model([region.imagery_start], inv, Path(tmp) / "m.gmm", region.dem, opts,
                           Progress(echo=args.verbose))
         t = res.header.training

@@ -51,7 +51,7 @@ def run(algorithm, note=None, quiet=False, **params):
 def main():
     if QGIS_PROCESS is None:
         sys.exit("qgis_process not found: run `make setup`")
-    from glacier_mapper_plugin.core.model_file import read_header
+    from glacier_mapper_plugin.core.segmentation.model_file import read_header
     from glacier_mapper_plugin.core.vector import read_layer
     from tests.s2_archive import build_archive, decoding_error
     from tests.servers import RangeServer, StacApi

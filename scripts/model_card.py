@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from glacier_mapper_plugin.core.model_file import ModelFileError, new_model, read_header  # noqa: E402
+from glacier_mapper_plugin.core.segmentation.model_file import ModelFileError, new_model, read_header  # noqa: E402
 
 
 def card(header) -> str:

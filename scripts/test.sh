@@ -7,5 +7,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source scripts/env.sh
-"$VENV/bin/python" -m pytest tests/core tests/data tests/engine -p no:cacheprovider "$@"
+"$VENV/bin/python" -m pytest tests/test_architecture.py tests/core tests/data tests/engine tests/scripts -p no:cacheprovider "$@"
 "$QGIS_VENV/bin/python" -m pytest tests/algorithms tests/headless tests/desktop -p no:cacheprovider "$@"

@@ -47,14 +47,14 @@ def in_engine(code: str, timeout: float = 600):
 
 
 def make_region(folder, **kw):
-    """core.synthetic.make_region here or through the engine: an object with the same
+    """core.imagery.synthetic.make_region here or through the engine: an object with the same
     attributes (paths as Path)."""
     if not IN_QGIS:
-        from glacier_mapper_plugin.core.synthetic import make_region as make
+        from glacier_mapper_plugin.core.imagery.synthetic import make_region as make
         return make(folder, **kw)
     fields = ("folder", "imagery_start", "imagery_end", "dem", "inventory", "truth_start", "truth_end")
     got = in_engine(
-        "import json; from glacier_mapper_plugin.core.synthetic import make_region as m; "
+        "import json; from glacier_mapper_plugin.core.imagery.synthetic import make_region as m; "
         f"r = m({str(folder)!r}, **{kw!r}); "
         f"print(json.dumps(dict({{k: str(getattr(r, k)) for k in {fields!r}}}, n_glaciers=r.n_glaciers, "
         "true_regional_rate_pct_yr=r.true_regional_rate_pct_yr, start_date=str(r.start_date), "
@@ -100,7 +100,7 @@ def small_region(tmp_path_factory):
 def untrained_model(tmp_path_factory):
     """An untrained resnet18 U-Net for B2..B12 + DEM with plausible normalisation."""
     path = tmp_path_factory.mktemp("models") / "untrained.gmm"
-    code = (f"from glacier_mapper_plugin.core.model_file import new_model; "
+    code = (f"from glacier_mapper_plugin.core.segmentation.model_file import new_model; "
             f"new_model({str(path)!r}, {S2_DEM_BANDS!r}, mean=[0.25] * 5 + [2600.0], "
             f"std=[0.2] * 5 + [400.0], encoder='resnet18', seed=1); print('null')")
     if IN_QGIS:
@@ -124,7 +124,7 @@ def served_archive(tmp_path_factory):
         if IN_QGIS:
             built = in_engine(
                 "import json, datetime as dt; from pathlib import Path; "
-                "from glacier_mapper_plugin.core.synthetic import make_region; "
+                "from glacier_mapper_plugin.core.imagery.synthetic import make_region; "
                 "from tests.s2_archive import build_archive, scenes_for; "
                 f"r = make_region(Path({str(root)!r}) / 'region', seed=5, size_km=2.0, n_glaciers=3, clouds=False); "
                 f"items, _ = build_archive(r, Path({str(root)!r}), {files.url!r}, scenes_for(dt.date(2023, 9, 1))); "
@@ -134,7 +134,7 @@ def served_archive(tmp_path_factory):
             inventory = None
         else:
             from glacier_mapper_plugin.core.labels import Inventory
-            from glacier_mapper_plugin.core.synthetic import make_region as make
+            from glacier_mapper_plugin.core.imagery.synthetic import make_region as make
             from glacier_mapper_plugin.core.vector import read_layer
             from tests.s2_archive import build_archive, scenes_for
             region = make(root / "region", seed=5, size_km=2.0, n_glaciers=3, clouds=False)
@@ -149,7 +149,7 @@ def served_archive(tmp_path_factory):
 
 
 def make_region_paths(folder: Path):
-    """The file layout of a synthetic region folder (core.synthetic.make_region)."""
+    """The file layout of a synthetic region folder (core.imagery.synthetic.make_region)."""
     def one(pattern):
         found = sorted(folder.glob(pattern))
         return found

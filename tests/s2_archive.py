@@ -295,7 +295,7 @@ def decoding_error(chip_path, imagery):
     with that scene's own baseline. B12 is resampled from 20 m, so only its bias compares."""
     from scipy import ndimage
 
-    from glacier_mapper_plugin.core import sentinel2 as s2
+    from glacier_mapper_plugin.core.imagery import sentinel2 as s2
     with rasterio.open(chip_path) as out:
         data = out.read([1, 2, 3, 4, 5])
         scl = out.read(7)

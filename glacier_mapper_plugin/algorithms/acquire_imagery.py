@@ -56,7 +56,7 @@ class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
     }
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
-        from ..core.catalogs import DEFAULT_COLLECTIONS, EARTH_SEARCH, SELECTIONS
+        from ..core.imagery.catalogs import DEFAULT_COLLECTIONS, EARTH_SEARCH, SELECTIONS
         self.add_inventory_parameters()
         self.addParameter(QgsProcessingParameterDateTime("DATE", "Target date", QgsProcessingParameterDateTime.Date,
                                                          defaultValue=QDate(2023, 9, 1)))

@@ -1,1 +1,7 @@
-"""The science and engineering of Glacier Mapper. Imports numpy/torch/rasterio, never qgis."""
+"""The science of Glacier Mapper, by domain, over a common floor; imports numpy, torch and
+rasterio, never qgis, `engine` or `algorithms`.
+
+One way down: change -> segmentation -> imagery -> common, and massbalance -> common.
+The common floor (the modules here: io, vector, labels, geodesy, identity, progress,
+cluster) imports none of the domains; tests/test_architecture.py holds every arrow to it.
+"""

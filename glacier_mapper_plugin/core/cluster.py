@@ -157,7 +157,7 @@ def _remote(fn, common, item, topic, task, cancel, threads):
 def _check_engine():
     """Run on each worker: can it import this engine, and which version is it."""
     from importlib.metadata import PackageNotFoundError, version
-    import glacier_mapper_plugin  # noqa: F401 (the worker must import the engine)
+    import glacier_mapper_plugin.core.cluster  # noqa: F401 (the worker must import the science it runs)
     try:
         return version("glacier-mapper"), os.cpu_count()
     except PackageNotFoundError:

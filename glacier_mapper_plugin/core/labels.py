@@ -1,4 +1,4 @@
-"""Inventory outlines on a raster grid, and which pixels say nothing about the surface.
+"""Inventory outlines on a raster grid.
 
 Inventories come in any CRS (RGI is EPSG:4326), imagery in UTM: outlines are transformed to
 the raster's CRS before they are burnt into its grid.
@@ -11,11 +11,6 @@ import numpy as np
 from pyproj import CRS, Transformer
 from rasterio import features
 from shapely.ops import transform as shapely_transform
-
-from . import sentinel2 as s2
-from .bands import canonical
-
-QUALITY_NAMES = ("SCL", "QUALITY")
 
 
 @dataclass
@@ -73,28 +68,3 @@ def rasterize_ids(inventory: Inventory, crs, transform, shape, all_touched=False
         return np.zeros(shape, np.int32)
     return features.rasterize(shapes, out_shape=shape, transform=transform, fill=0,
                               dtype="int32", all_touched=all_touched)
-
-
-def quality_band(src, name: str | None = "auto") -> int | None:
-    """1-based index of the quality (SCL) band of an open dataset; None when there is none.
-    `name` auto finds a band described SCL or QUALITY; a number or a name picks one."""
-    if name in (None, "", "none"):
-        return None
-    descriptions = [canonical(d) for d in src.descriptions]
-    if name == "auto":
-        for q in QUALITY_NAMES:
-            if q in descriptions:
-                return descriptions.index(q) + 1
-        return None
-    if str(name).isdigit():
-        if not 1 <= int(name) <= src.count:
-            raise ValueError(f"QUALITY: band {name} but the raster has {src.count} bands")
-        return int(name)
-    if canonical(name) not in descriptions:
-        raise ValueError(f"QUALITY: the raster has no band named {name!r}")
-    return descriptions.index(canonical(name)) + 1
-
-
-def masked_from_quality(values: np.ndarray) -> np.ndarray:
-    """True where the SCL-coded quality says no data, saturated, cloud, shadow or cirrus."""
-    return np.isin(values, s2.SCL_MASKED)

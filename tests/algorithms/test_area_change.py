@@ -5,7 +5,7 @@ from tests.conftest import in_engine
 
 
 def _inputs(tmp_path, n=3, name="inv"):
-    return in_engine("import json; from tests.core.test_area_change import write_case; "
+    return in_engine("import json; from tests.core.change.test_area_change import write_case; "
                      f"print(json.dumps(write_case({str(tmp_path)!r}, {n}, {name!r})))")
 
 

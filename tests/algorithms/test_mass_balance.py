@@ -12,7 +12,7 @@ from tests.conftest import in_engine
 def hef(shared_data, tmp_path_factory):
     folder = shared_data / "oggm_hef"
     tmp = tmp_path_factory.mktemp("hef")
-    path = in_engine("import json; from tests.core.test_mass_balance import hef_band_csv; "
+    path = in_engine("import json; from tests.core.massbalance.test_model import hef_band_csv; "
                      f"print(json.dumps(str(hef_band_csv({str(folder)!r}, {str(tmp / 'hef_bands.csv')!r}))))")
     return dict(folder=folder, csv=path, tmp=tmp)
 

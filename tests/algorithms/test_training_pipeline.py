@@ -16,7 +16,7 @@ def test_train_segment_evaluate(processing, small_region, tmp_path):
     assert trained["OUTPUT_MODEL"].endswith("model.gmm")  # the extension is added
     import shutil
     trained["OUTPUT_MODEL"] = str(shutil.copy(trained["OUTPUT_MODEL"], tmp_path / "m.model"))  # read by content
-    header = in_engine("import json, dataclasses; from glacier_mapper_plugin.core.model_file import read_header; "
+    header = in_engine("import json, dataclasses; from glacier_mapper_plugin.core.segmentation.model_file import read_header; "
                        f"print(json.dumps(dataclasses.asdict(read_header({trained['OUTPUT_MODEL']!r})), default=str))")
     assert header["bands"] == ["B2", "B3", "B4", "B8", "B12", "DEM"]
     assert header["training"]["epochs"] == 2 and trained["BEST_EPOCH"] in (1, 2)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import rasterio
 
-import glacier_mapper_plugin.core.segment as segment_module
+import glacier_mapper_plugin.core.segmentation.segment as segment_module
 from glacier_mapper_plugin.core import cluster
-from glacier_mapper_plugin.core.acquire import AcquireOptions, acquire
+from glacier_mapper_plugin.core.imagery.acquire import AcquireOptions, acquire
 from glacier_mapper_plugin.core.cluster import DaskPool, LocalPool
 from glacier_mapper_plugin.core.progress import Cancelled, Progress
-from glacier_mapper_plugin.core.segment import SegmentOptions, segment, segment_blocks
+from glacier_mapper_plugin.core.segmentation.segment import SegmentOptions, segment, segment_blocks
 from tests.servers import DaskCluster, free_port
 
 OPTIONS = SegmentOptions(tile_size=64, overlap=16, batch_size=4, device="cpu")
@@ -199,9 +199,9 @@ def _inventory(region):
 def test_cross_validation_folds_x_members_on_the_cluster(small_region, pool, tmp_path):
     """2 folds x 2 members: four trainings, two fold tests and four predictions as tasks;
     models, metrics and the out-of-fold raster are those of the same run here."""
-    from glacier_mapper_plugin.core.crossval import cross_validate
+    from glacier_mapper_plugin.core.segmentation.crossval import cross_validate
     from safetensors.numpy import load_file
-    from glacier_mapper_plugin.core.train import TrainOptions
+    from glacier_mapper_plugin.core.segmentation.train import TrainOptions
     opts = TrainOptions(patch_size=64, encoder="resnet18", epochs=1, batch_size=4, device="cpu", seed=3)
     inv = _inventory(small_region)
     import torch
@@ -232,7 +232,7 @@ def test_cross_validation_folds_x_members_on_the_cluster(small_region, pool, tmp
 def test_area_change_per_chip_on_the_cluster(served_archive, untrained_model, pool, tmp_path):
     """The acquired per-glacier chips segmented, then area change with a task per chip: the
     same table as here."""
-    from glacier_mapper_plugin.core.area_change import AreaChangeOptions, area_change
+    from glacier_mapper_plugin.core.change.area_change import AreaChangeOptions, area_change
     inv = served_archive["inventory"]
     chips = sorted(served_archive["region"].folder.glob("S2_L2A_*.tif"))
     probs = []
@@ -264,8 +264,8 @@ def test_mass_balance_per_glacier_on_the_cluster(shared_data, pool, tmp_path):
     (shared/data/oggm_hef), then applied to four glaciers, a task each: the same series and
     rasters as here."""
     from glacier_mapper_plugin.engine.steps import STEPS
-    from glacier_mapper_plugin.core.mbm_workflow import predict_mbm
-    from tests.core.test_mass_balance import hef_band_csv
+    from glacier_mapper_plugin.core.massbalance.workflow import predict_mbm
+    from tests.core.massbalance.test_model import hef_band_csv
     folder = shared_data / "oggm_hef"
     model = tmp_path / "mbm.json"
     STEPS["train_mass_balance"](dict(OBSERVATIONS=str(hef_band_csv(folder, tmp_path / "hef.csv")), UNITS="mm",
@@ -284,7 +284,7 @@ def test_mass_balance_per_glacier_on_the_cluster(shared_data, pool, tmp_path):
 
 
 def test_evaluation_in_blocks_on_the_cluster(region, untrained_model, pool, tmp_path, monkeypatch):
-    import glacier_mapper_plugin.core.evaluate as ev
+    import glacier_mapper_plugin.core.segmentation.evaluate as ev
     monkeypatch.setattr(ev, "BLOCK_ROWS", 64)  # the client cuts the blocks
     prob = segment(region.imagery_end, untrained_model, tmp_path / "p.tif", dem_path=region.dem,
                    options=OPTIONS).probability

@@ -3,8 +3,8 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from glacier_mapper_plugin.core import sentinel2 as s2
-from glacier_mapper_plugin.core.synthetic import SPECTRA
+from glacier_mapper_plugin.core.imagery import sentinel2 as s2
+from glacier_mapper_plugin.core.imagery.synthetic import SPECTRA
 
 
 def _ndvi(b4, b8):

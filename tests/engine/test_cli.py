@@ -72,7 +72,7 @@ def test_invalid_outlines_are_repaired_with_a_warning(tmp_path):
     from shapely.geometry import Polygon
 
     from glacier_mapper_plugin.core.vector import VectorLayer, write_gpkg
-    from glacier_mapper_plugin.engine.steps import inventory
+    from glacier_mapper_plugin.engine.steps.common import inventory
 
     class Log:
         warnings = []

@@ -92,7 +92,7 @@ def test_json_area_change_run(tmp_path):
 def test_json_mass_balance_prediction(tmp_path, shared_data):
     """qgis_process: train a small Mass Balance Machine on Hintereisferner bands, predict."""
     f = shared_data / "oggm_hef"
-    csv_path = in_engine("import json; from tests.core.test_mass_balance import hef_band_csv; "
+    csv_path = in_engine("import json; from tests.core.massbalance.test_model import hef_band_csv; "
                          f"print(json.dumps(str(hef_band_csv({str(f)!r}, {str(tmp_path / 'obs.csv')!r}))))")
     out = qgis_process("--json", "run", "glacier_mapper:train_mass_balance", "--",
                        f"OBSERVATIONS={csv_path}", "UNITS=mm", f"CLIMATE={f / 'histalp_merged_hef.nc'}",

@@ -1,0 +1,736 @@
+"""Streaming U-Net inference on rasters of any size, on CUDA or CPU.
+
+Overlapping tiles are read in pieces of a tile row (an I/O thread reads, decodes to physical
+units and normalises with the model's statistics; no-data pixels are set to the band mean,
+i.e. 0 after normalisation, and flagged), cut straight into batches laid out as the network
+wants them, run through the network in worker streams (two single-threaded ones on a
+multi-core CPU, one on CUDA) and blended in order into a one-tile-high accumulator with
+smooth (raised-cosine) weights, so tile borders leave no seam. Rows no later tile can touch
+are written out as soon as the next tile row starts: memory depends on the tile size, the
+batch size and (for the accumulators only) the raster width, never on the raster height.
+Raster borders get real context (the last tile is shifted inside the raster); rasters
+smaller than a tile are mirrored.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+from shapely import STRtree
+from shapely.geometry import box, shape
+
+from ..imagery.bands import band_readers
+from ..geodesy import ellipsoidal_area_km2, utm_epsg
+from ..io import GTIFF_PROFILE, atomic_output, gdal_cache_limit
+from .model_file import load_model, read_header
+from ..progress import Progress
+from ..vector import VectorLayer, write_gpkg
+
+PROBABILITY_NODATA_U8 = 255
+PIECE_TILES = 8  # neighbouring tiles read, decoded and normalised in one go
+MASK_NODATA = 255
+
+
+@dataclass
+class SegmentOptions:
+    tile_size: int = 512
+    overlap: int = 64
+    batch_size: int = 4
+    threshold: float | None = None          # None: the model's own
+    device: str = "auto"                    # auto, cuda, cpu
+    precision: str = "auto"                 # auto, fp32, bf16, fp16
+    probability_dtype: str = "float32"      # float32 (NaN = no data) or uint8 (0-100, 255)
+    bands: dict[str, int] | None = None     # explicit model band -> raster band mapping
+    mask_geometries: list = field(default_factory=list)  # in the raster CRS
+    mask_buffer_m: float = 0.0
+    min_area_km2: float = 0.0
+    simplify_m: float = 0.0
+    streams: int = 0                        # parallel CPU inference streams; 0: automatic
+    rows: tuple[int, int] | None = None     # a block of tile rows [a, b) only (segment_blocks)
+
+
+@dataclass
+class SegmentResult:
+    probability: Path
+    mask: Path | None
+    polygons: Path | None
+    device: str
+    precision: str
+    tiles: int
+    tiles_skipped: int
+    glacier_area_km2: float
+    seconds: float
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("DEVICE is cuda but torch sees no CUDA GPU (torch "
+                         f"{torch.__version__}); use DEVICE auto or cpu")
+    if device not in ("cuda", "cpu"):
+        raise ValueError(f"DEVICE must be auto, cuda or cpu, not {device!r}")
+    return device
+
+
+def cpu_supports_bf16() -> bool:
+    import torch
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool((probe and probe()) or (amx and amx()))
+
+
+def pick_precision(precision: str, device: str) -> str:
+    import torch
+    precision = (precision or "auto").lower()
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"PRECISION must be auto, fp32, bf16 or fp16, not {precision!r}")
+    if precision != "auto":
+        if precision == "fp16" and device == "cpu":
+            raise ValueError("PRECISION fp16 is for CUDA; on the CPU use bf16 or fp32")
+        return precision
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+def blend_weights(size: int, overlap: int) -> np.ndarray:
+    """2-D weights: 1 in the tile core, raised-cosine ramps over the overlap, never 0."""
+    ramp = np.ones(size, np.float32)
+    if overlap > 0:
+        t = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        r = 0.5 - 0.5 * np.cos(np.pi * t)
+        ramp[:overlap] = r
+        ramp[-overlap:] = r[::-1]
+    ramp = np.maximum(ramp, 1e-3)
+    return np.outer(ramp, ramp)
+
+
+def tile_origins(length: int, tile: int, stride: int) -> list[int]:
+    """Tile starts covering [0, length): the last tile ends at the border (real context)."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] + tile < length:
+        starts.append(length - tile)
+    return starts
+
+
+def fuse_conv_bn(model):
+    """Fold each eval-mode BatchNorm into the convolution before it (torch's own
+    fuse_conv_bn_eval): same outputs, one pass over the activations fewer per layer."""
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    def fuse_pair(parent, conv_name, bn_name):
+        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+        if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+            setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+            setattr(parent, bn_name, torch.nn.Identity())
+
+    for module in list(model.modules()):
+        if isinstance(module, torch.nn.Sequential):
+            keys = list(module._modules)
+            for a, b in zip(keys, keys[1:]):
+                fuse_pair(module, a, b)
+        else:  # torchvision ResNet blocks: conv1/bn1, conv2/bn2, ...
+            for name in list(module._modules):
+                if name.startswith("conv") and "bn" + name[4:] in module._modules:
+                    fuse_pair(module, name, "bn" + name[4:])
+    return model
+
+
+def torch_threads() -> int:
+    import torch
+    return torch.get_num_threads()
+
+
+def cpu_streams(threads: int, batch_size: int) -> int:
+    """Parallel inference streams on the CPU. Two single-threaded streams beat one
+    two-threaded forward by a fifth on a 2-core CPU (measured, docs/benchmarks.md): no
+    OpenMP barrier per layer, and one stream's serial parts overlap the other's convolutions."""
+    return max(1, min(2, threads, batch_size))
+
+
+_PREPARED: dict = {}  # the last model prepared for inference, by file identity and device
+_PREPARED_LOCK = threading.Lock()
+
+
+def prepared_model(model_path, device: str):
+    """(network ready for inference, header), kept for the next call with the same file and
+    device: a batch run over many glacier chips loads and prepares the model once. Only
+    one model is kept, so memory stays bounded; a rewritten file is loaded anew."""
+    import torch
+    path = Path(model_path)
+    try:
+        st = path.stat()
+    except OSError:
+        return load_model(path, device=device)  # names the problem
+    key = (str(path.resolve()), st.st_ino, st.st_mtime_ns, st.st_size, device)
+    with _PREPARED_LOCK:
+        if key not in _PREPARED:
+            _PREPARED.clear()
+            model, header = load_model(path, device=device)
+            fuse_conv_bn(model)
+            if device == "cpu":
+                model = model.to(memory_format=torch.channels_last)
+            _PREPARED[key] = model, header
+        return _PREPARED[key]
+
+
+class Network:
+    """The model on its device, with autocast and channels_last chosen once.
+
+    `run` pipelines batches through `streams` worker threads (each with its share of the
+    CPU's threads; one on CUDA, where it keeps the next batch queued while the main thread
+    blends and prepares), and hands the results back in submission order."""
+
+    def __init__(self, model_path, device: str, precision: str, streams: int = 1):
+        import torch
+        self.torch = torch
+        self.device = device
+        self.precision = precision
+        self.model, self.header = prepared_model(model_path, device)
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.streams = max(1, int(streams)) if device == "cpu" else 1
+        self.threads_per_stream = max(1, torch.get_num_threads() // self.streams)
+
+    def new_batch(self, n: int, channels: int, size: int):
+        """An empty (n, channels, size, size) float32 CPU tensor laid out as the network
+        wants it (channels_last on the CPU, pinned for fast copies to a GPU): filling it is
+        the only copy a tile makes on its way in."""
+        torch = self.torch
+        if self.device == "cpu":
+            return torch.empty((n, size, size, channels)).permute(0, 3, 1, 2)
+        return torch.empty((n, channels, size, size), pin_memory=True)
+
+    def __call__(self, batch) -> np.ndarray:
+        """(N, C, H, W) normalised float32 (array or tensor) -> (N, H, W) glacier probability."""
+        torch = self.torch
+        x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)
+        x = x.to(self.device, non_blocking=True)
+        if self.device == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype is not None):
+                logits = self.model(x)
+            prob = torch.sigmoid(logits.float())[:, 0]
+        return prob.cpu().numpy()
+
+    def describe(self) -> str:
+        if self.device == "cpu":
+            return f"{self.streams} stream(s) x {self.threads_per_stream} thread(s)"
+        return self.torch.cuda.get_device_name()
+
+    def run(self, batches):
+        """Yield (key, probabilities) for each (key, batch) of the iterable, in order, with
+        up to streams + 1 batches in flight (the extra one waits, ready, in the queue).
+        The iterable is consumed in the calling thread (it may read, stack and check for
+        cancellation); only forward passes run in the workers."""
+        from collections import deque
+        torch = self.torch
+        threads, own_threads = self.threads_per_stream, torch.get_num_threads()
+        with ThreadPoolExecutor(self.streams, thread_name_prefix="forward",
+                                initializer=lambda: torch.set_num_threads(threads)) as pool:
+            inflight = deque()
+            # The caller's own torch work (cutting tiles into batches) takes one thread: the
+            # cores belong to the streams. Thread counts are per thread, so this is undone below.
+            torch.set_num_threads(1)
+            try:
+                for key, batch in batches:
+                    inflight.append((key, pool.submit(self, batch)))
+                    if len(inflight) > self.streams:
+                        key0, fut = inflight.popleft()
+                        yield key0, fut.result()
+                while inflight:
+                    key0, fut = inflight.popleft()
+                    yield key0, fut.result()
+            finally:
+                torch.set_num_threads(own_threads)
+                for _, fut in inflight:
+                    fut.cancel()
+
+
+def _suggest_utm(src) -> str:
+    lon = (src.bounds.left + src.bounds.right) / 2
+    lat = (src.bounds.bottom + src.bounds.top) / 2
+    return f"EPSG:{utm_epsg(lon, lat)}"
+
+
+def _check_grid(src, header, progress):
+    if src.crs is None:
+        raise ValueError("INPUT has no CRS: georeference it first")
+    if src.crs.is_geographic:
+        raise ValueError(f"INPUT is in a geographic CRS ({src.crs}); the model works on a "
+                         f"metric {header.pixel_size_m:g} m grid. Reproject it to its local UTM "
+                         f"zone ({_suggest_utm(src)}) first, e.g. with GDAL Warp (reproject)")
+    res = abs(src.transform.a)
+    if not 0.8 <= res / header.pixel_size_m <= 1.25:
+        progress.warning(f"INPUT pixels are {res:g} m but the model was trained on "
+                         f"{header.pixel_size_m:g} m pixels: results may degrade")
+
+
+def _pad_tile(arr: np.ndarray, tile: int) -> np.ndarray:
+    """Mirror a (C, h, w) array up to (C, tile, tile): for rasters smaller than a tile."""
+    ph, pw = tile - arr.shape[1], tile - arr.shape[2]
+    if ph <= 0 and pw <= 0:
+        return arr
+    mode = "reflect" if arr.shape[1] > ph and arr.shape[2] > pw else "symmetric"
+    if arr.shape[1] * 2 <= ph or arr.shape[2] * 2 <= pw:
+        mode = "edge"
+    return np.pad(arr, ((0, 0), (0, max(ph, 0)), (0, max(pw, 0))), mode=mode)
+
+
+def _tile_plan(src, T: int, stride: int, opts: SegmentOptions):
+    """Tile row and column origins, and per tile row the columns to run: all of them, or
+    those whose tile touches the MASK_LAYER polygons (buffered)."""
+    H, W = src.height, src.width
+    ys, xs = tile_origins(H, T, stride), tile_origins(W, T, stride)
+    if not opts.mask_geometries:
+        return ys, xs, [list(xs) for _ in ys]
+    geoms = [g for g in opts.mask_geometries if g is not None and not g.is_empty]
+    if not geoms:
+        raise ValueError("MASK_LAYER has no geometry")
+    # A spatial index queried with a distance, not the buffer of the union of all outlines:
+    # buffering thousands of pixel-edged outlines took minutes and gigabytes (bench_scale).
+    tree = STRtree(geoms)
+
+    def wanted(y, x):
+        left, top = src.transform * (x, y)
+        right, bottom = src.transform * (min(x + T, W), min(y + T, H))
+        tile = box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+        return len(tree.query(tile, predicate="dwithin", distance=opts.mask_buffer_m)) > 0
+
+    return ys, xs, [[x for x in xs if wanted(y, x)] for y in ys]
+
+
+def _pieces(plan, T: int, stride: int, first_piece_tiles: int):
+    """(tile row, tile columns) pieces of at most PIECE_TILES neighbours, in raster order, so
+    that read buffers depend on the tile size and not on the raster width. The first piece
+    holds one batch only: the network starts as soon as possible."""
+    max_width = T + (PIECE_TILES - 1) * stride
+    pieces = []
+    for row, row_xs in enumerate(plan):
+        for x in row_xs:
+            fits = pieces and pieces[-1][0] == row and x + T - pieces[-1][1][0] <= max_width
+            if fits and (len(pieces) > 1 or len(pieces[0][1]) < first_piece_tiles):
+                pieces[-1][1].append(x)
+            else:
+                pieces.append((row, [x]))
+    return pieces
+
+
+class _PieceReader:
+    """Reads, decodes and normalises the pixels under one piece (called in the I/O thread,
+    beside the forward passes: both release the GIL). Two reused buffers: piece i + 2 is
+    read while tiles are cut from piece i + 1, and piece i has been cut by then (tiles are
+    copied into batches as they are cut)."""
+
+    def __init__(self, readers, header, pieces, ys, T: int, H: int, W: int):
+        self.readers, self.header, self.pieces, self.ys = readers, header, pieces, ys
+        self.T, self.H, self.W = T, H, W
+        h = min(H, T)
+        w = max((min(xs[-1] + T, W) - xs[0] for _, xs in pieces), default=1)
+        self.buffers = [(np.empty((len(readers), h, w), np.float32), np.empty((h, w), bool))
+                        for _ in range(2)]
+        self.dn = [np.empty(h * w, ds.dtypes[b - 1]) for ds, b, _ in readers]
+
+    def __call__(self, i: int):
+        """(normalised (C, h, w) float32, no-data mask or None when all pixels are valid)."""
+        row, xs = self.pieces[i]
+        y, h = self.ys[row], min(self.T, self.H - self.ys[row])
+        x0, x1 = xs[0], min(xs[-1] + self.T, self.W)
+        strip, invalid = (a[..., :h, :x1 - x0] for a in self.buffers[i % 2])
+        invalid[:] = False
+        win = Window(x0, y, x1 - x0, h)
+        for c, (ds, b, decode) in enumerate(self.readers):
+            dn = ds.read(b, window=win, out=self.dn[c][:h * (x1 - x0)].reshape(h, x1 - x0))
+            invalid |= decode.standardise(dn, self.header.mean[c], self.header.std[c],
+                                          out=strip[c], fill=False)[1]
+        if not invalid.any():
+            return strip, None
+        strip[:, invalid] = 0.0  # a pixel missing in any band is missing in all
+        return strip, invalid
+
+
+class _Mosaic:
+    """Tile probabilities blended with smooth weights into a one-tile-high accumulator
+    (tiles arrive in raster order, so rows above the current tile row are final); finished
+    rows become probability and mask blocks, written in the I/O thread."""
+
+    def __init__(self, H: int, W: int, T: int, overlap: int, threshold: float, prob_u8: bool,
+                 write, io):
+        self.H, self.W, self.T = H, W, T
+        self.weights = blend_weights(T, overlap)
+        self.threshold, self.prob_u8, self.write, self.io = threshold, prob_u8, write, io
+        self.rows = min(H, T)
+        self.acc = np.zeros((self.rows, W), np.float32)
+        self.wsum = np.zeros((self.rows, W), np.float32)
+        self.invalid = np.zeros((self.rows, W), bool)
+        self.weighted = np.empty((T, T), np.float32)
+        self.y0 = 0
+        self.writes = []
+
+    def add(self, y: int, x: int, prob: np.ndarray, invalid):
+        if y > self.y0:
+            self.flush(y)  # rows above y are final: earlier rows' tiles came first
+        h, w = min(self.T, self.H - y), min(self.T, self.W - x)
+        r0 = y - self.y0
+        np.multiply(prob[:h, :w], self.weights[:h, :w], out=self.weighted[:h, :w])
+        self.acc[r0:r0 + h, x:x + w] += self.weighted[:h, :w]
+        self.wsum[r0:r0 + h, x:x + w] += self.weights[:h, :w]
+        if invalid is not None:
+            self.invalid[r0:r0 + h, x:x + w] |= invalid[:h, :w]
+        while self.writes and self.writes[0].done():
+            self.writes.pop(0).result()  # surface write errors early
+
+    def flush(self, upto: int):
+        """Write rows [y0, upto), at most the accumulator's height at a time (rows that
+        MASK_LAYER skipped are written as no data), and shift the accumulators."""
+        n_rows = self.rows
+        while self.y0 < upto:
+            n = min(upto - self.y0, n_rows)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                p = np.divide(self.acc[:n], self.wsum[:n])  # NaN where no tile ran
+                mask = (p >= self.threshold).view(np.uint8)
+            nodata = self.invalid[:n] | (self.wsum[:n] == 0)
+            np.copyto(mask, MASK_NODATA, where=nodata)
+            if self.prob_u8:
+                np.multiply(p, 100, out=p)
+                np.copyto(p, PROBABILITY_NODATA_U8, where=nodata)
+                out = np.rint(p, out=p).astype(np.uint8)
+            else:
+                np.copyto(p, np.nan, where=self.invalid[:n])
+                out = p
+            self.writes.append(self.io.submit(self.write, out, mask, Window(0, self.y0, self.W, n)))
+            for arr in (self.acc, self.wsum, self.invalid):
+                arr[:n_rows - n] = arr[n:]  # numpy copies overlapping ranges correctly
+                arr[n_rows - n:] = 0
+            self.y0 += n
+
+    def finish(self, end: int | None = None):
+        self.flush(self.H if end is None else end)
+        for w in self.writes:
+            w.result()
+
+
+def _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags, rows=None):
+    """(probability dataset, mask dataset or None, temporary mask path) at temporary names
+    that `atomic_output` moves into place only when the run completes; `rows` (first, end)
+    makes them that band of rows of INPUT's grid (a block of segment_blocks)."""
+    # Deflate level 1: a third of the default level's CPU time for a few % more bytes,
+    # and still readable by every GIS (ZSTD is faster still but not readable everywhere).
+    # Blocks are compressed on all cores: the last ones are, at close, on otherwise idle ones.
+    r0, r1 = rows or (0, src.height)
+    base = dict(GTIFF_PROFILE, width=src.width, height=r1 - r0, count=1, crs=src.crs,
+                transform=src.transform * src.transform.translation(0, r0), ZLEVEL=1,
+                NUM_THREADS="ALL_CPUS")
+    if rows is not None:  # a block, read once by the join: compressing it would be work twice
+        for key in ("compress", "predictor", "ZLEVEL"):
+            base.pop(key, None)
+    prob_profile = dict(base, dtype="uint8", nodata=PROBABILITY_NODATA_U8) if prob_u8 else \
+        dict(base, dtype="float32", nodata=float("nan"), **({"predictor": 3} if "compress" in base else {}))
+    tmp_prob = stack.enter_context(atomic_output(probability_path))
+    prob_dst = stack.enter_context(rasterio.open(tmp_prob, "w", **prob_profile))
+    prob_dst.set_band_description(1, "glacier probability" + (" (%)" if prob_u8 else ""))
+    mask_dst = tmp_mask = None
+    if mask_path:
+        tmp_mask = stack.enter_context(atomic_output(mask_path))
+        mask_dst = stack.enter_context(rasterio.open(
+            tmp_mask, "w", **dict(base, dtype="uint8", nodata=MASK_NODATA)))
+        mask_dst.set_band_description(1, "glacier mask")
+    for dst in filter(None, (prob_dst, mask_dst)):
+        dst.update_tags(**tags)
+    return prob_dst, mask_dst, tmp_mask
+
+
+def _check_options(opts: SegmentOptions) -> None:
+    if opts.tile_size < 32 or opts.tile_size % 32:
+        raise ValueError(f"TILE_SIZE must be a multiple of 32 and at least 32, not {opts.tile_size}")
+    if not 0 <= opts.overlap < opts.tile_size // 2:
+        raise ValueError(f"OVERLAP must be between 0 and half the tile size, not {opts.overlap}")
+    if opts.batch_size < 1:
+        raise ValueError("BATCH_SIZE must be at least 1")
+
+
+def _tags(src, model_path, threshold, input_path) -> dict:
+    return dict(MODEL=Path(model_path).name, THRESHOLD=str(threshold), SOURCE=Path(input_path).name,
+                **{k: v for k, v in src.tags().items() if k in ("DATE", "DATETIME", "SCENE_ID")})
+
+
+def _check_coverage(src, readers, side: int = 512):
+    """Refuse an INPUT without data and a DEM that does not cover it, from a decimated read
+    (a bounded cost whatever the raster's size) before any tile runs."""
+    shape = (min(side, src.height), min(side, src.width))
+    _, band, decoder = next(r for r in readers if r[0] is src)
+    valid = ~decoder.invalid(src.read(band, out_shape=shape))
+    if not valid.any():
+        # A decimated read can miss a small island of data: look at every block before refusing.
+        if not any((~decoder.invalid(src.read(band, window=w))).any() for _, w in src.block_windows(band)):
+            raise ValueError("INPUT has no valid pixel: every pixel is no data")
+        return
+    for ds, b, dec in readers:
+        if ds is not src:  # the DEM, warped onto INPUT's grid
+            dem = ds.read(b, out_shape=shape)
+            covered = float((~dec.invalid(dem) & valid).sum() / valid.sum())
+            if covered < 0.99:
+                raise ValueError(f"DEM covers only {covered:.0%} of INPUT's valid pixels: give a DEM "
+                                 "that covers the whole raster (a larger extent or a mosaic)")
+
+
+def segment(input_path, model_path, probability_path, mask_path=None, polygons_path=None,
+            dem_path=None, options: SegmentOptions | None = None,
+            progress: Progress | None = None) -> SegmentResult:
+    """Glacier probability (and mask, polygons) for INPUT with the model in MODEL."""
+    opts = options or SegmentOptions()
+    progress = progress or Progress()
+    t0 = time.perf_counter()
+    _check_options(opts)
+    device = pick_device(opts.device)
+    precision = pick_precision(opts.precision, device)
+    streams = (opts.streams or cpu_streams(torch_threads(), opts.batch_size)) if device == "cpu" else 1
+    per_batch = -(-opts.batch_size // streams)  # BATCH_SIZE tiles in flight in all
+    header = read_header(model_path)
+    threshold = header.threshold if opts.threshold is None else float(opts.threshold)
+    if not 0 < threshold < 1:
+        raise ValueError(f"THRESHOLD must be between 0 and 1, not {threshold}")
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(gdal_cache_limit())
+        src = stack.enter_context(rasterio.open(input_path))
+        _check_grid(src, header, progress)
+        readers = band_readers(stack, src, header.bands, opts.bands, dem_path, progress)
+        H, W, T = src.height, src.width, opts.tile_size
+        stride = T - opts.overlap
+        ys, xs, plan = _tile_plan(src, T, stride, opts)
+        keep, first = (0, H), 0
+        if opts.rows is None:
+            _check_coverage(src, readers)
+        else:  # a block: its own rows, from every tile that touches them (as a whole run would)
+            a, b = opts.rows
+            keep = (ys[a] if a else 0, ys[b] if b < len(ys) else H)
+            first = next(j for j in range(len(ys)) if ys[j] + T > keep[0])
+            plan = [row if first <= j < b else [] for j, row in enumerate(plan)]
+        n_tiles, n_total = sum(len(r) for r in plan), len(ys) * len(xs)
+        progress.info(f"{W} x {H} pixels, {n_total} tiles of {T} px (overlap {opts.overlap}), "
+                      f"{n_tiles} to run, batch {opts.batch_size}")
+
+        prob_u8 = opts.probability_dtype == "uint8"
+        tags = _tags(src, model_path, threshold, input_path)
+        prob_dst, mask_dst, tmp_mask = _open_outputs(stack, src, probability_path, mask_path, prob_u8,
+                                                     tags, None if opts.rows is None else keep)
+        glacier_px = [0]
+
+        def write_rows(out, mask, window):
+            """Rows of INPUT's grid, those of this run's band (all but in a block)."""
+            y, n = window.row_off, window.height
+            lo, hi = max(y, keep[0]), min(y + n, keep[1])
+            if lo >= hi:
+                return
+            out, mask = out[lo - y:hi - y], mask[lo - y:hi - y]
+            glacier_px[0] += int(np.count_nonzero(mask == 1))
+            win = Window(0, lo - keep[0], W, hi - lo)
+            prob_dst.write(out, 1, window=win)
+            if mask_dst is not None:
+                mask_dst.write(mask, 1, window=win)
+
+        io = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="io"))
+        mosaic = _Mosaic(H, W, T, opts.overlap, threshold, prob_u8, write_rows, io)
+        mosaic.y0 = ys[first]
+        pieces = _pieces(plan, T, stride, per_batch)
+        read_piece = _PieceReader(readers, header, pieces, ys, T, H, W)
+        first_piece = io.submit(read_piece, 0) if pieces else None  # read while the network loads
+        net = Network(model_path, device, precision, streams)
+        progress.info(f"model: {header.architecture}/{header.encoder}, bands {', '.join(header.bands)}; "
+                      f"device {device} ({net.describe()}), precision {precision}")
+        # A batch buffer is refilled only after its probabilities were blended: run() keeps
+        # at most streams + 1 batches in flight.
+        buffers = [net.new_batch(per_batch, len(readers), T) for _ in range(net.streams + 2)]
+
+        def batches():
+            """((row, x, no-data) per tile, batch) in raster order; batches run on across
+            pieces and tile rows, so only the last one can be short."""
+            keys, n_batches, pending = [], 0, first_piece
+            for i, (row, piece_xs) in enumerate(pieces):
+                progress.check()
+                strip, invalid = pending.result()
+                if i + 1 < len(pieces):
+                    pending = io.submit(read_piece, i + 1)
+                x0 = piece_xs[0]
+                for x in piece_xs:
+                    batch = buffers[n_batches % len(buffers)]
+                    tile = _pad_tile(strip[:, :, x - x0:x - x0 + T], T)
+                    batch[len(keys)].copy_(net.torch.from_numpy(tile))
+                    keys.append((row, x, None if invalid is None else invalid[:, x - x0:x - x0 + T].copy()))
+                    if len(keys) == per_batch:
+                        yield keys, batch
+                        keys, n_batches = [], n_batches + 1
+            if keys:
+                yield keys, buffers[n_batches % len(buffers)][:len(keys)]
+
+        done = 0
+        for keys, probs in net.run(batches()):
+            progress.check()
+            for (row, x, invalid), prob in zip(keys, probs):
+                mosaic.add(ys[row], x, prob, invalid)
+            done += len(keys)
+            progress.update(0.95 * done / max(n_tiles, 1), None)
+        mosaic.finish(keep[1])
+        progress.info(f"{done} tiles in {time.perf_counter() - t0:.1f} s")
+        polygons = None
+        if polygons_path:
+            if mask_dst is None:
+                raise ValueError("OUTPUT_POLYGONS needs OUTPUT_MASK")
+            mask_dst.close()
+            polygons = polygonise(tmp_mask, polygons_path, opts.min_area_km2, opts.simplify_m)
+    area_km2 = glacier_px[0] * abs(src.transform.a * src.transform.e) / 1e6
+    progress.update(1.0, f"glacier area {area_km2:.3f} km2 (planar)")
+    return SegmentResult(Path(probability_path), Path(mask_path) if mask_path else None,
+                         polygons, device, precision, n_tiles, n_total - n_tiles, area_km2,
+                         time.perf_counter() - t0)
+
+
+def polygonise(mask_path, polygons_path, min_area_km2=0.0, simplify_m=0.0) -> Path:
+    """Glacier polygons from a mask raster: area on the ellipsoid, optional filters."""
+    from rasterio import features
+    with rasterio.open(mask_path) as src:
+        mask = src.read(1)
+        crs, transform = src.crs.to_wkt(), src.transform
+    geoms, records = [], []
+    for geom, _ in features.shapes(mask, mask=mask == 1, transform=transform, connectivity=8):
+        poly = shape(geom)
+        if simplify_m > 0:
+            poly = poly.simplify(simplify_m, preserve_topology=True)
+        area = ellipsoidal_area_km2(poly, crs)
+        if area < min_area_km2 or poly.is_empty:
+            continue
+        geoms.append(poly)
+        records.append(dict(id=len(records) + 1, area_km2=area))
+    return write_gpkg(polygons_path, [VectorLayer("glaciers", crs, geoms, records,
+                                                  fields={"id": int, "area_km2": float})])
+
+
+# --------------------------------------------------------------------------- on a cluster
+
+BLOCK_MIN_TILE_ROWS = 4  # each block recomputes the tile row above it: >= 4 keeps that <= 25 %
+
+
+def segment_block(input_path, model_path, dem_path, options, rows, probability_path, mask_path, *,
+                  progress: Progress) -> SegmentResult:
+    """One block of tile rows (a Dask task of segment_blocks); its files appear complete."""
+    from dataclasses import replace
+    return segment(input_path, model_path, probability_path, mask_path, None, dem_path,
+                   replace(options, rows=tuple(rows)), progress)
+
+
+def _block_key(input_path, model_path, dem_path, opts: SegmentOptions) -> str:
+    """What a block's pixels depend on: a rerun with the same inputs and settings finds them."""
+    import hashlib
+    import json as _json
+    parts = [opts.tile_size, opts.overlap, opts.threshold, opts.device, opts.precision,
+             opts.probability_dtype, sorted((opts.bands or {}).items()), opts.mask_buffer_m,
+             [g.wkb_hex for g in opts.mask_geometries if g is not None]]
+    for path in (input_path, model_path, dem_path):
+        if path:
+            st = Path(path).stat()
+            parts += [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+    return hashlib.sha256(_json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+def segment_blocks(input_path, model_path, probability_path, mask_path=None, polygons_path=None,
+                   dem_path=None, options: SegmentOptions | None = None,
+                   progress: Progress | None = None, pool=None) -> SegmentResult:
+    """`segment` with the raster cut into blocks of tile rows, run as pieces of `pool` (Dask
+    tasks), and joined. A block computes every tile that touches its rows, in the order a
+    whole run does, so the joined rasters are those of a whole run. Blocks are kept in a
+    hidden folder beside the output until the join: a run cut short by a lost scheduler
+    resumes from the blocks that are done."""
+    import shutil
+    from dataclasses import replace
+
+    from ..cluster import LocalPool, SchedulerLost
+    opts = options or SegmentOptions()
+    progress = progress or Progress()
+    pool = pool or LocalPool()
+    t0 = time.perf_counter()
+    _check_options(opts)
+    input_path, model_path = str(Path(input_path).resolve()), str(Path(model_path).resolve())
+    dem_path = str(Path(dem_path).resolve()) if dem_path else None
+    probability_path = Path(probability_path).resolve()
+    header = read_header(model_path)
+    threshold = header.threshold if opts.threshold is None else float(opts.threshold)
+    with contextlib.ExitStack() as stack:  # the whole run's checks, once, here
+        src = stack.enter_context(rasterio.open(input_path))
+        _check_grid(src, header, progress)
+        _check_coverage(src, band_readers(stack, src, header.bands, opts.bands, dem_path, progress))
+        H, W = src.height, src.width
+        n_rows = len(tile_origins(H, opts.tile_size, opts.tile_size - opts.overlap))
+    per_block = max(BLOCK_MIN_TILE_ROWS, -(-n_rows // (2 * pool.workers)))
+    blocks = [(a, min(a + per_block, n_rows)) for a in range(0, n_rows, per_block)]
+    parts = probability_path.parent / f".{probability_path.stem}.blocks-" \
+                                      f"{_block_key(input_path, model_path, dem_path, opts)}"
+    parts.mkdir(parents=True, exist_ok=True)
+    items, done_before = [], 0
+    for k, rows in enumerate(blocks):
+        prob_k, mask_k = parts / f"probability_{k}.tif", parts / f"mask_{k}.tif"
+        if prob_k.is_file() and mask_k.is_file():  # written atomically: complete
+            done_before += 1
+            continue
+        items.append((rows, str(prob_k), str(mask_k)))
+    progress.info(f"{W} x {H} pixels in {len(blocks)} block(s) of {per_block} tile rows on "
+                  f"{pool.workers} worker(s)" + (f"; {done_before} block(s) done by an earlier run"
+                                                 if done_before else ""))
+    keep_parts = False
+    try:
+        # The options (MASK_LAYER's outlines among them) travel once, not with every block.
+        block_opts = replace(opts, min_area_km2=0.0, simplify_m=0.0)
+        results = pool.run(segment_block, items, progress.sub(0.0, 0.9), gpu=opts.device == "cuda",
+                           common=(input_path, model_path, dem_path, block_opts))
+        polygons, glacier_px = None, 0
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(gdal_cache_limit())
+            src = stack.enter_context(rasterio.open(input_path))
+            pixel_km2 = abs(src.transform.a * src.transform.e) / 1e6
+            prob_dst, mask_dst, tmp_mask = _open_outputs(
+                stack, src, probability_path, mask_path, opts.probability_dtype == "uint8",
+                _tags(src, model_path, threshold, input_path))
+            for k in range(len(blocks)):
+                progress.check()
+                for name, dst in (("probability", prob_dst), ("mask", mask_dst)):
+                    with rasterio.open(parts / f"{name}_{k}.tif") as blk:
+                        y0 = round((blk.transform.f - src.transform.f) / src.transform.e)
+                        for r in range(0, blk.height, 1024):  # bounded windows, not whole blocks
+                            win = Window(0, r, W, min(1024, blk.height - r))
+                            data = blk.read(1, window=win)
+                            if name == "mask":
+                                glacier_px += int(np.count_nonzero(data == 1))
+                            if dst is not None:
+                                dst.write(data, 1, window=Window(0, y0 + r, W, win.height))
+                progress.update(0.9 + 0.08 * (k + 1) / len(blocks))
+            if polygons_path:
+                if mask_dst is None:
+                    raise ValueError("OUTPUT_POLYGONS needs OUTPUT_MASK")
+                mask_dst.close()
+                polygons = polygonise(tmp_mask, polygons_path, opts.min_area_km2, opts.simplify_m)
+    except SchedulerLost:
+        keep_parts = True  # the rerun resumes from them
+        raise
+    finally:
+        if not keep_parts:
+            shutil.rmtree(parts, ignore_errors=True)
+    area_km2 = glacier_px * pixel_km2
+    progress.update(1.0, f"glacier area {area_km2:.3f} km2 (planar)")
+    used = results[0] if results else None
+    return SegmentResult(probability_path, Path(mask_path) if mask_path else None, polygons,
+                         used.device if used else opts.device, used.precision if used else opts.precision,
+                         sum(r.tiles for r in results), sum(r.tiles_skipped for r in results), area_km2,
+                         time.perf_counter() - t0)

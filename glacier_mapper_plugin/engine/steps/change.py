@@ -1,0 +1,78 @@
+"""Area-change steps."""
+from __future__ import annotations
+
+import datetime as dt
+
+from ...core.progress import Progress
+from .common import inventory, number, paths, pool_of, require, step, write_joined, write_table
+
+
+AREA_TYPES = {"area_inventory_km2": float, "area_start_km2": float, "area_end_km2": float,
+              "recall": float, "recall_end": float, "masked_start": float, "masked_end": float,
+              "year_start": float, "year_end": float, "rate_km2_yr": float, "rate_pct_yr": float,
+              "area_start_sigma_km2": float, "area_end_sigma_km2": float,
+              "rate_sigma_km2_yr": float, "rate_sigma_pct_yr": float, "snr": float,
+              "kept": bool, "filter_reason": str}
+
+
+def year_of(value):
+    """Decimal year of a date-like attribute (date, 'YYYY-MM-DD', 2015, '2015')."""
+    from ...core.change.area_change import decimal_year
+    if value is None:
+        return float("nan")
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    if isinstance(value, dt.date):
+        return decimal_year(value)
+    text = str(value).strip().replace("/", "-")
+    try:
+        return decimal_year(dt.date.fromisoformat(text[:10]))
+    except ValueError:
+        pass
+    try:
+        year = float(text)
+    except ValueError:
+        return float("nan")
+    # RGI writes unknown dates as -9999999 (or 99999999): never a year.
+    return year if 1900 <= year <= 2200 else float("nan")
+
+
+@step("area_change")
+def area_change(p, progress: Progress):
+    from ...core.change.area_change import AreaChangeOptions, area_change as change
+    from ...core.change.report import write_report
+    require(p, "START", "END")
+    inv, layer = inventory(p, progress=progress)
+    date_field = p.get("DATE_FIELD") or None
+    years = [year_of(r.get(date_field)) for r in inv.records] if date_field else None
+    options = AreaChangeOptions(
+        min_recall=float(p.get("MIN_RECALL", 0.75)), max_masked=float(p.get("MAX_MASKED", 0.2)),
+        trim_percent=float(p.get("TRIM_PERCENT", 5.0)), min_snr=float(p.get("MIN_SNR", 0.0)),
+        threshold=float(p.get("THRESHOLD", 0.5)),
+        outline_uncertainty_px=float(p.get("OUTLINE_UNCERTAINTY_PX", 0.5)),
+        start_year=number(p, "START_YEAR"), end_year=number(p, "END_YEAR"))
+    start_ens, end_ens = paths(p, "START_ENSEMBLE"), paths(p, "END_ENSEMBLE")
+    if bool(start_ens) != bool(end_ens):
+        raise ValueError("START_ENSEMBLE and END_ENSEMBLE go together: give both or neither")
+    with pool_of(p, progress) as pool:
+        result = change(inv, paths(p, "START"), paths(p, "END"), paths(p, "START_QUALITY") or None,
+                        paths(p, "END_QUALITY") or None, options, years,
+                        [[x] for x in start_ens] or None, [[x] for x in end_ens] or None, progress, pool)
+    rows = [dict(r, id=str(r["id"])) for r in result.glaciers]
+    types = {k: v for k, v in AREA_TYPES.items() if rows and k in rows[0]}
+    out = {"REGIONAL_RATE": result.regional["rate_pct_yr"], "N_KEPT": result.regional["n_kept"]}
+    if p.get("OUTPUT"):
+        out["OUTPUT"] = write_joined(p["OUTPUT"], layer, [{k: r[k] for k in types} for r in rows], types)
+    if p.get("OUTPUT_SUMMARY"):
+        out["OUTPUT_SUMMARY"] = write_table(p["OUTPUT_SUMMARY"], [result.regional], name="summary")
+    if p.get("OUTPUT_SIZE_CLASSES"):
+        out["OUTPUT_SIZE_CLASSES"] = write_table(p["OUTPUT_SIZE_CLASSES"], result.size_classes,
+                                                 {"size_class": str, "n": int, "n_kept": int}, "size_classes")
+    report = p.get("OUTPUT_REPORT") or None
+    if report:
+        used = {k: v for k, v in p.items() if not k.startswith("OUTPUT")}
+        write_report(report, result, used)
+        out["OUTPUT_REPORT"] = report
+    for reason, count in sorted(result.filter_counts.items()):
+        progress.info(f"{count:5d} glaciers: {reason}")
+    return out

@@ -1,0 +1,135 @@
+"""Segmentation steps: training, cross-validation, inference and evaluation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...core.progress import Progress
+from .common import inventory, paths, pool_of, read_source, require, step, write_joined, write_table
+
+
+def training_inputs(p, progress=None):
+    from ...core.imagery.bands import canonical, parse_mapping
+    from ...core.segmentation.train import TrainOptions
+    require(p, "INPUT")
+    inv, layer = inventory(p, progress=progress)
+    text = str(p.get("BANDS") or "").strip()
+    mapping = parse_mapping(text) if "=" in text else None
+    bands = list(mapping) if mapping else ([canonical(b) for b in text.split(",") if b.strip()] or None)
+    options = TrainOptions(
+        patch_size=int(p.get("PATCH_SIZE", 256)), encoder=str(p.get("ENCODER") or "resnet34"),
+        epochs=int(p.get("EPOCHS", 30)), batch_size=int(p.get("BATCH_SIZE", 8)),
+        learning_rate=float(p.get("LEARNING_RATE", 1e-3)), device=str(p.get("DEVICE") or "auto"),
+        seed=int(p.get("SEED", 42)), val_fraction=float(p.get("VAL_FRACTION", 0.2)),
+        quality=str(p.get("QUALITY") or "none"), bands=bands, mapping=mapping,
+        encoder_weights=str(p.get("ENCODER_WEIGHTS") or "none"),
+        patch_cache=p.get("PATCH_CACHE") or None, keep_patches=bool(p.get("KEEP_PATCHES", False)))
+    return paths(p, "INPUT"), inv, layer, (p.get("DEM") or None), options
+
+
+@step("train_model")
+def train_model(p, progress: Progress):
+    from ...core.segmentation.train import train_ensemble, train_model as train
+    rasters, inv, _, dem, options = training_inputs(p, progress)
+    require(p, "OUTPUT_MODEL")
+    if not Path(p["OUTPUT_MODEL"]).suffix:  # "model" -> "model.gmm": the file says what it is
+        p["OUTPUT_MODEL"] = str(p["OUTPUT_MODEL"]) + ".gmm"
+    members = int(p.get("MEMBERS") or 1)
+    if members == 1 and not p.get("DASK_SCHEDULER"):
+        result = train(rasters, inv, p["OUTPUT_MODEL"], dem, options, progress)
+        return {"OUTPUT_MODEL": p["OUTPUT_MODEL"], "BEST_EPOCH": result.best_epoch,
+                "VAL_IOU": result.header.metrics.get("val_iou_per_glacier"), "MODELS": [p["OUTPUT_MODEL"]]}
+    with pool_of(p, progress) as pool:
+        trained = train_ensemble(rasters, inv, p["OUTPUT_MODEL"], dem, options, members, progress, pool)
+    return {"OUTPUT_MODEL": p["OUTPUT_MODEL"], "BEST_EPOCH": trained[0]["best_epoch"],
+            "VAL_IOU": trained[0]["val_iou"], "MODELS": [t["model"] for t in trained]}
+
+
+CV_TYPES = {"subregion": str, "patches": int, "glaciers": int, "accuracy": float, "iou": float,
+            "precision": float, "recall": float, "f1": float}
+
+
+@step("cross_validate")
+def cross_validate(p, progress: Progress):
+    from ...core.segmentation.crossval import cross_validate as crossval
+    rasters, inv, layer, dem, options = training_inputs(p, progress)
+    require(p, "OUTPUT_FOLDER")
+    with pool_of(p, progress) as pool:
+        cv = crossval(rasters, inv, p["OUTPUT_FOLDER"], dem, int(p.get("FOLDS", 5)), options, progress,
+                      members=int(p.get("MEMBERS") or 1), pool=pool)
+    rows = cv.table()
+    for r in rows:
+        progress.info(f"{r['subregion']:>8}: IoU {r['iou']:.4f}  F1 {r['f1']:.4f}  "
+                      f"precision {r['precision']:.4f}  recall {r['recall']:.4f}")
+    out = {"OUTPUT_FOLDER": p["OUTPUT_FOLDER"], "PREDICTIONS": [str(x) for x in cv.predictions]}
+    if p.get("OUTPUT_TABLE"):
+        out["OUTPUT_TABLE"] = write_table(p["OUTPUT_TABLE"], rows, CV_TYPES, "crossval")
+    if p.get("OUTPUT_INVENTORY"):
+        out["OUTPUT_INVENTORY"] = write_joined(p["OUTPUT_INVENTORY"], layer,
+                                               [{"fold": f + 1} for f in cv.folds], {"fold": int})
+    return out
+
+
+@step("segment_glaciers")
+def segment_glaciers(p, progress: Progress):
+    from ...core.imagery.bands import parse_mapping
+    from ...core.segmentation.segment import SegmentOptions, segment, segment_blocks
+    require(p, "INPUT", "MODEL", "OUTPUT_PROBABILITY")
+    mask_geoms = []
+    if p.get("MASK_LAYER"):
+        import rasterio
+        from ...core.labels import Inventory
+        lyr = read_source(p, "MASK_LAYER")
+        with rasterio.open(p["INPUT"]) as src:
+            crs = src.crs.to_wkt()
+        geoms = [g for g in lyr.geometries or [] if g is not None]
+        mask_geoms = Inventory(list(range(len(geoms))), geoms, lyr.crs).to_crs(crs).geometries
+    threshold = p.get("THRESHOLD")
+    options = SegmentOptions(
+        tile_size=int(p.get("TILE_SIZE", 512)), overlap=int(p.get("OVERLAP", 64)),
+        batch_size=int(p.get("BATCH_SIZE", 4)),
+        threshold=None if threshold in (None, "") else float(threshold),
+        device=str(p.get("DEVICE") or "auto"), precision=str(p.get("PRECISION") or "auto"),
+        probability_dtype=str(p.get("PROBABILITY_FORMAT") or "float32"),
+        bands=parse_mapping(p.get("BANDS")) or None, mask_geometries=mask_geoms,
+        mask_buffer_m=float(p.get("MASK_BUFFER", 500.0)), min_area_km2=float(p.get("MIN_AREA", 0.01)),
+        simplify_m=float(p.get("SIMPLIFY", 0.0)))
+    prob, mask, poly = p["OUTPUT_PROBABILITY"], p.get("OUTPUT_MASK") or None, p.get("OUTPUT_POLYGONS") or None
+    if poly and not str(poly).lower().endswith(".gpkg"):
+        raise ValueError(f"OUTPUT_POLYGONS must be a GeoPackage (.gpkg), not {poly}")
+    if poly and not mask:
+        raise ValueError("OUTPUT_POLYGONS is made from the mask: set OUTPUT_MASK too")
+    from ...core.segmentation.model_file import ModelFileError
+    try:
+        if p.get("DASK_SCHEDULER"):
+            with pool_of(p, progress) as pool:
+                result = segment_blocks(p["INPUT"], p["MODEL"], prob, mask, poly, p.get("DEM") or None,
+                                        options, progress, pool)
+        else:
+            result = segment(p["INPUT"], p["MODEL"], prob, mask, poly, p.get("DEM") or None, options, progress)
+    except ModelFileError as err:
+        raise ValueError(f"MODEL: {err}") from None
+    return {"OUTPUT_PROBABILITY": prob, "OUTPUT_MASK": mask, "OUTPUT_POLYGONS": poly,
+            "GLACIER_AREA_KM2": result.glacier_area_km2, "DEVICE_USED": result.device,
+            "PRECISION_USED": result.precision}
+
+
+@step("evaluate_segmentation")
+def evaluate_segmentation(p, progress: Progress):
+    from ...core.segmentation.evaluate import evaluate
+    require(p, "PREDICTION")
+    inv, layer = inventory(p, progress=progress)
+    with pool_of(p, progress) as pool:
+        ev = evaluate(p["PREDICTION"], inv, p.get("QUALITY") or None, threshold=float(p.get("THRESHOLD", 0.5)),
+                      progress=progress, pool=pool)
+    rows = [dict(r, id=str(r["id"])) for r in ev.glaciers]
+    o = ev.overall
+    progress.info(f"pixels: IoU {o['iou']:.4f}, F1 {o['f1']:.4f}, precision {o['precision']:.4f}, "
+                  f"recall {o['recall']:.4f}, accuracy {o['accuracy']:.4f}")
+    out = {"ACCURACY": o["accuracy"], "IOU": o["iou"], "PRECISION": o["precision"],
+           "RECALL": o["recall"], "F1": o["f1"]}
+    if p.get("OUTPUT_TABLE"):
+        out["OUTPUT_TABLE"] = write_table(p["OUTPUT_TABLE"], rows, name="evaluation")
+    if p.get("OUTPUT"):
+        out["OUTPUT"] = write_joined(p["OUTPUT"], layer, [{k: v for k, v in r.items() if k != "id"}
+                                                          for r in ev.glaciers])
+    return out

@@ -1,0 +1,105 @@
+"""The +1000 offset decision: each catalog's metadata as published (field values copied from
+real items, named below), the pixel rule on synthetic and real Sentinel-2 L2A pixels, and
+the combination."""
+import glob
+
+import numpy as np
+import pytest
+import rasterio
+
+from glacier_mapper_plugin.core.imagery import reflectance as rf
+from glacier_mapper_plugin.core.imagery import sentinel2 as s2
+
+# Earth Search v1 sentinel-2-l2a, S2A_39QTA_20230628_0_L2A (geopython/eodm tests/data/test_data.py)
+ES_V1_PROPS = {"s2:processing_baseline": "05.09", "earthsearch:boa_offset_applied": True,
+               "s2:product_uri": "S2A_MSIL2A_20230628T070631_N0509_R106_T39QTA_20230628T113955.SAFE"}
+ES_V1_BAND = {"nodata": 0, "data_type": "uint16", "bits_per_sample": 15, "spatial_resolution": 10,
+              "scale": 0.0001, "offset": -0.1}
+# Earth Search sentinel-2-c1-l2a, S2B_T38XNF_20250422T091553_L2A (philvarner/stac-factory fixtures)
+C1_PROPS = {"s2:processing_baseline": "05.11", "s2:product_type": "S2MSI2A"}
+C1_BAND = {"nodata": 0, "data_type": "uint16", "spatial_resolution": 10, "scale": 0.0001, "offset": -0.1}
+# Planetary Computer sentinel-2-l2a: assets carry eo:bands, no raster:bands
+PC_PROPS = {"s2:processing_baseline": "05.10", "platform": "Sentinel-2B", "s2:mgrs_tile": "32UPC"}
+
+
+@pytest.mark.parametrize("props, band, expected, source", [
+    (ES_V1_PROPS, ES_V1_BAND, False, "earthsearch:boa_offset_applied=true"),
+    ({**ES_V1_PROPS, "earthsearch:boa_offset_applied": False}, ES_V1_BAND, True, "earthsearch:boa_offset_applied=false"),
+    ({**ES_V1_PROPS, "earthsearch:boa_offset_applied": False, "s2:processing_baseline": "02.14"}, ES_V1_BAND,
+     False, "baseline 02.14"),
+    (C1_PROPS, C1_BAND, True, "raster:bands offset -0.1"),
+    (PC_PROPS, None, True, "s2:processing_baseline 05.10"),
+    ({**PC_PROPS, "s2:processing_baseline": "03.01"}, None, False, "s2:processing_baseline 03.01"),
+    ({}, None, None, "no offset metadata"),
+])
+def test_each_catalogs_metadata(props, band, expected, source):
+    scale, offset_in_dn, said = rf.stac_metadata(props, band)
+    assert scale == pytest.approx(1e-4)
+    assert offset_in_dn is expected and source in said
+
+
+def _scene(offset, rng, dark=True, n=4000):
+    """Five bands of DNs: ice (B12 ~0.025) and rock; `dark` adds shadows and a lake."""
+    refl = np.stack([rng.uniform(0.3, 0.5, n), rng.uniform(0.3, 0.5, n), rng.uniform(0.25, 0.45, n),
+                     rng.uniform(0.2, 0.4, n), rng.uniform(0.15, 0.25, n)])
+    if dark:
+        refl[4, : n // 3] = rng.uniform(0.005, 0.05, n // 3)       # ice and snow in SWIR
+        refl[:, n // 3: n // 3 + n // 20] *= 0.1                      # shadow
+    return list(np.rint(refl * 10000 + (1000 if offset else 0)).astype(np.uint16))
+
+
+def test_pixel_rule_on_synthetic_windows():
+    rng = np.random.default_rng(0)
+    assert rf.pixel_evidence(_scene(False, rng))[0] is False
+    assert rf.pixel_evidence(_scene(True, rng))[0] is True
+    # Bright window without dark targets: cannot tell either way.
+    assert rf.pixel_evidence(_scene(False, rng, dark=False))[0] is None
+    assert rf.pixel_evidence(_scene(True, rng, dark=False))[0] is None
+    # Too few valid pixels; masked pixels do not count.
+    few = _scene(False, rng, n=50)
+    assert rf.pixel_evidence(few)[0] is None and rf.pixel_evidence(few)[2] == 50
+    valid = np.zeros(4000, bool)
+    assert rf.pixel_evidence(_scene(False, rng), valid)[0] is None
+
+
+def test_decision_follows_pixels_over_wrong_metadata():
+    rng = np.random.default_rng(1)
+    d = rf.decide(True, "earthsearch:boa_offset_applied=false", _scene(False, rng))
+    assert not d.offset_in_dn and d.decided_by == "pixels" and d.disagreement and d.offset == 0
+    d = rf.decide(True, "raster:bands offset -0.1", _scene(True, rng))
+    assert d.offset_in_dn and d.decided_by == "metadata+pixels" and d.offset == -1000
+    d = rf.decide(False, "earthsearch:boa_offset_applied=true", _scene(True, rng, dark=False))
+    assert not d.offset_in_dn and d.decided_by == "metadata" and d.pixels is None
+    assert d.tags()["OFFSET_PIXELS"] == "undecided"
+    d = rf.decide(None, "no offset metadata", _scene(True, rng))
+    assert d.offset_in_dn and d.decided_by == "pixels"
+    d = rf.decide(None, "no offset metadata", _scene(True, rng, dark=False))
+    assert d.decided_by == "assumed" and not d.offset_in_dn
+
+
+def test_real_l2a_pixels_barbellino(shared_data):
+    """sen2r's Barbellino L2A (2017 and 2019, baseline 02.xx: no offset): decided 'no offset'
+    from the pixels; the same DNs + 1000 (as baseline >= 04.00 delivers them): 'offset'."""
+    for path in sorted(glob.glob(str(shared_data / "sen2r_barbellino" / "S2A2A_*_BOA_10.tif"))):
+        with rasterio.open(path) as src:
+            dn = src.read()
+        with rasterio.open(path.replace("_BOA_", "_SCL_")) as src:
+            scl = src.read(1, out_shape=dn.shape[1:], resampling=rasterio.enums.Resampling.nearest)
+        bands = [dn[1], dn[2], dn[3], dn[7], dn[10]]  # B2 B3 B4 B8 B12 of B1-B8, B8A, B11, B12
+        clear = ~np.isin(scl, s2.SCL_MASKED)
+        assert rf.pixel_evidence(bands, clear)[0] is False
+        assert rf.pixel_evidence([b + np.uint16(1000) * (b > 0) for b in bands], clear)[0] is True
+
+
+def test_real_glacier_chips_are_never_decided_wrong(shared_data):
+    """snowicesen's glacier-only chips (2017/2018, no offset; B02, B8A, B08 only, no SWIR, so
+    little that is dark): decided right or left undecided, never called 'offset'."""
+    verdicts = []
+    for path in sorted(glob.glob(str(shared_data / "snowicesen_s2" / "*.tif"))):
+        with rasterio.open(path) as src:
+            dn = src.read()
+        verdict = rf.pixel_evidence(list(dn))[0]
+        shifted = rf.pixel_evidence([b + np.uint16(1000) * (b > 0) for b in dn])[0]
+        assert verdict is not True and shifted is not False
+        verdicts.append(verdict)
+    assert verdicts.count(False) >= 2  # the chips with shadowed or dirty ice are decided

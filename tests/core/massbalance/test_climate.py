@@ -1,0 +1,116 @@
+"""Monthly climate as the CDS delivers it: the real ERA5-Land files of the Ötztal (OGGM's
+sample data: classic NetCDF, int16 packed, time in hours since 1900, geopotential in an
+invariant file) and synthetic files written here in the new CDS flavour (NetCDF4,
+`valid_time`, expver/number coordinates, packed with _FillValue, two variables in a zip)."""
+import calendar
+import zipfile
+
+import netCDF4
+import numpy as np
+import pytest
+
+from glacier_mapper_plugin.core.massbalance.climate import read_climate
+
+HEF = (10.7584, 46.8003)  # Hintereisferner
+
+
+def era5land(shared_data):
+    f = shared_data / "oggm_era5land_oetztal"
+    return [f / "sel_era5_land_monthly_t2m_1981-2018.nc", f / "sel_era5_land_monthly_prcp_1981-2018.nc",
+            f / "sel_era5_land_invariant.nc"]
+
+
+def test_real_era5_land_files_decode_to_physical_units(shared_data):
+    files = era5land(shared_data)
+    clim = read_climate(files)
+    assert clim.months[0] == (1981, 1) and clim.months[-1] == (2018, 12) and len(clim.months) == 456
+    r, c = clim.cell(*HEF)
+    # Packed int16 decoded: the same value by hand from the raw numbers.
+    with netCDF4.Dataset(files[0]) as nc:
+        v = nc["t2m"]
+        v.set_auto_maskandscale(False)
+        raw = v[5, r, c]
+        by_hand = raw * v.scale_factor + v.add_offset - 273.15
+    assert clim.variables["temperature"][5, r, c] == pytest.approx(by_hand, abs=1e-3)
+    t = clim.variables["temperature"][:, r, c]
+    july = t[[i for i, (_, m) in enumerate(clim.months) if m == 7]]
+    january = t[[i for i, (_, m) in enumerate(clim.months) if m == 1]]
+    assert 0 < july.mean() < 15 and -20 < january.mean() < -3     # a cell at ~2700 m in the Alps
+    p = clim.variables["precipitation"][:, r, c]
+    assert 40 < p.mean() < 250 and (p >= 0).all()                  # mm per month
+    with netCDF4.Dataset(files[1]) as nc:
+        tp_july_1981 = float(nc["tp"][6, r, c])                    # m per day, monthly mean
+    assert p[6] == pytest.approx(tp_july_1981 * 1000 * 31, rel=1e-4)  # 31 days in July
+    assert 1500 < clim.elevation[r, c] < 3500                       # geopotential / g
+    assert clim.land is not None and clim.land[r, c]
+
+
+def _cds_netcdf4(path, name, values, months, units, scale, offset, fill=-32767):
+    """A file as the new CDS writes it: NetCDF4, valid_time in seconds since 1970, packed int16,
+    expver and number coordinates, latitude descending."""
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.createDimension("valid_time", len(months))
+        nc.createDimension("latitude", values.shape[1])
+        nc.createDimension("longitude", values.shape[2])
+        t = nc.createVariable("valid_time", "i8", ("valid_time",))
+        t.units = "seconds since 1970-01-01"
+        t.calendar = "proleptic_gregorian"
+        import datetime as dt
+        t[:] = [int((dt.datetime(y, m, 1) - dt.datetime(1970, 1, 1)).total_seconds()) for y, m in months]
+        lat = nc.createVariable("latitude", "f8", ("latitude",))
+        lat[:] = np.linspace(47.1, 46.6, values.shape[1])
+        lon = nc.createVariable("longitude", "f8", ("longitude",))
+        lon[:] = np.linspace(10.5, 11.1, values.shape[2])
+        nc.createVariable("number", "i8", ())[...] = 0
+        e = nc.createVariable("expver", str, ("valid_time",))
+        for i in range(len(months)):
+            e[i] = "0001"
+        v = nc.createVariable(name, "i2", ("valid_time", "latitude", "longitude"), fill_value=fill)
+        v.scale_factor, v.add_offset, v.units = scale, offset, units
+        v.set_auto_maskandscale(True)
+        v[:] = np.ma.masked_array(np.nan_to_num(values), mask=~np.isfinite(values))  # NaN -> _FillValue
+
+
+def test_new_cds_flavour_zip_and_invariant(tmp_path):
+    months = [(2019, m) for m in range(1, 13)] + [(2020, m) for m in range(1, 13)]
+    rng = np.random.default_rng(1)
+    t2m = 268 + 10 * rng.random((len(months), 4, 5))
+    tp = 0.004 * rng.random((len(months), 4, 5))
+    t2m[:, 0, 0] = np.nan  # a sea cell (ERA5-Land has none there)
+    tp[:, 0, 0] = np.nan
+    _cds_netcdf4(tmp_path / "t2m.nc", "t2m", t2m, months, "K", 0.0005, 270.0)
+    _cds_netcdf4(tmp_path / "tp.nc", "tp", tp, months, "m", 1.5e-7, 0.0045)
+    zipped = tmp_path / "era5land_monthly.zip"
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.write(tmp_path / "t2m.nc", "data_stream-moda_stepType-avgua.nc")
+        z.write(tmp_path / "tp.nc", "data_stream-moda_stepType-avgad.nc")
+    z_geo = 9.80665 * np.full((1, 4, 5), 2500.0)
+    _cds_netcdf4(tmp_path / "geo.nc", "z", z_geo, [(2019, 1)], "m**2 s**-2", 0.1, 24000.0)
+    clim = read_climate([zipped, tmp_path / "geo.nc"])
+    assert clim.months == months
+    np.testing.assert_allclose(clim.variables["temperature"][:, 2, 3], t2m[:, 2, 3] - 273.15, atol=0.001)
+    days = np.array([calendar.monthrange(y, m)[1] for y, m in months])
+    np.testing.assert_allclose(clim.variables["precipitation"][:, 2, 3], tp[:, 2, 3] * 1000 * days, rtol=1e-3, atol=0.01)
+    assert clim.elevation[1, 1] == pytest.approx(2500.0, abs=0.2)
+    assert np.isnan(clim.variables["temperature"][:, 0, 0]).all()   # _FillValue -> NaN
+    r, c = clim.cell(10.5, 47.1)                                     # at the sea cell: its land neighbour
+    assert (r, c) != (0, 0)
+
+
+def test_missing_pieces_are_named(tmp_path, shared_data):
+    files = era5land(shared_data)
+    with pytest.raises(ValueError, match="CLIMATE has no precipitation variable"):
+        read_climate([files[0], files[2]])
+    with pytest.raises(ValueError, match="CLIMATE has no cell elevation .*invariant"):
+        read_climate(files[:2])
+    bad = tmp_path / "not.nc"
+    bad.write_text("hello")
+    with pytest.raises(ValueError, match="cannot read"):
+        read_climate([bad])
+
+
+def test_histalp_single_file_still_works(shared_data):
+    clim = read_climate(shared_data / "oggm_hef" / "histalp_merged_hef.nc")
+    r, c = clim.cell(*HEF)
+    assert clim.months[0][0] <= 1850 and 1800 < clim.elevation[r, c] < 3500
+    assert -15 < float(np.nanmean(clim.variables["temperature"][:, r, c])) < 10

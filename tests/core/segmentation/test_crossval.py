@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import rasterio
+from shapely.geometry import box
+
+from glacier_mapper_plugin.core.segmentation.crossval import cross_validate, geographic_folds
+from glacier_mapper_plugin.core.labels import Inventory
+from glacier_mapper_plugin.core.segmentation.train import TrainOptions
+from glacier_mapper_plugin.core.vector import read_layer
+
+
+def _boxes(widths, crs="EPSG:32632"):
+    geoms, x = [], 600000.0
+    for w in widths:
+        geoms.append(box(x, 5200000, x + w, 5201000))
+        x += w + 5000
+    return Inventory(list(range(len(widths))), geoms, crs)
+
+
+def test_equal_glaciers_fold_west_to_east():
+    inv = _boxes([1000] * 10)
+    assert geographic_folds(inv, 5) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
+def test_folds_balance_area_not_count():
+    inv = _boxes([4000, 1000, 1000, 1000, 1000])  # one big glacier = half the area
+    assert geographic_folds(inv, 2) == [0, 1, 1, 1, 1]
+
+
+def test_order_is_by_longitude_even_when_shuffled():
+    inv = _boxes([1000] * 4)
+    shuffled = Inventory([3, 1, 0, 2], [inv.geometries[i] for i in (3, 1, 0, 2)], inv.crs)
+    assert geographic_folds(shuffled, 2) == [1, 0, 0, 1]
+
+
+def test_no_empty_fold_and_clear_errors():
+    inv = _boxes([10000, 100, 100])
+    folds = geographic_folds(inv, 3)
+    assert sorted(set(folds)) == [0, 1, 2]
+    with pytest.raises(ValueError, match="FOLDS"):
+        geographic_folds(inv, 4)
+    with pytest.raises(ValueError, match="FOLDS"):
+        geographic_folds(inv, 1)
+
+
+def test_cross_validation_end_to_end(small_region, tmp_path):
+    inv = Inventory.from_layer(read_layer(small_region.inventory, "inventory"))
+    cv = cross_validate([small_region.imagery_start], inv, tmp_path, small_region.dem, k=3,
+                        options=TrainOptions(patch_size=64, encoder="resnet18", epochs=1,
+                                             batch_size=4, device="cpu", seed=1))
+    table = cv.table()
+    assert [r["subregion"] for r in table] == ["fold 1", "fold 2", "fold 3", "mean", "std"]
+    assert sum(r["glaciers"] for r in table[:3]) == 3
+    assert all(0 <= r["accuracy"] <= 1 for r in table[:3])
+    assert len(cv.predictions) == 1 and sorted(p.name for p in tmp_path.glob("*.gmm")) == \
+        ["fold_1.gmm", "fold_2.gmm", "fold_3.gmm"]
+    with rasterio.open(cv.predictions[0]) as src, rasterio.open(small_region.truth_start) as t:
+        prob, truth = src.read(1), t.read(1)
+    assert np.isfinite(prob[truth > 0]).mean() > 0.9
+    assert not list(tmp_path.glob("*_fold[0-9]*_probability.tif"))  # per-fold scratch removed
+
+
+def test_out_of_fold_composite_in_blocks_equals_one_distance_map(region, tmp_path):
+    """Blocks of rows with a margin give each pixel the fold of its nearest glacier, as one
+    distance transform of the whole raster does, up to the reach of the fold predictions."""
+    import rasterio
+    from scipy import ndimage
+    from glacier_mapper_plugin.core.segmentation.crossval import compose_out_of_fold
+    from glacier_mapper_plugin.core.labels import rasterize_ids
+    inv = Inventory.from_layer(read_layer(region.inventory, "inventory"))
+    folds = [k % 3 for k in range(len(inv.ids))]
+    probs = []
+    with rasterio.open(region.imagery_start) as src:
+        prof = dict(src.profile, count=1, dtype="float32", nodata=None)
+        ids = rasterize_ids(inv, src.crs, src.transform, (src.height, src.width))
+    for f in range(3):
+        probs.append(tmp_path / f"fold{f}.tif")
+        with rasterio.open(probs[-1], "w", **prof) as dst:
+            dst.write(np.full((1, prof["height"], prof["width"]), (f + 1) / 10, np.float32))
+    out = compose_out_of_fold(region.imagery_start, probs, inv, folds, tmp_path / "oof.tif",
+                              reach_m=300.0, block_rows=37)
+    with rasterio.open(out) as src:
+        got = src.read(1)
+    dist, (ri, ci) = ndimage.distance_transform_edt(ids == 0, return_indices=True)
+    want = (np.concatenate([[-1], folds])[ids[ri, ci]] + 1) / 10
+    near = dist <= 300 / 10 + 2
+    assert np.isnan(got[~near]).all()
+    assert np.allclose(got[near], want[near].astype(np.float32))

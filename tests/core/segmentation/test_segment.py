@@ -1,0 +1,291 @@
+import numpy as np
+import pytest
+import rasterio
+from rasterio.warp import calculate_default_transform, reproject
+from shapely.geometry import box
+
+from glacier_mapper_plugin.core.segmentation.model_file import new_model
+from glacier_mapper_plugin.core.progress import Cancelled, Progress
+from glacier_mapper_plugin.core.segmentation.segment import (SegmentOptions, blend_weights, segment,
+                                                tile_origins)
+from glacier_mapper_plugin.core.vector import read_layer
+
+SMALL = dict(tile_size=128, overlap=32, batch_size=4, precision="fp32")
+
+
+def _read(path):
+    with rasterio.open(path) as src:
+        return src.read(1), src.profile
+
+
+def test_tile_origins_cover_and_end_at_the_border():
+    assert tile_origins(400, 128, 96) == [0, 96, 192, 272]
+    assert tile_origins(100, 128, 96) == [0]
+    assert tile_origins(128, 128, 96) == [0]
+
+
+def test_blend_weights_smooth_and_positive():
+    w = blend_weights(64, 16)
+    assert w.min() > 0 and w.max() == 1.0 and w[32, 32] == 1.0
+    assert np.all(np.diff(w[32, :16]) > 0)
+
+
+def test_outputs_georeferenced_with_nodata(region, untrained_model, tmp_path):
+    res = segment(region.imagery_end, untrained_model, tmp_path / "p.tif", tmp_path / "m.tif",
+                  tmp_path / "g.gpkg", dem_path=region.dem, options=SegmentOptions(**SMALL))
+    prob, prof = _read(res.probability)
+    mask, mprof = _read(res.mask)
+    with rasterio.open(region.imagery_end) as src:
+        assert prof["crs"] == src.crs and prof["transform"] == src.transform
+        assert (prof["width"], prof["height"]) == (src.width, src.height)
+        nodata = src.read(1) == 0
+    assert prof["dtype"] == "float32" and prof["tiled"]
+    assert np.isnan(prob[nodata]).all() and np.isfinite(prob[~nodata]).all()
+    assert (mask[nodata] == 255).all() and set(np.unique(mask[~nodata])) <= {0, 1}
+    assert ((prob[~nodata] >= 0.5) == (mask[~nodata] == 1)).all()
+    polys = read_layer(res.polygons)
+    assert polys.records and all(r["area_km2"] >= 0 for r in polys.records)
+    assert res.device == "cpu" and res.precision == "fp32"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.gpkg", "m.tif", "p.tif"]
+
+
+def _seam_ratio(prob, stride, tile, width):
+    jumps = np.abs(np.diff(prob, axis=1))
+    borders = set()
+    for x in tile_origins(width, tile, stride)[1:]:
+        borders.update({x - 1, x + tile - stride - 1})
+    borders = sorted(b for b in borders if 0 <= b < width - 1)
+    inner = [c for c in range(width - 1) if all(abs(c - b) > 3 for b in borders)]
+    return np.nanmean(jumps[:, borders]) / np.nanmean(jumps[:, inner])
+
+
+def test_blending_leaves_no_seams(region, untrained_model, tmp_path):
+    """Column-to-column jumps at tile borders are no larger than elsewhere with blending;
+    without overlap they are (which shows the test can see a seam)."""
+    with rasterio.open(region.imagery_end) as src:
+        width = src.width
+    seams = {}
+    for overlap in (0, 48):
+        out = tmp_path / f"p{overlap}.tif"
+        segment(region.imagery_end, untrained_model, out, dem_path=region.dem,
+                options=SegmentOptions(tile_size=128, overlap=overlap, precision="fp32"))
+        seams[overlap] = _seam_ratio(_read(out)[0], 128 - overlap, 128, width)
+    assert seams[48] < 1.3
+    assert seams[0] > seams[48] * 1.3
+
+
+def test_tiled_matches_single_tile_inside(region, untrained_model, tmp_path):
+    segment(region.imagery_end, untrained_model, tmp_path / "one.tif", dem_path=region.dem,
+            options=SegmentOptions(tile_size=416, overlap=0, precision="fp32"))
+    segment(region.imagery_end, untrained_model, tmp_path / "tiled.tif", dem_path=region.dem,
+            options=SegmentOptions(tile_size=192, overlap=64, precision="fp32"))
+    a, b = _read(tmp_path / "one.tif")[0], _read(tmp_path / "tiled.tif")[0]
+    ok = np.isfinite(a) & np.isfinite(b)
+    assert np.mean(np.abs(a[ok] - b[ok])) < 0.05
+
+
+def test_bf16_agrees_with_fp32(region, untrained_model, tmp_path):
+    masks = {}
+    for precision in ("fp32", "bf16"):
+        segment(region.imagery_end, untrained_model, tmp_path / f"p{precision}.tif",
+                tmp_path / f"m{precision}.tif", dem_path=region.dem,
+                options=SegmentOptions(tile_size=256, overlap=32, precision=precision))
+        masks[precision] = _read(tmp_path / f"m{precision}.tif")[0]
+    assert np.mean(masks["fp32"] == masks["bf16"]) >= 0.999
+
+
+def test_dem_in_another_crs_is_reprojected_on_the_fly(region, untrained_model, tmp_path):
+    with rasterio.open(region.dem) as src:
+        transform, w, h = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height, *src.bounds)
+        prof = dict(src.profile, crs="EPSG:4326", transform=transform, width=w, height=h)
+        with rasterio.open(tmp_path / "dem4326.tif", "w", **prof) as dst:
+            reproject(rasterio.band(src, 1), rasterio.band(dst, 1))
+    opts = SegmentOptions(**SMALL)
+    segment(region.imagery_end, untrained_model, tmp_path / "a.tif", dem_path=region.dem, options=opts)
+    segment(region.imagery_end, untrained_model, tmp_path / "b.tif", dem_path=tmp_path / "dem4326.tif", options=opts)
+    a, b = _read(tmp_path / "a.tif")[0], _read(tmp_path / "b.tif")[0]
+    inner = np.s_[20:-20, 20:-20]
+    ok = np.isfinite(a[inner]) & np.isfinite(b[inner])
+    assert np.mean(np.abs(a[inner][ok] - b[inner][ok])) < 0.02
+
+
+def test_band_mismatch_is_named(region, tmp_path):
+    new_model(tmp_path / "b11.gmm", ["B2", "B11"], encoder="resnet18")
+    with pytest.raises(ValueError, match="no band for B11"):
+        segment(region.imagery_end, tmp_path / "b11.gmm", tmp_path / "p.tif")
+    assert not (tmp_path / "p.tif").exists()
+
+
+def test_missing_dem_is_named(region, untrained_model, tmp_path):
+    with pytest.raises(ValueError, match="DEM"):
+        segment(region.imagery_end, untrained_model, tmp_path / "p.tif")
+
+
+def test_geographic_input_refused_with_utm_hint(region, untrained_model, tmp_path):
+    with rasterio.open(region.imagery_end) as src:
+        transform, w, h = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height, *src.bounds)
+        prof = dict(src.profile, crs="EPSG:4326", transform=transform, width=w, height=h)
+        with rasterio.open(tmp_path / "geo.tif", "w", **prof) as dst:
+            dst.descriptions = src.descriptions
+            for b in range(1, src.count + 1):
+                reproject(rasterio.band(src, b), rasterio.band(dst, b))
+    with pytest.raises(ValueError, match="geographic CRS.*EPSG:32632"):
+        segment(tmp_path / "geo.tif", untrained_model, tmp_path / "p.tif", dem_path=region.dem)
+
+
+class _CancelAfter(Progress):
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def update(self, fraction, message=None):
+        self.n -= 1
+        self.cancelled = self.n <= 0
+        super().update(fraction, message)
+
+
+def test_cancel_leaves_no_file(region, untrained_model, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(Cancelled):
+        segment(region.imagery_end, untrained_model, out / "p.tif", out / "m.tif", out / "g.gpkg",
+                dem_path=region.dem, options=SegmentOptions(tile_size=64, overlap=16, batch_size=2,
+                                                            precision="fp32"),
+                progress=_CancelAfter(2))
+    assert list(out.iterdir()) == []
+
+
+def test_mask_layer_runs_only_nearby_tiles(region, untrained_model, tmp_path):
+    with rasterio.open(region.imagery_end) as src:
+        left, top = src.bounds.left, src.bounds.top
+    near = box(left + 100, top - 300, left + 300, top - 100)
+    res = segment(region.imagery_end, untrained_model, tmp_path / "p.tif", dem_path=region.dem,
+                  options=SegmentOptions(tile_size=128, overlap=32, precision="fp32",
+                                         mask_geometries=[near], mask_buffer_m=50))
+    prob = _read(res.probability)[0]
+    assert res.tiles_skipped > 0 and res.tiles < res.tiles + res.tiles_skipped
+    assert np.isfinite(prob[10:30, 10:30]).all()
+    assert np.isnan(prob[-50:, -50:]).all()
+
+
+def test_mask_layer_rows_far_apart(region, untrained_model, tmp_path):
+    """Two glaciers more than a tile apart: the rows between are written as no data, and
+    pixels inside each polygon get exactly the values of an unmasked run (same tiles)."""
+    with rasterio.open(region.imagery_end) as src:
+        left, top, bottom = src.bounds.left, src.bounds.top, src.bounds.bottom
+        res_m = src.res[0]
+    upper = box(left + 400, top - 600, left + 900, top - 200)
+    lower = box(left + 400, bottom + 200, left + 900, bottom + 600)
+    opts = dict(tile_size=64, overlap=16, precision="fp32", streams=1)
+    full = segment(region.imagery_end, untrained_model, tmp_path / "full.tif", dem_path=region.dem,
+                   options=SegmentOptions(**opts))
+    part = segment(region.imagery_end, untrained_model, tmp_path / "part.tif", dem_path=region.dem,
+                   options=SegmentOptions(mask_geometries=[upper, lower], **opts))
+    a, b = _read(full.probability)[0], _read(part.probability)[0]
+    # Rows further than a tile from both polygons: no tile touches them.
+    gap = slice(int(600 / res_m) + 64, b.shape[0] - int(600 / res_m) - 64)
+    assert gap.stop - gap.start > 64
+    assert np.isnan(b[gap]).all()
+    for poly in (upper, lower):
+        r0, r1 = sorted(int((top - y) / res_m) for y in (poly.bounds[1], poly.bounds[3]))
+        c0, c1 = (int((x - left) / res_m) for x in (poly.bounds[0], poly.bounds[2]))
+        inside = np.s_[r0 + 1:r1 - 1, c0 + 1:c1 - 1]
+        assert np.isfinite(b[inside]).all()
+        np.testing.assert_array_equal(a[inside], b[inside])
+
+
+def test_parallel_cpu_streams_match_one_stream(region, untrained_model, tmp_path):
+    probs = {}
+    for streams in (1, 2):
+        res = segment(region.imagery_end, untrained_model, tmp_path / f"p{streams}.tif",
+                      dem_path=region.dem, options=SegmentOptions(
+                          tile_size=128, overlap=32, batch_size=3, precision="fp32", streams=streams))
+        probs[streams] = _read(res.probability)[0]
+    np.testing.assert_allclose(probs[1], probs[2], atol=1e-5)
+    assert np.isnan(probs[1]).sum() == np.isnan(probs[2]).sum() > 0
+
+
+def test_uint8_probability(region, untrained_model, tmp_path):
+    segment(region.imagery_end, untrained_model, tmp_path / "p.tif", dem_path=region.dem,
+            options=SegmentOptions(probability_dtype="uint8", **SMALL))
+    prob, prof = _read(tmp_path / "p.tif")
+    assert prof["dtype"] == "uint8" and prof["nodata"] == 255
+    valid = prob[prob != 255]
+    assert valid.max() <= 100
+
+
+def test_small_raster_is_mirrored_not_zero_padded(region, untrained_model, tmp_path):
+    with rasterio.open(region.imagery_end) as src:
+        win = rasterio.windows.Window(150, 150, 50, 40)
+        prof = dict(src.profile, width=50, height=40, transform=src.window_transform(win))
+        with rasterio.open(tmp_path / "chip.tif", "w", **prof) as dst:
+            dst.write(src.read(window=win))
+            dst.descriptions = src.descriptions
+            dst.update_tags(**src.tags())
+    res = segment(tmp_path / "chip.tif", untrained_model, tmp_path / "p.tif", dem_path=region.dem,
+                  options=SegmentOptions(**SMALL))
+    prob, prof = _read(res.probability)
+    assert prob.shape == (40, 50) and np.isfinite(prob).all()
+
+
+def test_conv_bn_fusion_keeps_outputs(untrained_model):
+    import torch
+
+    from glacier_mapper_plugin.core.segmentation.model_file import load_model
+    from glacier_mapper_plugin.core.segmentation.segment import fuse_conv_bn
+    net, _ = load_model(untrained_model)
+    # Non-trivial BatchNorm statistics, as in a trained network.
+    gen = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5, generator=gen)
+            m.running_var.uniform_(0.5, 2.0, generator=gen)
+    x = torch.randn(2, 6, 64, 64, generator=gen)
+    with torch.inference_mode():
+        before = net(x)
+        n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+        fuse_conv_bn(net)
+        after = net(x)
+    assert n_bn > 20
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 0
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_prepared_model_kept_for_batch_runs_and_reloaded_when_rewritten(tmp_path):
+    from glacier_mapper_plugin.core.segmentation.segment import prepared_model
+    path = tmp_path / "m.gmm"
+    new_model(path, ["B2", "B3"], encoder="resnet18", seed=1)
+    first, header = prepared_model(path, "cpu")
+    assert prepared_model(path, "cpu")[0] is first and header.bands == ["B2", "B3"]
+    new_model(path, ["B2", "B3", "B4"], encoder="resnet18", seed=2)
+    again, header = prepared_model(path, "cpu")
+    assert again is not first and header.bands == ["B2", "B3", "B4"]
+
+
+def test_reading_in_pieces_matches_whole_rows(region, untrained_model, tmp_path, monkeypatch):
+    from glacier_mapper_plugin.core.segmentation import segment as segment_module
+    probs = {}
+    for piece_tiles in (2, 1000):
+        monkeypatch.setattr(segment_module, "PIECE_TILES", piece_tiles)
+        res = segment(region.imagery_end, untrained_model, tmp_path / f"p{piece_tiles}.tif",
+                      dem_path=region.dem, options=SegmentOptions(streams=1, **SMALL))
+        probs[piece_tiles] = _read(res.probability)[0]
+    np.testing.assert_array_equal(probs[2], probs[1000])
+
+
+def _cuda_available():
+    import torch
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA GPU (run on a lent GPU machine)")
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_cuda_agrees_with_cpu(region, untrained_model, tmp_path, precision):
+    """The CUDA path (pinned batch buffers, one stream, autocast) against the CPU fp32 run."""
+    masks = {}
+    for device, prec in (("cpu", "fp32"), ("cuda", precision)):
+        res = segment(region.imagery_end, untrained_model, tmp_path / f"p{device}.tif",
+                      tmp_path / f"m{device}.tif", dem_path=region.dem,
+                      options=SegmentOptions(tile_size=256, overlap=32, device=device, precision=prec))
+        assert res.device == device
+        masks[device] = _read(res.mask)[0]
+    assert np.mean(masks["cpu"] == masks["cuda"]) >= 0.999
