@@ -310,3 +310,25 @@ def decoding_error(chip_path, imagery):
     if not ok.any():
         return float("nan"), float("nan"), 0
     return float(np.abs(diff[:4]).max()), float(np.abs(np.median(diff, axis=1)).max()), int(ok.sum())
+
+def with_dark_surfaces(imagery, out, seed=3):
+    """A copy of a region scene of baseline >= 04.00 (the +1000 offset in its DNs) whose dark
+    surfaces carry the slightly negative SWIR reflectance of real L2A products (Sen2Cor's
+    correction overshoots over water and in shadow): B12 of water (SCL 6), dark-area and
+    topographic-shadow pixels (SCL 2) and cloud shadow (SCL 3) drawn from -0.04..+0.01,
+    i.e. DNs 600-1100."""
+    rng = np.random.default_rng(seed)
+    with rasterio.open(imagery) as src:
+        stack, profile, tags = src.read(), src.profile, src.tags()
+        descriptions, band_tags = src.descriptions, [src.tags(b) for b in range(1, src.count + 1)]
+    if not _new_baseline(tags.get("PROCESSING_BASELINE", "05.09")):
+        raise ValueError("dark surfaces need a scene with the offset in its DNs (baseline >= 04.00)")
+    dark = np.isin(stack[5], (2, 3, 6)) & (stack[0] > 0)
+    stack[4][dark] = np.rint(1000 + 10000 * rng.uniform(-0.04, 0.01, int(dark.sum()))).astype(stack.dtype)
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(stack)
+        dst.descriptions = descriptions
+        dst.update_tags(**tags)
+        for b, t in enumerate(band_tags, start=1):
+            dst.update_tags(b, **t)
+    return Path(out)

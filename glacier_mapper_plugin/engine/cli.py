@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from ..core.progress import Cancelled, Progress
@@ -140,6 +142,12 @@ def main(argv=None) -> int:
         return 130
     except (ValueError, OSError) as err:
         sys.stderr.write(f"\nerror: {err}\n")
+        return 1
+    except Exception as err:  # a bug: say what, keep the traceback for whoever asks for it
+        if os.environ.get("GLACIER_MAPPER_DEBUG"):
+            traceback.print_exc()
+        sys.stderr.write(f"\nerror: internal error in the engine: {type(err).__name__}: {err} (please report it; "
+                         "GLACIER_MAPPER_DEBUG=1 prints the details)\n")
         return 1
     finally:
         runner._CURRENT.pop()

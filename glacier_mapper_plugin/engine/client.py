@@ -16,6 +16,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -134,7 +135,9 @@ class Engine:
             [str(self.python), "-m", "glacier_mapper_plugin.engine.runner", "serve",
              "--idle-exit", str(IDLE_EXIT_S)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=_engine_env(), cwd=str(PLUGIN_DIR.parent), text=True, encoding="utf-8",
+            # Not the plugin's folder: nothing relative may ever land there (jobs carry the
+            # caller's working directory, against which the engine resolves file parameters).
+            env=_engine_env(), cwd=tempfile.gettempdir(), text=True, encoding="utf-8",
             bufsize=1, **kwargs)
         self.lines: queue.Queue = queue.Queue()
         self.stderr: deque = deque(maxlen=40)
@@ -171,7 +174,7 @@ class Engine:
         """Run one job; `listener` has progress(fraction), info(text), warning(text),
         debug(text) and cancelled() -> bool. Returns the job's results."""
         try:
-            self.proc.stdin.write(json.dumps({"step": step, "params": params}) + "\n")
+            self.proc.stdin.write(json.dumps({"step": step, "params": params, "cwd": os.getcwd()}) + "\n")
             self.proc.stdin.flush()
         except OSError:
             raise EngineError(self._death_message("before it started the job")) from None

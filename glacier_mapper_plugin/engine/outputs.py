@@ -79,3 +79,37 @@ def remove_created(folders: list[Path]) -> None:
     for folder in sorted(set(folders), key=lambda p: len(p.parts), reverse=True):
         with contextlib.suppress(OSError):
             folder.rmdir()
+
+
+# String parameters that may hold a local path, and how to tell a path from their other values.
+PATH_STRINGS = {
+    "DEM": lambda v: not v.lower().startswith("stac:"),
+    "ENCODER_WEIGHTS": lambda v: v.lower() not in ("none", "imagenet"),
+    "DASK_SCHEDULER": lambda v: v.lower().endswith(".json"),
+}
+
+
+def _absolute(value, cwd: str):
+    if not isinstance(value, (str, os.PathLike)) or value in ("", None):
+        return value
+    text, bar, rest = str(value).partition("|")  # 'file.gpkg|layername=x'
+    if "://" in text or text.startswith("/vsi"):
+        return value
+    path = os.path.expanduser(text)
+    if not os.path.isabs(path):
+        path = os.path.normpath(os.path.join(cwd, path))
+    return path + bar + rest
+
+
+def absolute(step: str, params: dict, cwd: str) -> dict:
+    """Every file parameter made absolute against `cwd`, the caller's working directory (QGIS
+    resolves layer sources, not plain file and destination paths; the engine runs elsewhere)."""
+    types = _types(step)
+    out = dict(params)
+    for name, value in params.items():
+        t = types.get(name)
+        if t in INPUT_TYPES + OUTPUT_TYPES or t == "multilayer":
+            out[name] = [_absolute(v, cwd) for v in value] if isinstance(value, (list, tuple)) else _absolute(value, cwd)
+        elif name in PATH_STRINGS and isinstance(value, str) and value.strip() and PATH_STRINGS[name](value.strip()):
+            out[name] = _absolute(value.strip(), cwd)
+    return out

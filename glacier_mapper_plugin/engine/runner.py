@@ -116,13 +116,15 @@ def peak_memory_mb() -> float:
         return float("nan")
 
 
-def run_step(name: str, params: dict, progress) -> dict:
-    """A step with its outputs guarded (engine/outputs.py); for the runner and the CLI."""
+def run_step(name: str, params: dict, progress, cwd: str | None = None) -> dict:
+    """A step with its outputs guarded (engine/outputs.py); for the runner and the CLI. File
+    parameters are resolved against `cwd`, the caller's working directory (default: ours)."""
     from . import outputs
     from .steps import STEPS
     step = STEPS.get(name)
     if step is None:
         raise ValueError(f"unknown step {name!r} (known: {', '.join(sorted(STEPS))})")
+    params = outputs.absolute(name, params, cwd or os.getcwd())
     created = outputs.check(name, params)
     try:
         return step(params, progress)
@@ -137,7 +139,7 @@ def run_job(job: dict) -> str:
     _CURRENT.append(progress)
     started = time.monotonic()
     try:
-        result = run_step(job.get("step"), dict(job.get("params") or {}), progress)
+        result = run_step(job.get("step"), dict(job.get("params") or {}), progress, job.get("cwd"))
         emit(info=f"engine: {time.monotonic() - started:.1f} s, peak memory {peak_memory_mb():.0f} MB")
         emit(result=result)
         return "ok"

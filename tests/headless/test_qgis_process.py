@@ -12,7 +12,7 @@ from tests.conftest import in_engine
 QGIS_PROCESS = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
 
 
-def qgis_process(*args, timeout=300):
+def qgis_process(*args, timeout=300, cwd=None):
     if QGIS_PROCESS is None:
         pytest.fail("qgis_process not found: run `make setup`")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
@@ -22,7 +22,7 @@ def qgis_process(*args, timeout=300):
     # ... and the record of where its engine is, as `make setup` (or install_engine) wrote it.
     env.pop("GLACIER_MAPPER_ENGINE", None)
     return subprocess.run([QGIS_PROCESS, *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+                          timeout=timeout, cwd=cwd)
 
 
 def test_plugin_is_installed_and_enabled():
@@ -192,3 +192,23 @@ def test_segment_on_a_dask_cluster_through_qgis_process(tmp_path, region, untrai
     assert any("tiles in" in line for line in log)  # a worker's message, relayed
     with rasterio.open(tmp_path / "m.tif") as a, rasterio.open(tmp_path / "n.tif") as b:
         assert np.array_equal(a.read(), b.read())
+
+
+def _files(folder):
+    return {p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+
+
+def test_relative_paths_resolve_against_the_callers_folder(tmp_path):
+    """`qgis_process run ... START=inv_s.tif OUTPUT_REPORT=report.html` from a data folder: the
+    inputs are found and the outputs written there, never in the plugin's folder."""
+    from pathlib import Path
+    in_engine("import json; from tests.core.change.test_area_change import write_case; "
+              f"print(json.dumps(write_case({str(tmp_path)!r})))")
+    plugin = Path(__file__).resolve().parents[2] / "glacier_mapper_plugin"
+    before = _files(plugin)
+    out = qgis_process("run", "glacier_mapper:area_change", "--", "INVENTORY=inv.gpkg|layername=glaciers",
+                       "START=inv_s.tif", "END=inv_e.tif", "TRIM_PERCENT=0", "OUTPUT=change.gpkg",
+                       "OUTPUT_REPORT=report.html", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert (tmp_path / "change.gpkg").is_file() and (tmp_path / "report.html").is_file()
+    assert _files(plugin) == before

@@ -3,7 +3,10 @@
 Per glacier, the predicted glacier area *inside the inventory outline* is measured at the
 start (inventory) date and the end date; pixels masked by cloud, shadow or no data are
 filled in with the recall seen on the unmasked pixels of the same outline (the paper's
-recall correction). Rate = (A_end - A_start) / dt, also in %/yr of A_start. Filters, each
+recall correction). Where several rasters show a glacier at one date (per-glacier chips and a
+whole scene, overlapping chips), it is measured on the one that shows it best: the least
+masked share of its outline (DateCounts.keep_best), named in the table (chip_start,
+chip_end). Rate = (A_end - A_start) / dt, also in %/yr of A_start. Filters, each
 with its published default: recall of the start prediction against the inventory >= 0.75,
 masked share <= 0.20 at either date, and the 5 % most extreme rates dropped (half from each
 tail). With an ensemble of predictions per date, each area gets a standard deviation and
@@ -57,21 +60,40 @@ class DateCounts:
     index: np.ndarray | None = None
     first_year: float = np.nan     # the raster's own date and pixel area, for glaciers
     pixel_km2: float = 0.0         # that no raster shows
+    source: np.ndarray | None = None  # per glacier: the name of the raster measured ("" none)
 
     FIELDS = ("pixels", "masked", "predicted", "km2", "year", "outside")
 
     @classmethod
     def empty(cls, n: int) -> "DateCounts":
-        return cls(*(np.zeros(n) for _ in range(3)), np.zeros(n), np.full(n, np.nan), np.zeros(n))
+        return cls(*(np.zeros(n) for _ in range(3)), np.zeros(n), np.full(n, np.nan), np.zeros(n),
+                   source=np.full(n, "\uffff", object))  # sorts after any name: never kept over one
 
-    def keep_best(self, chip: "DateCounts") -> None:
-        """Per glacier, keep the counts of the raster that covers most of its outline
-        (per-glacier chips overlap their neighbours: summing them would count pixels twice).
+    def masked_share(self) -> np.ndarray:
+        """Share of each outline this raster does not show (masked or beyond its edge); inf
+        where it shows none of it."""
+        total = self.pixels + self.outside
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, (self.masked + self.outside) / np.maximum(total, 1), np.inf)
+
+    def keep_best(self, chip: "DateCounts", name: str) -> None:
+        """Per glacier, keep the counts of the raster that shows it best: the least masked
+        share of its outline (cloud, shadow, no data, beyond the edge); ties go to the raster
+        with more outline pixels, then to the file name, so that the order in which the
+        rasters are listed never changes a result. Per-glacier chips overlap their
+        neighbours and a whole scene overlaps them all: summing would count pixels twice.
         Costs the chip's own glaciers: 5000 chips never make a 5000 x 5000 array."""
-        better = chip.pixels > self.pixels[chip.index]  # ties: the first raster
-        at = chip.index[better]
+        at = chip.index
+        new, old = chip.masked_share(), self.masked_share()[at]
+        tie = (new == old) | (np.abs(new - old) <= 1e-12)
+        more = chip.pixels > self.pixels[at]
+        same = chip.pixels == self.pixels[at]
+        named = np.array([name < str(s) for s in self.source[at]], bool) if len(at) else np.zeros(0, bool)
+        better = np.isfinite(new) & ((new < old - 1e-12) | (tie & more) | (tie & same & named))
+        at = at[better]
         for f in self.FIELDS:
             getattr(self, f)[at] = getattr(chip, f)[better]
+        self.source[at] = name
 
 
 class InventoryIndex:
@@ -156,6 +178,12 @@ def count_pixels(prediction, index: InventoryIndex, quality_raster=None, quality
                       np.nan if year is None else year, pixel_km2)
 
 
+def chip_names(rasters) -> list[str]:
+    """How the table names each raster: its file name, or its full path where two share one."""
+    names = [Path(r).name for r in rasters]
+    return [n if names.count(n) == 1 else str(Path(r).resolve()) for n, r in zip(names, rasters)]
+
+
 def count_chip(index: InventoryIndex, opts: AreaChangeOptions, parameter, prediction, quality_raster=None, *,
                progress: Progress) -> DateCounts:
     """count_pixels as a piece of a pool (one chip, one task)."""
@@ -215,10 +243,12 @@ def area_change(inventory: Inventory, start, end, start_quality=None, end_qualit
         chips = pool.run(count_chip, [(str(Path(r).resolve()), str(Path(q).resolve()) if q else None)
                                       for r, q in zip(rasters, qualities)],
                          part or progress.sub(progress.fraction, progress.fraction), common=(index, opts, label))
-        for j, chip in enumerate(chips):
-            if j == 0:  # glaciers no raster shows take the first raster's date and pixel size
-                best.year[:], best.km2[:] = (chip.first_year, chip.pixel_km2)
-            best.keep_best(chip)
+        names = chip_names(rasters)
+        first = min(range(len(chips)), key=lambda j: names[j])  # by name, not by listing order:
+        best.year[:], best.km2[:] = chips[first].first_year, chips[first].pixel_km2  # glaciers no raster shows
+        for name, chip in zip(names, chips):
+            best.keep_best(chip, name)
+        best.source[best.source == "\uffff"] = ""
         return best
 
     progress.update(0.05, f"measuring {len(start)} start and {len(end)} end prediction raster(s)")
@@ -257,7 +287,8 @@ def area_change(inventory: Inventory, start, end, start_quality=None, end_qualit
         row = dict(id=inventory.ids[k - 1], area_inventory_km2=inv_area[k],
                    area_start_km2=a0[k], area_end_km2=a1[k], recall=recall0[k],
                    recall_end=recall1[k], masked_start=masked0[k], masked_end=masked1[k],
-                   year_start=y0[k], year_end=y1[k], rate_km2_yr=rate, rate_pct_yr=rate_pct)
+                   year_start=y0[k], year_end=y1[k], rate_km2_yr=rate, rate_pct_yr=rate_pct,
+                   chip_start=c0.source[k], chip_end=c1.source[k])
         if sig0 is not None and (start_ensemble or opts.outline_uncertainty_px > 0):
             s_rate = np.sqrt(sig0[k] ** 2 + sig1[k] ** 2) / dt_years[k]
             row.update(area_start_sigma_km2=sig0[k], area_end_sigma_km2=sig1[k],

@@ -12,7 +12,7 @@ glacier wins, because late seasonal snow inflates glacier area. Then read only t
 needed of each band from the cloud-optimised GeoTIFFs (HTTP range reads through GDAL), warped
 onto the glacier's own UTM grid at 10 m (B12 bilinear from 20 m, SCL nearest), decoded to
 surface reflectance item by item (whether the DNs carry the +1000 offset is decided from the
-item's metadata and checked against the pixels just read: core.imagery.reflectance), mosaicked
+item's metadata and checked against a sample of the whole item: core.imagery.reflectance), mosaicked
 across tiles and UTM zones, plus the DEM (bilinear) on the same grid; one float32 GeoTIFF per
 glacier (B2, B3, B4, B8, B12, DEM, QUALITY=SCL), written atomically. Existing complete
 outputs are skipped, so a rerun resumes.
@@ -287,10 +287,47 @@ def read_scene_band(scene: Scene, band: str, grid: Grid, sign=None) -> np.ndarra
     return out
 
 
-def read_scene_reflectance(scene: Scene, grid: Grid, clear: np.ndarray, sign=None):
+# Whole-item samples for the offset decision: at most this many pixels a side, read from the
+# COG's overviews (a few hundred kB per item), decided once per item and process.
+ITEM_SAMPLE = 512
+_ITEM_DECISIONS: dict = {}
+_ITEM_LOCK = threading.Lock()
+
+
+def read_decimated(href, shape) -> np.ndarray:
+    """Band 1 of `href` over its whole extent at `shape` (nearest; GDAL reads the overview
+    that fits, so a 10980-pixel tile costs its 1/16 or 1/32 overview)."""
+    with rasterio.open(href) as src:
+        return src.read(1, out_shape=shape, resampling=Resampling.nearest).astype(np.float32)
+
+
+def item_decision(item) -> reflectance.OffsetDecision:
+    """Does this item's DNs carry the +1000 offset: its metadata, checked against a sample of
+    the whole item (surfaces that cannot be negative only), so that every chip cut from it
+    is decoded alike, whichever glacier asked first (the module docstring of reflectance)."""
+    first = asset_for(item, s2.BANDS[0])
+    key = (item.id, first.href.split("?")[0])  # signed hrefs change with their token
+    with _ITEM_LOCK:
+        if key in _ITEM_DECISIONS:
+            return _ITEM_DECISIONS[key]
+    with rasterio.open(first.href) as src:
+        factor = max(1, math.ceil(max(src.height, src.width) / ITEM_SAMPLE))
+        shape = (math.ceil(src.height / factor), math.ceil(src.width / factor))
+    dns = [read_decimated(asset_for(item, band).href, shape) for band in s2.BANDS]
+    valid = reflectance.evidence_mask(read_decimated(asset_for(item, "SCL").href, shape))
+    scale, metadata, source = reflectance.stac_metadata(
+        item.properties, (first.extra_fields.get("raster:bands") or [None])[0])
+    decision = reflectance.decide(metadata, source, dns, valid)
+    with _ITEM_LOCK:
+        if len(_ITEM_DECISIONS) > 4096:  # a long-lived worker: bounded
+            _ITEM_DECISIONS.clear()
+        _ITEM_DECISIONS[key] = decision
+    return decision
+
+
+def read_scene_reflectance(scene: Scene, grid: Grid, sign=None):
     """(float32 surface reflectance (5, H, W), [(item id, OffsetDecision)]). Each item (tile)
-    is decoded by its own decision, made from its metadata and its SCL-clear pixels of this
-    window, before the tiles are mosaicked."""
+    is decoded by its own decision (item_decision) before the tiles are mosaicked."""
     out = np.full((len(s2.BANDS), grid.height, grid.width), np.nan, np.float32)
     decisions = []
     for item in scene.items:
@@ -302,9 +339,8 @@ def read_scene_reflectance(scene: Scene, grid: Grid, clear: np.ndarray, sign=Non
             dns.append(data)
             valid &= ok
         asset = asset_for(item, s2.BANDS[0])
-        scale, metadata, source = reflectance.stac_metadata(
-            item.properties, (asset.extra_fields.get("raster:bands") or [None])[0])
-        decision = reflectance.decide(metadata, source, dns, clear & valid)
+        scale = reflectance.stac_metadata(item.properties, (asset.extra_fields.get("raster:bands") or [None])[0])[0]
+        decision = item_decision(item)
         decisions.append((item.id, decision))
         fill = valid & np.isnan(out[0])
         for i, data in enumerate(dns):
@@ -425,13 +461,17 @@ def acquire_glacier(gid, geom_lonlat, options: AcquireOptions, folder: Path, cat
                              detail=f"all {len(candidates)} candidates leave the glacier fully "
                                     "masked (cloud, shadow or no data)")
     progress.check()
-    bands, decisions = read_scene_reflectance(best, grid, scl_clear(scl), sign)
+    bands, decisions = read_scene_reflectance(best, grid, sign)
     notes = []
     for item_id, d in decisions:
-        if d.disagreement:
+        if d.overruled:
             progress.warning(f"{gid}: {item_id}: metadata and pixels disagree about the +1000 "
-                             f"offset; following the pixels: {d.describe()}")
+                             f"offset; following the pixels (strong evidence): {d.describe()}")
             notes.append(f"{item_id}: metadata contradicted by pixels, followed the pixels")
+        elif d.disagreement:
+            progress.warning(f"{gid}: {item_id}: the pixels weakly contradict the metadata about the "
+                             f"+1000 offset; following the metadata: {d.describe()}")
+            notes.append(f"{item_id}: pixels weakly contradict the metadata, followed the metadata")
         elif d.decided_by == "assumed":
             progress.warning(f"{gid}: {item_id}: {d.describe()}; assumed no offset")
             notes.append(f"{item_id}: offset unknown (no metadata, pixels undecided): assumed none")

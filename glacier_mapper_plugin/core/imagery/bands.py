@@ -109,13 +109,42 @@ class Decoder:
         return out, invalid
 
 
-def decoder_for(src, band: int, name: str, offset=None) -> Decoder:
+# Float rasters: reflectance stays below ~1.6 even on fresh snow and cloud tops; digital
+# numbers (quantified x 10000) of any surface brighter than 0.01 exceed 100.
+REFLECTANCE_MAX = 2.0
+DN_MEDIAN_MIN = 50.0
+
+
+def float_units(src, bands: list[int]) -> str:
+    """'reflectance' or 'dn' for float Sentinel-2 bands, decided from their values (a Float32
+    GeoTIFF of DNs is common after a reprojection or a mosaic in another tool); GDAL
+    scale/offset, where set, say it outright. Refused when the values look like neither."""
+    scaled = [b for b in bands if src.scales[b - 1] not in (None, 1.0) or src.offsets[b - 1] not in (None, 0.0)]
+    if scaled:
+        return "dn"
+    sample, _ = reflectance.sample_raster(src, bands)
+    values = np.concatenate([v[np.isfinite(v) & (v != 0)] for v in sample])
+    if values.size < reflectance.MIN_PIXELS:
+        return "reflectance"  # nothing to go by: the float convention
+    p99, median = float(np.percentile(values, 99)), float(np.median(values))
+    if p99 <= REFLECTANCE_MAX:
+        return "reflectance"
+    if median >= DN_MEDIAN_MIN:
+        return "dn"
+    raise ValueError(f"INPUT: the float bands of {src.name} look neither like surface reflectance "
+                     f"(0-1.6) nor like digital numbers (0-10000+): median {median:.3g}, 99th "
+                     f"percentile {p99:.3g}. Convert them to one or the other (or set the GDAL "
+                     "scale/offset of the bands)")
+
+
+def decoder_for(src, band: int, name: str, offset=None, dn: bool | None = None) -> Decoder:
     """How to decode band `band` of an open rasterio dataset as model input `name`.
-    `offset` (a reflectance.OffsetDecision) says whether integer DNs carry the +1000 offset;
-    see `offset_decision`."""
+    `offset` (a reflectance.OffsetDecision) says whether the DNs carry the +1000 offset;
+    `dn` whether the band holds DNs (default: integer bands do); see `offset_decision`."""
     nodata = (src.nodatavals[band - 1],)
-    integer = np.issubdtype(np.dtype(src.dtypes[band - 1]), np.integer)
-    if canonical(name) == "DEM" or not integer:
+    if dn is None:
+        dn = bool(np.issubdtype(np.dtype(src.dtypes[band - 1]), np.integer))
+    if canonical(name) == "DEM" or not dn:
         return Decoder(1.0, 0.0, nodata)
     scale = reflectance.raster_metadata(src, band)[0]
     dn_offset = offset.offset if offset is not None else 0.0
@@ -123,27 +152,39 @@ def decoder_for(src, band: int, name: str, offset=None) -> Decoder:
 
 
 def offset_decision(src, index: dict, progress=None):
-    """One decision for the integer Sentinel-2 bands of `src` (None when there are none):
-    the file's metadata, checked against a bounded sample of its pixels (SCL-clear where a
-    SCL/QUALITY band exists)."""
-    optical = [b for name, b in index.items() if b is not None and canonical(name) != "DEM"
-               and np.issubdtype(np.dtype(src.dtypes[b - 1]), np.integer)]
-    if not optical:
-        return None
-    _, metadata, source = reflectance.raster_metadata(src, optical[0])
+    """(decision, DN bands) for the Sentinel-2 bands of `src`: which bands hold digital numbers
+    (integer ones, and float ones whose values are DNs: float_units) and one decision about
+    their +1000 offset (None when no band holds DNs): the file's metadata, checked against a
+    bounded sample of its pixels (surfaces that cannot be negative, where a SCL/QUALITY band
+    exists)."""
+    optical = [b for name, b in index.items() if b is not None and canonical(name) != "DEM"]
+    floats = [b for b in optical if not np.issubdtype(np.dtype(src.dtypes[b - 1]), np.integer)]
+    dn_bands = [b for b in optical if b not in floats]
+    if floats:
+        units = float_units(src, floats)
+        if progress is not None:
+            progress.info(f"float bands of {src.name} hold {'digital numbers (decoded x 1/10000)' if units == 'dn' else 'surface reflectance (used as they are)'}, "
+                          "decided from their values")
+        if units == "dn":
+            dn_bands += floats
+    if not dn_bands:
+        return None, set()
+    _, metadata, source = reflectance.raster_metadata(src, dn_bands[0])
     names = [canonical(d) for d in src.descriptions]
     quality = next((i for i, n in enumerate(names, start=1) if n in ("SCL", "QUALITY")), None)
-    sample, clear = reflectance.sample_raster(src, optical, quality)
+    sample, clear = reflectance.sample_raster(src, dn_bands, quality)
     decision = reflectance.decide(metadata, source, sample, clear)
     if progress is not None:
         message = f"Sentinel-2 DNs of {src.name}: {decision.describe()}"
-        if decision.disagreement or decision.decided_by == "assumed":
-            progress.warning(message + (
-                "; following the pixels" if decision.disagreement else
-                "; assuming no offset: set a BOA_ADD_OFFSET tag (-1000 or 0) on the raster"))
+        if decision.overruled:
+            progress.warning(message + "; following the pixels")
+        elif decision.disagreement:
+            progress.warning(message + "; the pixels' evidence is weak: following the metadata")
+        elif decision.decided_by == "assumed":
+            progress.warning(message + "; assuming no offset: set a BOA_ADD_OFFSET tag (-1000 or 0) on the raster")
         else:
             progress.info(message)
-    return decision
+    return decision, set(dn_bands)
 
 
 def band_readers(stack, src, wanted, mapping=None, dem_path=None, progress=None):
@@ -156,10 +197,11 @@ def band_readers(stack, src, wanted, mapping=None, dem_path=None, progress=None)
 
     index = match_bands(src.descriptions, wanted, mapping, ("DEM",) if dem_path else ())
     readers, dem_vrt = [], None
-    offset = offset_decision(src, index, progress)
+    offset, dn_bands = offset_decision(src, index, progress)
     for name in wanted:
         if index[name] is not None:
-            readers.append((src, index[name], decoder_for(src, index[name], name, offset)))
+            readers.append((src, index[name], decoder_for(src, index[name], name, offset,
+                                                          index[name] in dn_bands)))
             continue
         if dem_vrt is None:
             dem_src = stack.enter_context(rasterio.open(dem_path))

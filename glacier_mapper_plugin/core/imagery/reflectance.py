@@ -11,11 +11,17 @@ different ways, and not always rightly:
 - Planetary Computer keeps ESA's DNs; only `s2:processing_baseline` tells.
 - Local GeoTIFFs: GDAL scale/offset, a BOA_ADD_OFFSET or PROCESSING_BASELINE tag, or nothing.
 
-So the metadata gives a first answer and the pixels the last word. With the offset in the
-DNs a valid DN below 1000 is a negative reflectance, which Sen2Cor produces only for a few
-noisy water pixels; without it, every shadow, lake, and glacier ice and old snow in B12 (SWIR
-reflectance 0.01-0.06) gives DNs far below 1000. Over the valid (SCL-clear) pixels of the five
-optical bands:
+So the metadata gives a first answer and the pixels the last word, on strong evidence only.
+With the offset in the DNs a valid DN below 1000 is a negative reflectance. Sen2Cor keeps
+those where the surface is dark and its correction overshoots: water (SCL 6), dark-area
+pixels and topographic shadow (SCL 2) and cloud shadow (SCL 3) carry slightly negative SWIR
+and NIR reflectance in real products of baseline >= 04.00. So the evidence comes only from
+surfaces whose reflectance cannot go negative (vegetation, bare ground, snow and ice,
+unclassified: SCL 4, 5, 7, 11), and for a STAC item from a bounded sample of the whole item
+(core.imagery.acquire), not from one glacier's chip: every chip cut from an item is decoded by
+the same decision, whichever glaciers a run holds. Without the offset every glacier ice and
+old snow surface in B12 (SWIR reflectance 0.01-0.06) gives DNs far below 1000. Over those
+pixels of the five optical bands:
 - some band has at least 1 % of its values below NO_OFFSET_BELOW (900): with the offset they
   would be reflectances below -0.01: the offset is not in the DNs;
 - no band has more than CLIFF_SHARE (0.05 %) of its values below 1000, while the darkest band
@@ -23,17 +29,20 @@ optical bands:
   1000 and stop there, a cliff no natural reflectance distribution has at 0.10: the offset
   is in the DNs;
 - otherwise (a bright window: all snow or debris without shadow; fewer than MIN_PIXELS valid
-  pixels; a lake whose noise dips below zero) the pixels cannot tell: the metadata decides and
-  the decision is marked as such.
-Where metadata and pixels disagree the pixels win and the log says so. Evidence on real
-files (tests/core/imagery/test_reflectance.py): sen2r's Barbellino L2A (2017, 2019, no offset) has
-15-78 % of its values below 900 per band; the same DNs + 1000 have none below 1000 and 7-24 %
-in [1000, 1250); snowicesen's glacier-only visible/NIR chips are either decided right or
-undecided (one has 0.07 % below 1000 in B8A), never wrong.
+  pixels) the pixels cannot tell: the metadata decides and the decision is marked as such.
+Where metadata and pixels disagree the pixels win only on strong evidence: at least
+STRONG_PIXELS pixels, and either STRONG_SHARE (5 %) of a band below 900, or a clean cliff (at
+most STRONG_CLIFF, one in 10,000, below 1000 while NEAR_SHARE of the darkest band lies just
+above it); weaker contrary evidence is reported with its numbers and the metadata decides. Evidence on real files (tests/core/imagery/test_reflectance.py): sen2r's
+Barbellino L2A (2017, 2019, no offset) has 15-78 % of its values below 900 per band; the same
+DNs + 1000 have none below 1000 and 7-24 % in [1000, 1250); snowicesen's glacier-only
+visible/NIR chips are either decided right or undecided (one has 0.07 % below 1000 in B8A),
+never wrong.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,6 +56,12 @@ NEAR_SHARE = 0.02
 MIN_PIXELS = 100
 MAX_SAMPLE = 65536
 DARK_PERCENTILE = 1.0
+STRONG_PIXELS = 1000
+STRONG_SHARE = 0.05
+STRONG_CLIFF = 0.0001
+# SCL classes whose reflectance can be slightly negative (dark area and topographic shadow,
+# cloud shadow, water) or says nothing (no data, defective, clouds, cirrus): no evidence.
+NO_EVIDENCE = tuple(sorted(set(s2.SCL_MASKED) | {2, 3, 6}))
 
 
 def _yes_no(value: bool | None) -> str:
@@ -60,9 +75,19 @@ class OffsetDecision:
     decided_by: str                  # metadata | pixels | metadata+pixels | assumed
     metadata: bool | None
     metadata_source: str
-    pixels: bool | None
-    dark_dn: float                   # darkest band's 1st percentile of valid DNs
-    n_pixels: int
+    evidence: "Evidence"
+
+    @property
+    def pixels(self) -> bool | None:
+        return self.evidence.verdict
+
+    @property
+    def dark_dn(self) -> float:
+        return self.evidence.dark_dn
+
+    @property
+    def n_pixels(self) -> int:
+        return self.evidence.n
 
     @property
     def offset(self) -> float:
@@ -71,61 +96,103 @@ class OffsetDecision:
 
     @property
     def disagreement(self) -> bool:
+        """Metadata and pixels say different things (whoever was followed)."""
         return self.metadata is not None and self.pixels is not None and self.metadata != self.pixels
+
+    @property
+    def overruled(self) -> bool:
+        """The pixels' strong evidence overruled the metadata."""
+        return self.disagreement and self.decided_by == "pixels"
 
     def describe(self) -> str:
         text = f"{_yes_no(self.offset_in_dn)}, decided by {self.decided_by}"
-        meta = f"metadata: {_yes_no(self.metadata)} ({self.metadata_source})"
-        pix = (f"pixels: {_yes_no(self.pixels)} (darkest 1 % of {self.n_pixels} valid pixels at "
-               f"DN {self.dark_dn:.0f})" if self.n_pixels else "pixels: none valid")
-        return f"{text}; {meta}; {pix}"
+        return f"{text}; metadata: {_yes_no(self.metadata)} ({self.metadata_source}); {self.evidence.describe()}"
 
     def tags(self) -> dict[str, str]:
+        ev = self.evidence
         return {"BOA_OFFSET_IN_SOURCE_DN": "yes" if self.offset_in_dn else "no",
                 "OFFSET_DECIDED_BY": self.decided_by,
                 "OFFSET_METADATA": f"{_yes_no(self.metadata)} ({self.metadata_source})",
                 "OFFSET_PIXELS": _yes_no(self.pixels),
-                "OFFSET_DARK_DN_P1": f"{self.dark_dn:.0f}" if np.isfinite(self.dark_dn) else "nan"}
+                "OFFSET_DARK_DN_P1": f"{ev.dark_dn:.0f}" if np.isfinite(ev.dark_dn) else "nan",
+                "OFFSET_EVIDENCE": ev.describe()}
 
 
-def pixel_evidence(bands, valid=None) -> tuple[bool | None, float, int]:
-    """(offset in DNs?, dark_dn, number of valid pixels) from raw DN arrays of the optical
-    bands; dark_dn is the darkest band's 1st percentile. `valid` (optional) is a boolean mask
-    of pixels worth looking at (SCL clear); DN 0 and NaN are no data in any case."""
+class Evidence(NamedTuple):
+    """What the pixels say about the offset, with the numbers that say it."""
+    verdict: bool | None        # True: offset in DNs, False: not, None: cannot tell
+    dark_dn: float              # the darkest band's 1st percentile
+    n: int                      # pixels looked at
+    below: float = float("nan")  # largest share of a band below NO_OFFSET_BELOW (900)
+    under: float = float("nan")  # largest share of a band below 1000
+    near: float = float("nan")   # the darkest band's share in [1000, NEAR_ABOVE)
+
+    @property
+    def strong(self) -> bool:
+        """Enough to overrule the metadata."""
+        if self.verdict is None or self.n < STRONG_PIXELS:
+            return False
+        if self.verdict is False:
+            return self.below >= STRONG_SHARE
+        return self.under <= STRONG_CLIFF and self.near >= NEAR_SHARE
+
+    def describe(self) -> str:
+        if not self.n:
+            return "pixels: none valid"
+        return (f"pixels: {_yes_no(self.verdict)} ({'strong' if self.strong else 'weak'} evidence: "
+                f"{self.n} land/snow pixels; {100 * self.below:.2f} % of a band below DN 900, "
+                f"{100 * self.under:.2f} % below 1000, {100 * self.near:.2f} % of the darkest band "
+                f"in 1000-1250; its 1st percentile DN {self.dark_dn:.0f})")
+
+
+def evidence_mask(scl) -> np.ndarray:
+    """Pixels whose SCL class is a surface that cannot have negative reflectance."""
+    return ~np.isin(np.asarray(scl), NO_EVIDENCE)
+
+
+def pixel_evidence(bands, valid=None) -> Evidence:
+    """What raw DN arrays of the optical bands say about the offset. `valid` (optional) is a
+    boolean mask of pixels worth looking at (evidence_mask of the SCL); DN 0 and NaN are no
+    data in any case."""
     bands = [np.asarray(b) for b in bands]
     ok = np.ones(bands[0].shape, bool) if valid is None else np.asarray(valid, bool).copy()
     for b in bands:
         ok &= np.isfinite(b) & (b > 0)
     n = int(ok.sum())
     if n < MIN_PIXELS:
-        return None, float("nan"), n
+        return Evidence(None, float("nan"), n)
     # A strided sample bounds the cost on large windows; 65,536 values place the 1st
     # percentile and a 0.05 % share (33 values) well enough.
     step = max(1, n // MAX_SAMPLE)
     values = [b[ok][::step] for b in bands]
     lows = [float(np.percentile(v, DARK_PERCENTILE)) for v in values]
     darkest = values[int(np.argmin(lows))]
-    if min(lows) < NO_OFFSET_BELOW:  # >= 1 % of some band's values below 900
-        return False, min(lows), n
-    below = max(float(np.mean(v < OFFSET_DN)) for v in values)
+    below = max(float(np.mean(v < NO_OFFSET_BELOW)) for v in values)
+    under = max(float(np.mean(v < OFFSET_DN)) for v in values)
     near = float(np.mean((darkest >= OFFSET_DN) & (darkest < NEAR_ABOVE)))
-    if below <= CLIFF_SHARE and near >= NEAR_SHARE:
-        return True, min(lows), n
-    return None, min(lows), n
+    if min(lows) < NO_OFFSET_BELOW:  # >= 1 % of some band's values below 900
+        verdict = False
+    elif under <= CLIFF_SHARE and near >= NEAR_SHARE:
+        verdict = True
+    else:
+        verdict = None
+    return Evidence(verdict, min(lows), n, below, under, near)
 
 
 def decide(metadata: bool | None, source: str, bands, valid=None) -> OffsetDecision:
-    """Metadata first, pixels last (see the module docstring)."""
-    pixels, dark, n = pixel_evidence(bands, valid)
-    if pixels is None:
+    """Metadata first, pixels last and only on strong evidence (see the module docstring)."""
+    ev = pixel_evidence(bands, valid)
+    if ev.verdict is None:
         if metadata is None:
             # Nothing tells: ESA's pre-2022 convention is the historical default of every
             # archive without the field; the caller warns.
-            return OffsetDecision(False, "assumed", None, source, None, dark, n)
-        return OffsetDecision(metadata, "metadata", metadata, source, None, dark, n)
-    if metadata is None or metadata != pixels:
-        return OffsetDecision(pixels, "pixels", metadata, source, pixels, dark, n)
-    return OffsetDecision(metadata, "metadata+pixels", metadata, source, pixels, dark, n)
+            return OffsetDecision(False, "assumed", None, source, ev)
+        return OffsetDecision(metadata, "metadata", metadata, source, ev)
+    if metadata is None or (metadata != ev.verdict and ev.strong):
+        return OffsetDecision(ev.verdict, "pixels", metadata, source, ev)
+    if metadata != ev.verdict:  # weak contrary evidence: reported, not followed
+        return OffsetDecision(metadata, "metadata", metadata, source, ev)
+    return OffsetDecision(metadata, "metadata+pixels", metadata, source, ev)
 
 
 def _baseline_new(baseline) -> bool | None:
@@ -176,8 +243,8 @@ def raster_metadata(src, band: int) -> tuple[float, bool | None, str]:
 def sample_raster(src, bands: list[int], quality: int | None = None, windows: int = 4,
                   size: int = 128) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Raw DNs of `bands` in windows x windows small windows spread over the raster (a fixed,
-    bounded read whatever the raster's size), and the SCL-clear mask when a quality band is
-    given."""
+    bounded read whatever the raster's size), and the evidence mask (evidence_mask) when a
+    quality band is given."""
     from rasterio.windows import Window
     h, w = src.height, src.width
     size_r, size_c = min(size, h), min(size, w)
@@ -192,6 +259,6 @@ def sample_raster(src, bands: list[int], quality: int | None = None, windows: in
                 out[i].append(src.read(b, window=win).ravel())
             if quality is not None:
                 q = src.read(quality, window=win).ravel()
-                clear.append(~np.isin(q, s2.SCL_MASKED))
+                clear.append(evidence_mask(q))
     arrays = [np.concatenate(o).astype(np.float32) for o in out]
     return arrays, (np.concatenate(clear) if quality is not None else None)

@@ -131,14 +131,62 @@ def _open(path):
     renames = {k: v for k, v in (("valid_time", "time"), ("longitude", "lon"), ("latitude", "lat"),
                                   ("x", "lon"), ("y", "lat")) if k in ds.dims or k in ds.coords}
     ds = ds.rename(renames)
-    for extra in ("expver", "number", "step", "surface", "height"):
+    if "expver" in ds.dims:
+        ds = _collapse_expver(ds)
+    for extra in ("number", "step", "surface", "height"):
         if extra in ds.dims:
-            ds = ds.isel({extra: -1} if extra == "expver" else {extra: 0})
+            ds = ds.isel({extra: 0})
+    for extra in ("expver", "number", "step", "surface", "height"):
         if extra in ds.coords:
             ds = ds.drop_vars(extra)
     if "lon" not in ds.coords or "lat" not in ds.coords:
         raise ValueError(f"CLIMATE: {path} has no longitude/latitude axes")
+    if float(ds["lon"].max()) > 180.0:  # 0..360 as some tools write it: -180..180, ascending
+        ds = ds.assign_coords(lon=((ds["lon"] + 180.0) % 360.0) - 180.0).sortby("lon")
     return ds
+
+
+def _collapse_expver(ds):
+    """ERA5 downloads that span the ERA5T boundary carry an `expver` dimension: each month is
+    valid in one experiment (1: final release, 5: preliminary ERA5T) and NaN in the other.
+    One value per month: the final release where it exists, else the preliminary one."""
+    order = sorted(range(ds.sizes["expver"]), key=lambda i: int(str(ds["expver"].values[i]).strip() or 0)
+                   if "expver" in ds.coords else i)
+    out = ds.isel(expver=order[0], drop=True)
+    for i in order[1:]:
+        out = out.combine_first(ds.isel(expver=i, drop=True))
+    return out
+
+
+def _join_periods(pieces, name):
+    """One variable delivered in several files (split by period, request limits): joined
+    along time. A month in two files must hold the same values (an overlap), else refused."""
+    import xarray as xr
+    if len(pieces) == 1:
+        return pieces[0][0]
+    arrays = [da if "time" in da.dims else da.expand_dims("time") for da, _ in pieces]
+    try:
+        joined = xr.concat(arrays, dim="time", join="exact", coords="minimal", compat="override")
+    except ValueError as err:  # grids that differ, even by a rounding
+        raise ValueError(f"CLIMATE: the files holding {name} ({', '.join(f.name for _, f in pieces)}) are not on "
+                         f"one grid ({err}): give files of one grid") from None
+    months = _months(joined["time"].values)
+    seen: dict = {}
+    keep = []
+    values = None
+    for i, ym in enumerate(months):
+        if ym in seen:
+            values = np.asarray(joined.values) if values is None else values
+            a, b = values[seen[ym]], values[i]
+            if not np.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True):
+                files = ", ".join(sorted({f.name for _, f in pieces}))
+                raise ValueError(f"CLIMATE: {name} for {ym[0]}-{ym[1]:02d} differs between the files "
+                                 f"({files}): give each month once")
+            continue
+        seen[ym] = i
+        keep.append(i)
+    order = sorted(keep, key=lambda i: months[i])
+    return joined.isel(time=order)
 
 
 def _months(times) -> list[tuple[int, int]]:
@@ -165,19 +213,46 @@ def _convert(name, data, units, months):
     return data
 
 
+# What monthly means can be on Earth, in the model's units: values outside are a unit that
+# was not understood (t2m in deg C declared as K, tp in mm declared as m, ...), never climate.
+PLAUSIBLE = {"temperature": (-90.0, 60.0, "deg C"), "precipitation": (0.0, 5000.0, "mm per month")}
+
+
+def _plausible(ours, data, variable, units):
+    if ours not in PLAUSIBLE:
+        return
+    lo, hi, unit = PLAUSIBLE[ours]
+    finite = data[np.isfinite(data)]
+    if not finite.size:
+        raise ValueError(f"CLIMATE: {variable} holds no value (all missing)")
+    low, high = float(finite.min()), float(finite.max())
+    if low < lo - 1e-3 or high > hi:
+        raise ValueError(f"CLIMATE: {variable} (units {units or 'not given'!r}) gives {ours} from {low:.4g} to "
+                         f"{high:.4g} {unit}, outside {lo:g}..{hi:g}: its units are not what the file says. "
+                         "ERA5(-Land) monthly means carry t2m in K and tp in m per day; fix the units "
+                         "attribute or convert the file")
+
+
 def read_climate(paths, variables: dict | None = None, elevation_variable: str | None = None) -> MonthlyClimate:
     """paths: one or several NetCDF files or zips, merged by variable name. variables: our
     name -> the file's variable name (missing ones are looked up in DEFAULT_VARIABLES);
     temperature and precipitation are required."""
     files = climate_files(paths)
-    found: dict[str, tuple] = {}  # the file's variable name -> (DataArray, path)
+    pieces: dict[str, list] = {}  # the file's variable name -> [(DataArray, path)], one per file
     for f in files:
         ds = _open(f)
         for name, da in ds.data_vars.items():
-            if {"lat", "lon"} <= set(da.dims) and name not in found:
-                found[name] = (da, f)
-    if not found:
+            if {"lat", "lon"} <= set(da.dims):
+                pieces.setdefault(name, []).append((da, f))
+    if not pieces:
         raise ValueError(f"CLIMATE: {', '.join(map(str, files))} hold no gridded variable")
+    found: dict[str, tuple] = {}  # the file's variable name -> (DataArray, a path)
+    for name, parts in pieces.items():
+        grids = {(p[0]["lon"].size, p[0]["lat"].size) for p in parts}
+        if len(grids) > 1:
+            raise ValueError(f"CLIMATE: {name} comes on different grids in {', '.join(f.name for _, f in parts)}: "
+                             "give files of one grid")
+        found[name] = (_join_periods(parts, name), parts[0][1])
     mapping = {}
     for ours, candidates in DEFAULT_VARIABLES.items():
         chosen = (variables or {}).get(ours)
@@ -221,6 +296,7 @@ def read_climate(paths, variables: dict | None = None, elevation_variable: str |
         index = {ym: i for i, ym in enumerate(_months(da["time"].values))}
         arr = np.asarray(da.values, np.float32)[[index[ym] for ym in months]]
         data[ours] = _convert(ours, arr, da.attrs.get("units", ""), months)
+        _plausible(ours, data[ours], mapping[ours], da.attrs.get("units", ""))
     elev_var = elevation_variable or next((v for v in ELEVATION_VARIABLES if v in found), None)
     if elev_var is None or elev_var not in found:
         raise ValueError("CLIMATE has no cell elevation (hgt, orog, or the geopotential z of ERA5's "

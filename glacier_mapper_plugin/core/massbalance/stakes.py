@@ -136,19 +136,27 @@ def observations_from_rows(rows, units: str = "m", glacier_field: str | None = N
     return out, dropped
 
 
-def check_units(observations, units: str) -> None:
-    """Balances 1000 x off their stated unit are refused: no glacier point gains or loses
-    20 m w.e. in a year, and a whole table of balances below 2 cm w.e. is not in metres."""
+# The largest balance a year can bring, m w.e.: a stake on a low tongue (-15 m w.e. have been
+# measured), and a glacier-wide or band mean (the most negative glacier-wide years are near
+# -5 m w.e.; bands on a tongue reach -10 m w.e.).
+MAX_BALANCE_M = {"point": 20.0, "glacier-wide or band": 12.0}
+
+
+def check_units(observations, units: str, kind: str = "point") -> None:
+    """Balances 1000 x off their stated unit are refused, for every kind of record: no stake
+    gains or loses 20 m w.e. in a year, no glacier or band 12 m w.e., and a whole table of
+    balances below 2 cm w.e. is not in metres."""
     if not observations:
         return
     b = np.abs([o.balance for o in observations])
     typical = float(np.percentile(b, 95))
-    if typical > 20:
-        raise ValueError(f"OBSERVATIONS: balances up to {typical:.0f} m w.e. with UNITS={units}: no glacier "
-                         "changes that much in a year. Are they in mm? Set UNITS=mm")
+    if typical > MAX_BALANCE_M[kind]:
+        raise ValueError(f"OBSERVATIONS: {kind} balances up to {typical:.0f} m w.e. with UNITS={units}: no "
+                         f"{'glacier point' if kind == 'point' else 'glacier or elevation band'} changes that much "
+                         f"in a year. They look like mm w.e. ({typical / 1000:.2f} m): set UNITS=mm")
     if units == "mm" and typical < 0.02 and len(b) >= 5:
-        raise ValueError(f"OBSERVATIONS: with UNITS=mm the balances are all below {typical * 1000:.0f} mm "
-                         "w.e.: are they in m? Set UNITS=m")
+        raise ValueError(f"OBSERVATIONS: with UNITS=mm the {kind} balances are all below {typical * 1000:.0f} mm "
+                         f"w.e.: they look like m w.e. ({typical * 1000:.2f} m read as mm): set UNITS=m")
 
 
 def _period_from_dates(d0: dt.date, d1: dt.date, lat: float = 45.0) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .stakes import Observation
+from .stakes import Observation, check_units
 
 
 def _f(v):
@@ -34,6 +34,7 @@ def glacier_wide(path, glacier: str, lon: float, lat: float, units="mm") -> list
                 if v is not None:
                     out.append(Observation(glacier, "glacier-wide", lat, lon, float("nan"), d0, d1,
                                            v * scale, period))
+    check_units(out, units, "glacier-wide or band")
     return out
 
 
@@ -53,6 +54,7 @@ def elevation_bands(path, glacier: str, lon: float, lat: float, units="mm") -> l
                     continue
                 out.append(Observation(glacier, f"band_{int(z)}", lat, lon, z, dt.date(y - 1, 10, 1),
                                        dt.date(y, 9, 30), v * scale, "annual"))
+    check_units(out, units, "glacier-wide or band")
     return out
 
 
@@ -128,4 +130,5 @@ def records_from_table(rows, units: str, glacier_of, place_of, glacier_field=Non
             found = True
         if not found:
             problem("no balance value", n)
+    check_units(out, units, "glacier-wide or band")
     return out, problems

@@ -12,7 +12,7 @@ AREA_TYPES = {"area_inventory_km2": float, "area_start_km2": float, "area_end_km
               "year_start": float, "year_end": float, "rate_km2_yr": float, "rate_pct_yr": float,
               "area_start_sigma_km2": float, "area_end_sigma_km2": float,
               "rate_sigma_km2_yr": float, "rate_sigma_pct_yr": float, "snr": float,
-              "kept": bool, "filter_reason": str}
+              "kept": bool, "filter_reason": str, "chip_start": str, "chip_end": str}
 
 
 def year_of(value):

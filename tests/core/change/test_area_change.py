@@ -2,6 +2,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from hypothesis import given, settings, strategies as st
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
@@ -327,3 +328,80 @@ def test_ensembles_with_per_glacier_chips_name_real_parameters(tmp_path):
     with pytest.raises(ValueError, match="START_ENSEMBLE/END_ENSEMBLE take one raster per member"):
         area_change(inv, [p, p], [p, p], start_ensemble=[[p]], end_ensemble=[[p]])
 
+
+
+# --------------------------------------------------------------------------- overlapping chips
+
+def _scene_and_chips(folder, clouds, seed=0):
+    """A whole-scene prediction and one chip per glacier (the same truth on the same grid),
+    each with its SCL quality raster; clouds[k] = rows of cloud (SCL 9) over glacier k's
+    outline on raster k (0: the scene, 1..3: the chips). The end date loses the snout of G0."""
+    from rasterio.windows import Window, transform as window_transform
+    inv, sl = squares(3)
+    start = np.zeros((40, 100), np.uint8)
+    for s_ in sl:
+        start[s_] = 1
+    end = start.copy()
+    shrink(end, sl[0], 2)
+    rasters = {}
+    for date, pred in (("2015-08-28", start), ("2023-08-28", end)):
+        out = []
+        for k in range(4):
+            win = Window(0, 0, 100, 40) if k == 0 else Window(sl[k - 1][1].start - 3, 2, 26, 26)
+            tr = window_transform(win, T)
+            r0, c0 = win.row_off, win.col_off
+            p = pred[r0:r0 + win.height, c0:c0 + win.width].copy()
+            q = np.full(p.shape, 4, np.uint8)
+            glaciers = range(3) if k == 0 else [k - 1]
+            for g in glaciers:
+                rows = clouds[k][g] if k == 0 else clouds[k]
+                r, c = sl[g]
+                q[r.start - r0:r.start - r0 + rows, c.start - c0:c.stop - c0] = 9
+            name = "scene" if k == 0 else f"G{k - 1}"
+            out.append((write(folder / f"{name}_{date[:4]}.tif", p, date, transform=tr),
+                        write(folder / f"{name}_{date[:4]}_scl.tif", q, date, transform=tr, scl=True)))
+        rasters[date[:4]] = out
+    return inv, rasters
+
+
+def _rows(inv, rasters, order):
+    s = [rasters["2015"][k] for k in order]
+    e = [rasters["2023"][k] for k in order]
+    res = area_change(inv, [r for r, _ in s], [r for r, _ in e], [q for _, q in s], [q for _, q in e],
+                      AreaChangeOptions(trim_percent=0))
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in res.glaciers]
+
+
+def test_each_glacier_is_measured_on_the_chip_that_shows_it_best(tmp_path):
+    """The issue's case: a whole-scene prediction listed first, cloudy over G1, and G1's own
+    clear chip: G1 is measured on its chip (not filtered for cloud), the table names it, and
+    listing the chips in any order changes no row."""
+    scene_clouds = [0, 8, 0]                                 # 8 of 20 rows of G1 cloudy on the scene
+    inv, rasters = _scene_and_chips(tmp_path, [scene_clouds, 3, 0, 5])
+    rows = _rows(inv, rasters, [0, 1, 2, 3])
+    by = {r["id"]: r for r in rows}
+    assert by["G1"]["chip_start"] == "G1_2015.tif" and by["G1"]["chip_end"] == "G1_2023.tif"
+    assert by["G1"]["masked_start"] == 0 and by["G1"]["kept"]
+    assert by["G0"]["chip_start"] == "scene_2015.tif"        # its chip has 3 cloudy rows, the scene none
+    assert by["G2"]["chip_start"] == "scene_2015.tif"
+    for order in ([3, 2, 1, 0], [1, 0, 3, 2], [2, 3, 0, 1]):
+        assert _rows(inv, rasters, order) == rows
+
+
+@settings(max_examples=25, deadline=None)
+@given(scene=st.tuples(*[st.integers(0, 20)] * 3), chips=st.tuples(*[st.integers(0, 20)] * 3),
+       order=st.permutations([0, 1, 2, 3]))
+def test_chip_choice_never_depends_on_the_order(scene, chips, order):
+    """Any clouds on the scene and on the chips (ties included: equal masked shares go to the
+    raster with more outline pixels, then the file name): the least masked raster is chosen
+    and the order of the list changes no row."""
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as folder:
+        inv, rasters = _scene_and_chips(Path(folder), [list(scene), *chips])
+        rows = _rows(inv, rasters, [0, 1, 2, 3])
+        assert _rows(inv, rasters, list(order)) == rows
+        for g, r in enumerate(rows):
+            assert r["masked_start"] == pytest.approx(min(scene[g], chips[g]) / 20)
+            if scene[g] != chips[g]:
+                assert r["chip_start"] == ("scene_2015.tif" if scene[g] < chips[g] else f"G{g}_2015.tif")

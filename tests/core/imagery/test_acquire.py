@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from glacier_mapper_plugin.core.imagery import sentinel2 as s2
+from glacier_mapper_plugin.core.imagery import reflectance, sentinel2 as s2
 from glacier_mapper_plugin.core.imagery.acquire import (AcquireOptions, acquire, glacier_grid,
                                                 masked_share, read_warped)
 from glacier_mapper_plugin.core.geodesy import to_lonlat
@@ -17,7 +17,7 @@ from glacier_mapper_plugin.core.labels import Inventory
 from glacier_mapper_plugin.core.progress import Cancelled, Progress
 from glacier_mapper_plugin.core.imagery.synthetic import make_region
 from glacier_mapper_plugin.core.vector import read_layer
-from tests.s2_archive import build_archive, decoding_error, scenes_for
+from tests.s2_archive import build_archive, decoding_error, scenes_for, with_dark_surfaces
 from tests.servers import RangeServer, StacApi, free_port, served_items
 
 TARGET = dt.date(2023, 9, 1)
@@ -452,3 +452,88 @@ def test_changed_outline_and_missing_outline(archive, tmp_path):
     assert [r.status for r in again] == ["ok", "exists", "no geometry"]
     with pytest.raises(ValueError, match="ID_FIELD"):
         acquire([glaciers[0], (glaciers[0][0], glaciers[1][1], glaciers[1][2])], _options(archive), tmp_path)
+
+
+# --------------------------------------------------------------------------- dark water and shadow
+
+DARK_CONVENTIONS = ("earth-search-v1", "earth-search-c1", "planetary-computer")
+
+
+@pytest.fixture(scope="module")
+def dark_archives(served_archive, tmp_path_factory):
+    """The 2023 scene with lakes and shadow whose SWIR is slightly negative (with_dark_surfaces),
+    served in the three catalog conventions, each with correct metadata."""
+    region = served_archive["region"]
+    root = tmp_path_factory.mktemp("dark")
+    truth = with_dark_surfaces(region.imagery_end, root / "truth.tif")
+    apis = {}
+    with RangeServer(root) as files:
+        try:
+            for conv in DARK_CONVENTIONS:
+                items, _ = build_archive(region, root / conv, f"{files.url}/{conv}", [("a", TARGET, 10.0, [])],
+                                         imagery=truth, convention=conv)
+                apis[conv] = StacApi([items])
+            yield dict(apis=apis, truth=truth, region=region)
+        finally:
+            for api in apis.values():
+                api.close()
+
+
+def test_the_dark_fixture_fools_a_rule_that_looks_at_water_and_shadow(dark_archives):
+    """The fixture has teeth: judged on every SCL-clear pixel (lakes and shadow included) the
+    scene looks offset-free although its DNs carry the offset; on the surfaces that cannot be
+    negative it does not."""
+    with rasterio.open(dark_archives["truth"]) as src:
+        dn = src.read()
+    bands, scl = list(dn[:5]), dn[5]
+    assert reflectance.pixel_evidence(bands, ~np.isin(scl, s2.SCL_MASKED)).verdict is False
+    assert reflectance.pixel_evidence(bands, reflectance.evidence_mask(scl)).verdict is True
+
+
+@pytest.mark.parametrize("convention", DARK_CONVENTIONS)
+def test_dark_water_and_shadow_do_not_decide_the_offset(dark_archives, convention, tmp_path):
+    api = dark_archives["apis"][convention]
+    inv = Inventory.from_layer(read_layer(dark_archives["region"].inventory, "inventory"))
+    res = acquire(_glaciers(inv), AcquireOptions(date=TARGET, stac_url=api.url, buffer_m=300.0, max_workers=1),
+                  tmp_path)
+    for r in res:
+        assert r.status == "ok", r.detail
+        pixel_err, bias, n = decoding_error(r.file, dark_archives["truth"])
+        assert n > 1000 and pixel_err <= 0.005 and bias <= 0.005, (convention, r.id, pixel_err, bias)
+        assert set(r.offset_decided_by.split(",")) <= {"metadata+pixels", "metadata"}, r.detail  # never overruled
+        assert r.offset_in_dn == ("no" if convention == "earth-search-v1" else "yes")
+
+
+def test_every_chip_of_an_item_is_decoded_alike_whichever_glaciers_a_run_holds(dark_archives, tmp_path):
+    """One decision per item from the whole item: a glacier's chip is the same acquired alone
+    or with its neighbours (the process's decisions forgotten in between)."""
+    from glacier_mapper_plugin.core.imagery import acquire as acquire_module
+    api = dark_archives["apis"]["earth-search-c1"]
+    inv = Inventory.from_layer(read_layer(dark_archives["region"].inventory, "inventory"))
+    options = AcquireOptions(date=TARGET, stac_url=api.url, buffer_m=300.0, max_workers=1)
+    chips = []
+    for glaciers, folder in ((_glaciers(inv)[2:], "alone"), (_glaciers(inv), "all")):
+        acquire_module._ITEM_DECISIONS.clear()
+        res = acquire(glaciers, options, tmp_path / folder)
+        with rasterio.open(next(r.file for r in res if r.id == inv.ids[2])) as src:
+            chips.append((src.read(), src.tags()["OFFSET_EVIDENCE"]))
+    assert np.array_equal(chips[0][0], chips[1][0], equal_nan=True) and chips[0][1] == chips[1][1]
+
+
+def test_dark_water_through_the_command_line(dark_archives, tmp_path):
+    """The same decision through `glacier-mapper acquire`, run from another working folder."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    api = dark_archives["apis"]["planetary-computer"]
+    exe = Path(sys.executable).parent / "glacier-mapper"
+    out = subprocess.run([str(exe), "acquire", "--inventory", f"{dark_archives['region'].inventory}|layername=inventory",
+                          "--date", TARGET.isoformat(), "--stac-url", api.url, "--buffer-m", "300",
+                          "--output-folder", "chips", "--output", "acquisition.gpkg", "--json"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    files = json.loads(out.stdout)["FILES"]
+    assert files and all(Path(f).is_relative_to(tmp_path / "chips") for f in files)
+    for f in files:
+        pixel_err, bias, _ = decoding_error(f, dark_archives["truth"])
+        assert pixel_err <= 0.005 and bias <= 0.005

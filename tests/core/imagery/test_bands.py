@@ -39,7 +39,7 @@ def test_both_baselines_decode_to_the_same_reflectance(region):
     for path in (region.imagery_start, region.imagery_end):
         with rasterio.open(path) as src:
             index = match_bands(src.descriptions, ["B8"])
-            dec = decoder_for(src, 4, "B8", offset_decision(src, index))
+            dec = decoder_for(src, 4, "B8", offset_decision(src, index)[0])
             v, invalid = dec(src.read(4))
             scl = src.read(6)
             vals.append(np.median(v[(scl == 5) & ~invalid]))
@@ -96,3 +96,48 @@ def test_local_geotiff_conventions_decode_to_true_reflectance(region, tmp_path, 
     assert ("offset in DNs, decided by" if offset_in_dn else "no offset in DNs, decided by") in message
     if declare == "wrong tag":
         assert "decided by pixels" in message and "following the pixels" in message
+
+
+def _float_copy(src_path, dst, as_reflectance=False, scale=1.0):
+    """The region's scene as a Float32 GeoTIFF, as other tools write one after a reprojection
+    or a mosaic: the same DNs as floats (NaN no data), or already decoded to reflectance."""
+    with rasterio.open(src_path) as src:
+        dn = src.read().astype(np.float32)
+        profile = dict(src.profile, dtype="float32", nodata=float("nan"))
+        descriptions, tags = src.descriptions, src.tags()
+    optical = dn[:5]
+    optical[optical == 0] = np.nan
+    if as_reflectance:
+        optical[:] = (optical + s2.boa_offset(tags["PROCESSING_BASELINE"])) / 10000.0
+    optical *= scale
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(dn)
+        out.descriptions = descriptions
+        out.update_tags(**tags)
+    return dst
+
+
+def _decoded(path, band=4):
+    from contextlib import ExitStack
+    with ExitStack() as stack, rasterio.open(path) as src:
+        (reader, b, dec), = band_readers(stack, src, [WANT[band - 1]])
+        v, invalid = dec(reader.read(b))
+        v[invalid] = np.nan
+        return v
+
+
+def test_float32_dns_decode_like_the_uint16_scene(region, tmp_path):
+    """The same DNs as uint16, as Float32, and the same scene already decoded to Float32
+    reflectance: one reflectance (the float DNs were once decoded with scale 1: 7.68 km2
+    of glacier instead of 6.49)."""
+    ref = _decoded(region.imagery_end)
+    for name, kw in (("dn.tif", {}), ("refl.tif", dict(as_reflectance=True))):
+        got = _decoded(_float_copy(region.imagery_end, tmp_path / name, **kw))
+        np.testing.assert_allclose(got, ref, atol=1e-6, equal_nan=True)
+    assert 0.05 < np.nanmedian(ref) < 0.6
+
+
+def test_float_values_that_are_neither_are_refused(region, tmp_path):
+    path = _float_copy(region.imagery_end, tmp_path / "odd.tif", as_reflectance=True, scale=20.0)
+    with pytest.raises(ValueError, match="INPUT: the float bands .* look neither like surface reflectance"):
+        _decoded(path)

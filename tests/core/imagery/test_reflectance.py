@@ -6,6 +6,7 @@ import glob
 import numpy as np
 import pytest
 import rasterio
+from hypothesis import assume, given, settings, strategies as st
 
 from glacier_mapper_plugin.core.imagery import reflectance as rf
 from glacier_mapper_plugin.core.imagery import sentinel2 as s2
@@ -103,3 +104,65 @@ def test_real_glacier_chips_are_never_decided_wrong(shared_data):
         assert verdict is not True and shifted is not False
         verdicts.append(verdict)
     assert verdicts.count(False) >= 2  # the chips with shadowed or dirty ice are decided
+
+
+# --------------------------------------------------------------------------- the rule's thresholds
+
+SURFACES = {  # SCL class, reflectance range of (B2, B3, B4, B8) and of B12
+    "snow_ice": (11, (0.3, 0.9), (0.005, 0.06)),
+    "rock": (5, (0.06, 0.3), (0.1, 0.35)),
+    "vegetation": (4, (0.02, 0.07), (0.08, 0.15)),
+    "water": (6, (0.0, 0.08), (-0.04, 0.01)),       # slightly negative SWIR, as Sen2Cor leaves it
+    "shadow": (2, (0.0, 0.05), (-0.03, 0.02)),
+    "cloud_shadow": (3, (0.0, 0.06), (-0.03, 0.02)),
+}
+
+
+def _mixture(shares, offset, seed, n=6000):
+    rng = np.random.default_rng(seed)
+    counts = np.floor(np.asarray(shares) / max(sum(shares), 1e-9) * n).astype(int)
+    refl, scl = [], []
+    for (code, vis, swir), k in zip(SURFACES.values(), counts):
+        refl.append(np.vstack([rng.uniform(*vis, (4, k)), rng.uniform(*swir, (1, k))]))
+        scl.append(np.full(k, code))
+    refl, scl = np.hstack(refl), np.concatenate(scl)
+    dn = np.clip(np.rint(refl * 10000 + (1000 if offset else 0)), 1, 65535).astype(np.uint16)
+    return list(dn), scl
+
+
+share = st.floats(0.0, 1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shares=st.tuples(*[share] * len(SURFACES)), offset=st.booleans(), seed=st.integers(0, 10 ** 6))
+def test_right_metadata_is_never_overruled_by_any_mix_of_surfaces(shares, offset, seed):
+    """Whatever share of the scene is water and shadow (negative SWIR), correct metadata stands."""
+    assume(sum(shares) > 0.05)
+    bands, scl = _mixture(shares, offset, seed)
+    d = rf.decide(offset, "test", bands, rf.evidence_mask(scl))
+    assert d.offset_in_dn is offset, d.describe()
+
+
+@settings(max_examples=60, deadline=None)
+@given(ice=st.floats(0.3, 1.0), rest=st.tuples(*[share] * (len(SURFACES) - 1)), offset=st.booleans(),
+       seed=st.integers(0, 10 ** 6))
+def test_wrong_metadata_is_overruled_where_ice_and_snow_show_the_truth(ice, rest, offset, seed):
+    """With glacier ice and snow on at least a third of the land pixels (and land on a fifth of
+    the 6000 pixels: more than STRONG_PIXELS), the pixels' evidence is strong and wrong metadata
+    is overruled, with the numbers in the description."""
+    land = ice + rest[0] + rest[1]  # snow/ice, rock, vegetation
+    assume(ice / land >= 0.34 and land / (ice + sum(rest)) >= 0.2)
+    bands, scl = _mixture((ice, *rest), offset, seed)
+    d = rf.decide(not offset, "test", bands, rf.evidence_mask(scl))
+    assert d.offset_in_dn is offset and d.overruled and "strong evidence" in d.describe(), d.describe()
+
+
+def test_weak_contrary_evidence_is_reported_not_followed():
+    rng = np.random.default_rng(1)
+    bands, scl = _mixture((0.0, 1.0, 0.0, 0.0, 0.0, 0.0), True, 2)   # rock only, offset in DNs
+    bands = [b.copy() for b in bands]
+    few = rng.choice(bands[0].size, int(0.02 * bands[0].size), replace=False)
+    bands[4][few] = 850                                               # 2 % odd values below 900
+    d = rf.decide(True, "raster:bands offset -0.1", bands, rf.evidence_mask(scl))
+    assert d.offset_in_dn is True and d.decided_by == "metadata" and d.disagreement and not d.overruled
+    assert "weak evidence" in d.describe() and "2.00 % of a band below DN 900" in d.describe()

@@ -114,3 +114,69 @@ def test_histalp_single_file_still_works(shared_data):
     r, c = clim.cell(*HEF)
     assert clim.months[0][0] <= 1850 and 1800 < clim.elevation[r, c] < 3500
     assert -15 < float(np.nanmean(clim.variables["temperature"][:, r, c])) < 10
+
+
+def _transplant(files, folder, shift, wrap=False):
+    """The Ötztal files moved west by `shift` degrees (to negative longitudes, where 0..360
+    and -180..180 differ), written in -180..180 or, with wrap, in 0..360 as some tools do."""
+    import xarray as xr
+    folder.mkdir()
+    out = []
+    for f in files:
+        ds = xr.open_dataset(f)
+        lon = ds["longitude"] - shift
+        ds = ds.assign_coords(longitude=(lon % 360.0) if wrap else lon)
+        out.append(folder / f.name)
+        ds.to_netcdf(out[-1], engine="netcdf4")
+    return out
+
+
+def test_longitudes_0_360_read_like_minus_180_180(tmp_path, shared_data):
+    files = era5land(shared_data)
+    west = read_climate(_transplant(files, tmp_path / "west", 21.0))
+    wrapped = read_climate(_transplant(files, tmp_path / "wrapped", 21.0, wrap=True))
+    np.testing.assert_allclose(wrapped.lon, west.lon, atol=1e-4)  # float32 longitudes near 350
+    assert west.lon.min() < -10 and west.lon.max() < 0
+    for name in ("temperature", "precipitation"):
+        np.testing.assert_array_equal(wrapped.variables[name], west.variables[name])
+    at = (HEF[0] - 21.0, HEF[1])
+    assert wrapped.cell(*at) == west.cell(*at)
+
+
+def test_expver_takes_the_final_release_over_the_preliminary(tmp_path, shared_data):
+    """A month valid in expver 1 (final) and 5 (ERA5T): the final value; a month valid only in
+    5: the preliminary value; never NaN."""
+    import xarray as xr
+    ds = xr.open_dataset(era5land(shared_data)[0]).isel(time=slice(0, 4))
+    final = ds.copy(deep=True)
+    final["t2m"][3] = np.nan                                    # month 4 not yet final
+    prelim = ds.copy(deep=True)
+    prelim["t2m"][:] = prelim["t2m"] + 0.5                       # ERA5T differs a little
+    both = xr.concat([final, prelim], dim=xr.DataArray([1, 5], dims="expver", name="expver"))
+    both.to_netcdf(tmp_path / "t2m.nc", engine="netcdf4")
+    files = era5land(shared_data)
+    clim = read_climate([tmp_path / "t2m.nc", files[1], files[2]])
+    ref = read_climate(files)
+    t, r = clim.variables["temperature"], ref.variables["temperature"]
+    assert clim.months == ref.months[:4]
+    np.testing.assert_allclose(t[:3], r[:3], atol=1e-4)
+    np.testing.assert_allclose(t[3], r[3] + 0.5, atol=1e-3)  # repacked as int16: its quantum
+
+
+@pytest.mark.parametrize("variable, factor, units, match", [
+    ("t2m", 1.0, "degC", "t2m .*temperature from .* deg C, outside -90..60"),        # K declared as deg C
+    ("tp", 1000.0, "m", "tp .*precipitation from .* mm per month, outside 0..5000"),  # mm declared as m
+])
+def test_units_that_do_not_match_the_values_are_refused(tmp_path, shared_data, variable, factor, units, match):
+    import xarray as xr
+    files = era5land(shared_data)
+    index = 0 if variable == "t2m" else 1
+    ds = xr.open_dataset(files[index])
+    ds[variable] = ds[variable] * factor
+    ds[variable].attrs["units"] = units
+    ds[variable].encoding = {}
+    ds.to_netcdf(tmp_path / "bad.nc", engine="netcdf4")
+    mixed = list(files)
+    mixed[index] = tmp_path / "bad.nc"
+    with pytest.raises(ValueError, match="CLIMATE: " + match):
+        read_climate(mixed)

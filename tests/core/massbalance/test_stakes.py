@@ -70,9 +70,9 @@ def test_balances_1000_times_off_their_unit_are_refused():
     from glacier_mapper_plugin.core.massbalance.stakes import observations_from_rows
     rows = [dict(POINT_ID=str(i), POINT_LAT=46.8, POINT_LON=10.8, POINT_ELEVATION=3000, FROM_DATE="20021001",
                  TO_DATE="20030930", POINT_BALANCE=-1500 + 10 * i, RGIId="G") for i in range(10)]
-    with pytest.raises(ValueError, match="Are they in mm\\? Set UNITS=mm"):
+    with pytest.raises(ValueError, match="look like mm w.e. .*set UNITS=mm"):
         observations_from_rows(rows, "m")
     assert len(observations_from_rows(rows, "mm")[0]) == 10
     small = [dict(r, POINT_BALANCE=-1.5 + 0.01 * i) for i, r in enumerate(rows)]
-    with pytest.raises(ValueError, match="are they in m\\? Set UNITS=m"):
+    with pytest.raises(ValueError, match="look like m w.e. .*set UNITS=m"):
         observations_from_rows(small, "mm")
