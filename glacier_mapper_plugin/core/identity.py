@@ -39,3 +39,12 @@ def fingerprint(geometry) -> str:
         return "none"
     from shapely import set_precision
     return hashlib.sha256(set_precision(geometry, 1e-8 if abs(geometry.bounds[0]) <= 360 else 1e-3).wkb).hexdigest()[:16]
+
+
+def file_key(path) -> list:
+    """What a cache keyed by a file must see change: its absolute path, size and modification
+    time (in ns); a file replaced at the same path is another file."""
+    import os
+    from pathlib import Path
+    st = os.stat(path)
+    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]

@@ -68,3 +68,27 @@ def rasterize_ids(inventory: Inventory, crs, transform, shape, all_touched=False
         return np.zeros(shape, np.int32)
     return features.rasterize(shapes, out_shape=shape, transform=transform, fill=0,
                               dtype="int32", all_touched=all_touched)
+
+
+def _lonlat_box(crs, bounds) -> str:
+    from rasterio.warp import transform_bounds
+    w, s, e, n = transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21)
+    return f"{w:.3f}..{e:.3f} E, {s:.3f}..{n:.3f} N"
+
+
+def require_overlap(inventory: Inventory, extents, parameter: str) -> None:
+    """Refuse, before any work, an inventory none of whose outlines lies on the rasters
+    (`extents`: [(crs, bounds)]): their results would be empty, not wrong-looking zeros."""
+    extents = list(extents)
+    if any(len(inventory.near(crs, bounds)) for crs, bounds in extents):
+        return
+    shown = [g for g in inventory.geometries if g is not None and not g.is_empty]
+    if not shown:
+        raise ValueError("INVENTORY has no outline")
+    from shapely.geometry import MultiPolygon
+    crs, bounds = extents[0]
+    more = f" (and {len(extents) - 1} more)" if len(extents) > 1 else ""
+    raise ValueError(f"INVENTORY and {parameter} do not overlap: none of the inventory's {len(shown)} outlines "
+                     f"lies on {parameter} ({parameter} covers {_lonlat_box(crs, bounds)}{more}; INVENTORY "
+                     f"{_lonlat_box(inventory.crs, MultiPolygon([p for g in shown for p in getattr(g, 'geoms', [g])]).bounds)}). "
+                     "Give the inventory of the region the rasters show, or rasters of the inventory's region")

@@ -89,6 +89,70 @@ CASES = {
 }
 
 
+def _moved_layer(region, t, name, dx=200_000.0, duplicate_first=False):
+    """The region's inventory moved `dx` metres east (or with its first outline twice), as a
+    GeoPackage written by the engine's interpreter (QGIS's process imports no shapely)."""
+    from tests.conftest import in_engine
+    path = t / f"{name}.gpkg"
+    in_engine("from shapely import affinity; from glacier_mapper_plugin.core.vector import read_layer, write_gpkg; "
+              f"l = read_layer({str(region.inventory)!r}, 'inventory'); "
+              f"l.geometries = [affinity.translate(g, {dx}, 0) for g in l.geometries]; "
+              + ("l.geometries.append(l.geometries[0]); l.records.append(dict(l.records[0], id='copy')); "
+                 if duplicate_first else "")
+              + f"write_gpkg({str(path)!r}, [l]); print('null')")
+    return f"{path}|layername={'inventory'}"
+
+
+def far_dem(region, path, dx=100_000.0):
+    """The region's DEM 100 km east of the glaciers."""
+    with rasterio.open(region.dem) as src:
+        data, profile = src.read(1), src.profile
+    profile["transform"] = profile["transform"] * rasterio.Affine.translation(dx / profile["transform"].a, 0)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+    return path
+
+
+def a_prediction(region, path):
+    """A probability raster as segment_glaciers writes it (one band, 'glacier probability')."""
+    with rasterio.open(region.truth_end) as src:
+        profile = dict(src.profile, count=1, dtype="float32", nodata=None)
+        data = (src.read(1) > 0).astype("float32")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+        dst.set_band_description(1, "glacier probability")
+    return path
+
+
+CASES.update({
+    "segment: MASK_LAYER 200 km away": ("segment_glaciers", lambda r, m, o, t: dict(
+        INPUT=r.imagery_end, DEM=r.dem, MODEL=m, MASK_LAYER=_moved_layer(r, t, "far"), OUTPUT_PROBABILITY=o / "p.tif",
+        OUTPUT_MASK=o / "m.tif"), "MASK_LAYER: none of its"),
+    "evaluate: INVENTORY 200 km from PREDICTION": ("evaluate_segmentation", lambda r, m, o, t: dict(
+        PREDICTION=a_prediction(r, t / "p.tif"), INVENTORY=_moved_layer(r, t, "far"), OUTPUT_TABLE=o / "t.gpkg",
+        OUTPUT=o / "j.gpkg"),
+        "INVENTORY and PREDICTION do not overlap"),
+    "area change: INVENTORY 200 km from START and END": ("area_change", lambda r, m, o, t: dict(
+        INVENTORY=_moved_layer(r, t, "far"), START=r.truth_start, END=r.truth_end, OUTPUT=o / "a.gpkg"),
+        "INVENTORY and START do not overlap"),
+    "area change: the same outline twice": ("area_change", lambda r, m, o, t: dict(
+        INVENTORY=_moved_layer(r, t, "twice", dx=0.0, duplicate_first=True), START=r.truth_start, END=r.truth_end,
+        OUTPUT=o / "a.gpkg"), "appear more than once"),
+    "acquire: DEM 100 km away": ("acquire_imagery", lambda r, m, o, t: dict(
+        INVENTORY=f"{r.inventory}|layername=inventory", DATE="2023-09-01", DEM=far_dem(r, t / "far_dem.tif"),
+        OUTPUT_FOLDER=o / "chips", OUTPUT=o / "t.gpkg"), "none of the glaciers"),
+    "acquire: DEM that does not exist": ("acquire_imagery", lambda r, m, o, t: dict(
+        INVENTORY=f"{r.inventory}|layername=inventory", DATE="2023-09-01", DEM=t / "no_such_dem.tif",
+        OUTPUT_FOLDER=o / "chips", OUTPUT=o / "t.gpkg"), "DEM: "),
+    "train: a probability raster as INPUT": ("train_model", lambda r, m, o, t: dict(
+        INPUT=a_prediction(r, t / "p.tif"), INVENTORY=f"{r.inventory}|layername=inventory",
+        OUTPUT_MODEL=o / "m.gmm"), "is a prediction of segment_glaciers"),
+    "train: PATCH_SIZE larger than every raster": ("train_model", lambda r, m, o, t: dict(
+        INPUT=r.imagery_start, INVENTORY=f"{r.inventory}|layername=inventory", DEM=r.dem, PATCH_SIZE=2048,
+        OUTPUT_MODEL=o / "m.gmm"), "PATCH_SIZE 2048 is larger than every INPUT raster"),
+})
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_refused_cleanly(case, region, untrained_model, tmp_path):
     algorithm, make, expected = CASES[case]

@@ -26,7 +26,7 @@ import rasterio
 from ..segmentation.evaluate import read_prediction
 from ..geodesy import ellipsoidal_area_km2
 from ..imagery.quality import masked_from_quality, quality_band
-from ..labels import Inventory, rasterize_ids
+from ..labels import Inventory, rasterize_ids, require_overlap
 from ..progress import Progress
 
 # Paul et al. (2020) size classes, km2.
@@ -234,6 +234,13 @@ def area_change(inventory: Inventory, start, end, start_quality=None, end_qualit
         raise ValueError("START_ENSEMBLE/END_ENSEMBLE take one raster per member covering the "
                          "region (a mosaic), so they go with one START and one END raster, not "
                          "with per-glacier chips: mosaic the chips first, or leave the ensembles out")
+
+    for label, rasters in (("START", start), ("END", end)):
+        extents = []
+        for r in rasters:
+            with rasterio.open(r) as src:
+                extents.append((src.crs, src.bounds))
+        require_overlap(inventory, extents, label)
 
     def measure(rasters, qualities, label, part=None):
         qualities = qualities or [None] * len(rasters)

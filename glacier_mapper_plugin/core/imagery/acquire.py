@@ -476,6 +476,13 @@ def acquire_glacier(gid, geom_lonlat, options: AcquireOptions, folder: Path, cat
             progress.warning(f"{gid}: {item_id}: {d.describe()}; assumed no offset")
             notes.append(f"{item_id}: offset unknown (no metadata, pixels undecided): assumed none")
     dem = read_dem(options, grid, geom_lonlat, sign)
+    dem_share = float(np.isfinite(dem[outline]).mean()) if outline.any() else 1.0
+    if options.dem and dem_share < 0.5:  # a chip whose DEM band is (mostly) empty is no chip
+        return GlacierResult(gid, "no DEM", candidates=len(candidates),
+                             detail=f"DEM {options.dem} has no value over {100 * (1 - dem_share):.0f} % of the "
+                                    "glacier: give a DEM that covers it")
+    if options.dem and dem_share < 1.0:
+        notes.append(f"DEM covers {100 * dem_share:.0f} % of the glacier")
     quality = np.where(np.isfinite(scl), scl, 0).astype(np.float32)
     stack = np.concatenate([bands, dem[None], quality[None]]).astype(np.float32)
     first = best.items[0]
@@ -559,6 +566,49 @@ def acquire_one(options: AcquireOptions, folder, gid, geom_lonlat, name, catalog
             return GlacierResult(gid, "error", detail=f"{type(err).__name__}: {err}")
 
 
+def check_collections(catalog, options: AcquireOptions) -> None:
+    """COLLECTION and a DEM collection that the API does not have are refused before any
+    glacier is searched (else every glacier says "no scene", or its DEM band stays empty)."""
+    if not hasattr(catalog, "get_collections"):  # a static catalog: its items tell
+        return
+    try:
+        have = {c.id for c in catalog.get_collections()}
+    except Exception:  # an API without /collections: the search will tell
+        return
+    if not have:
+        return
+    wanted = options.collections
+    if not set(wanted) & have:
+        raise ValueError(f"COLLECTION: {', '.join(wanted)} not in the catalog {options.stac_url} (it has "
+                         f"{', '.join(sorted(have)[:12])}{' ...' if len(have) > 12 else ''})")
+    if options.dem and options.dem.startswith("stac:") and options.dem_stac_url in (None, options.stac_url):
+        dem = options.dem[len("stac:"):]
+        if dem not in have:
+            raise ValueError(f"DEM: the collection {dem!r} is not in the catalog {options.stac_url} (it has "
+                             f"{', '.join(sorted(have)[:12])}{' ...' if len(have) > 12 else ''})")
+
+
+def check_dem(options: AcquireOptions, outlines_lonlat) -> None:
+    """A DEM file that does not exist, or lies nowhere under the glaciers, is refused before
+    any work (else every chip carries an empty DEM band)."""
+    if not options.dem or options.dem.startswith("stac:") or "://" in options.dem or not outlines_lonlat:
+        return
+    from rasterio.warp import transform_bounds
+    from shapely.geometry import box
+    if not Path(options.dem).is_file():
+        raise FileNotFoundError(f"DEM: {options.dem} does not exist")
+    with rasterio.open(options.dem) as src:
+        if src.crs is None:
+            raise ValueError(f"DEM: {options.dem} has no CRS: georeference it first")
+        w, s, e, n = transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
+    covered = box(w, s, e, n)
+    if not any(g.intersects(covered) for g in outlines_lonlat):
+        from shapely.geometry import MultiPolygon
+        iw, is_, ie, in_ = MultiPolygon([q for g in outlines_lonlat for q in getattr(g, "geoms", [g])]).bounds
+        raise ValueError(f"DEM: {options.dem} covers {w:.3f}..{e:.3f} E, {s:.3f}..{n:.3f} N, none of the "
+                         f"glaciers ({iw:.3f}..{ie:.3f} E, {is_:.3f}..{in_:.3f} N): give the DEM of their region")
+
+
 def acquire(glaciers, options: AcquireOptions, folder, progress: Progress | None = None,
             catalog=None, pool=None) -> list[GlacierResult]:
     """glaciers: [(id, shapely geometry, crs)]. One result per glacier, in input order.
@@ -572,14 +622,16 @@ def acquire(glaciers, options: AcquireOptions, folder, progress: Progress | None
         raise ValueError("COLLECTION: give at least one collection id, e.g. " + DEFAULT_COLLECTIONS)
     if options.selection not in SELECTIONS:
         raise ValueError(f"SELECTION must be one of {', '.join(SELECTIONS)}, not {options.selection!r}")
+    lonlat = [None if g is None or g.is_empty else to_lonlat(g, crs) for _, g, crs in glaciers]
+    check_dem(options, [g for g in lonlat if g is not None])
     try:
         catalog = catalog or open_catalog(options)
     except Exception as err:  # the API is down or not a STAC API
         raise ValueError(f"STAC_URL {options.stac_url}: cannot open the catalog ({err})") from None
+    check_collections(catalog, options)
     pool = pool or LocalPool(options.max_workers)
     sign = None if pool.remote else _signer(options)
     names = file_names([gid for gid, _, _ in glaciers])
-    lonlat = [None if g is None or g.is_empty else to_lonlat(g, crs) for _, g, crs in glaciers]
     here = () if pool.remote else (catalog, sign)  # workers open their own catalog
     items = [(gid, lonlat[i], names[i], *here) for i, (gid, _, _) in enumerate(glaciers)]
 

@@ -99,7 +99,9 @@ def _nearest(coord: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def climate_files(paths) -> list[Path]:
     """The NetCDF files behind CLIMATE: paths given, zips (as the CDS delivers several
-    variables) unpacked into a temporary folder that lives as long as the process."""
+    variables) unpacked once into the user's cache, keyed by the zip's path, size and time (a
+    zip replaced at its path is unpacked anew), built under a temporary name and moved into
+    place whole, so a failed unpacking leaves nothing that a rerun would take for done."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths:
         raise ValueError("CLIMATE: give at least one NetCDF file (or a zip of them)")
@@ -108,18 +110,40 @@ def climate_files(paths) -> list[Path]:
         if not p.is_file():
             raise FileNotFoundError(f"CLIMATE: {p} does not exist")
         if zipfile.is_zipfile(p):
-            folder = Path(tempfile.mkdtemp(prefix="glacier_mapper_climate_"))
-            with zipfile.ZipFile(p) as z:
-                members = [m for m in z.namelist() if m.lower().endswith((".nc", ".nc4")) and "/." not in m]
-                if not members:
-                    raise ValueError(f"CLIMATE: the zip {p} holds no NetCDF file")
-                for m in members:
-                    target = folder / Path(m).name
-                    target.write_bytes(z.read(m))
-                    out.append(target)
+            out += _unzipped(p)
         else:
             out.append(p)
     return out
+
+
+def _unzipped(path: Path) -> list[Path]:
+    import hashlib
+    import json
+    import shutil
+
+    from ..identity import file_key
+    from ..io import cache_dir
+    key = hashlib.sha256(json.dumps(file_key(path)).encode()).hexdigest()[:16]
+    root = cache_dir() / "climate"
+    folder = root / f"{path.stem}-{key}"
+    if not folder.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
+        try:
+            with zipfile.ZipFile(path) as z:
+                members = [m for m in z.namelist() if m.lower().endswith((".nc", ".nc4")) and "/." not in m]
+                if not members:
+                    raise ValueError(f"CLIMATE: the zip {path} holds no NetCDF file")
+                for m in members:
+                    (partial / Path(m).name).write_bytes(z.read(m))
+            try:
+                partial.rename(folder)
+            except OSError:  # another run unpacked it first
+                shutil.rmtree(partial, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    return sorted(folder.iterdir())
 
 
 def _open(path):

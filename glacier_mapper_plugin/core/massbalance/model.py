@@ -11,6 +11,8 @@ JSON document: nothing is ever unpickled.
 """
 from __future__ import annotations
 
+import hashlib
+
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -136,17 +138,33 @@ def observation_kind(obs) -> str:
     return "band" if str(obs.point_id).startswith("band:") else "point"
 
 
+SITES_PER_RECORD = 200  # DEM cells a glacier-wide or band record averages over, at most
+_ELEVATIONS: dict = {}
+
+
 def observation_sites(obs, glacier_sites=None, topography=None) -> list:
-    """The sites whose mean an observation measures ([] when it cannot be placed)."""
+    """The sites whose mean an observation measures ([] when it cannot be placed): the point,
+    or the DEM cells of the glacier (glacier-wide) or of the band, from all its cells, a
+    seeded random SITES_PER_RECORD of them where there are more. Sampling each record from its
+    own area (not the glacier's sample) keeps every band that has a cell, however narrow."""
     kind = observation_kind(obs)
     if kind == "point":
         slope, aspect = topography(obs.lon, obs.lat) if topography else (0.0, 0.0)
         return [Site(obs.lon, obs.lat, obs.elevation, slope, aspect)]
     cells = (glacier_sites or {}).get(obs.glacier) or []
+    index = np.arange(len(cells))
     if kind == "band":
+        key = (id(cells), len(cells))  # the same list for the whole training: elevations once
+        if key not in _ELEVATIONS:
+            _ELEVATIONS.clear()
+            _ELEVATIONS[key] = np.fromiter((s.elevation for s in cells), float, len(cells))
         _, low, high = str(obs.point_id).split(":")
-        return [s for s in cells if float(low) <= s.elevation < float(high)]
-    return cells
+        z = _ELEVATIONS[key]
+        index = index[(z >= float(low)) & (z < float(high))]
+    if len(index) > SITES_PER_RECORD:
+        seed = int(hashlib.sha256(f"{obs.glacier}|{obs.point_id}".encode()).hexdigest()[:8], 16)
+        index = np.sort(np.random.default_rng(seed).choice(index, SITES_PER_RECORD, replace=False))
+    return [cells[i] for i in index]
 
 
 def aggregated_objective(group: np.ndarray, weight: np.ndarray, target: np.ndarray):

@@ -20,9 +20,6 @@ class Topography:
         self.transform, self.crs = self._src.transform, self._src.crs
         self.shape = (self._src.height, self._src.width)
         self._dx, self._dy = abs(self.transform.a), abs(self.transform.e)
-        if self.crs.is_geographic:
-            lat0 = self.transform.f + self.transform.e * self.shape[0] / 2
-            self._dx, self._dy = self._dx * 111320.0 * np.cos(np.radians(lat0)), self._dy * 110574.0
         self._to_dem = Transformer.from_crs("EPSG:4326", self.crs, always_xy=True)
         self._to_lonlat = Transformer.from_crs(self.crs, "EPSG:4326", always_xy=True)
 
@@ -37,7 +34,8 @@ class Topography:
         dem = self._src.read(1, window=Window(C0, R0, C1 - C0, R1 - R0), masked=True)
         dem = dem.astype(np.float64).filled(np.nan)
         if min(dem.shape) >= 2:
-            gy, gx = np.gradient(dem, self._dy, self._dx)
+            dy, dx = self._spacing(R0, R1)
+            gy, gx = np.gradient(dem, axis=0) / dy, np.gradient(dem, axis=1) / dx
         else:  # a one-cell-wide DEM has no slope
             gy = gx = np.zeros_like(dem)
         gn = -gy  # rows grow southwards
@@ -45,6 +43,20 @@ class Topography:
         aspect = (np.degrees(np.arctan2(-gx, -gn)) + 360.0) % 360.0
         inner = (slice(r0 - R0, r1 - R0), slice(c0 - C0, c1 - C0))
         return dem[inner], slope[inner], aspect[inner]
+
+    def _spacing(self, r0: int, r1: int):
+        """(dy, dx) in metres of rows r0:r1, as columns: constant on a projected DEM; on a
+        geographic one the ellipsoid's metres per cell of each row's own latitude (a DEM
+        spanning degrees of latitude must not take its centre's for every row)."""
+        if not self.crs.is_geographic:
+            return self._dy, self._dx
+        from pyproj import Geod
+        lat = self.transform.f + self.transform.e * (np.arange(r0, r1) + 0.5)
+        geod = Geod(ellps="WGS84")
+        zero = np.zeros_like(lat)
+        dx = geod.inv(zero, lat, zero + self._dx, lat)[2]
+        dy = geod.inv(zero, lat - self._dy / 2, zero, lat + self._dy / 2)[2]
+        return dy[:, None], dx[:, None]
 
     def _rc(self, lon, lat):
         x, y = self._to_dem.transform(lon, lat)

@@ -118,7 +118,7 @@ def records_from_table(rows, units: str, glacier_of, place_of, glacier_field=Non
             d0, d1 = season_dates(year, period, hemi)
             point_id = "glacier-wide" if band is None else f"band:{band[0]:g}:{band[1]:g}"
             out.append(Observation(glacier, point_id, lat, lon, float("nan") if band is None else (band[0] + band[1]) / 2,
-                                   d0, d1, v * scale, period))
+                                   d0, d1, v * scale, period, {"row": n}))
             found = True
         for z in centres:  # the wide profile layout: annual balance per band centre
             v = _f(r.get(f"{z:g}") if f"{z:g}" in r else r.get(str(int(z))))
@@ -126,7 +126,7 @@ def records_from_table(rows, units: str, glacier_of, place_of, glacier_field=Non
                 continue
             d0, d1 = season_dates(year, "annual", hemi)
             out.append(Observation(glacier, f"band:{z - half:g}:{z + half:g}", lat, lon, z, d0, d1, v * scale,
-                                   "annual"))
+                                   "annual", {"row": n}))
             found = True
         if not found:
             problem("no balance value", n)

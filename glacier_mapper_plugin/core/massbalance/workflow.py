@@ -47,8 +47,13 @@ def train_mbm(observations, climate_path, dem_path, output_model, options: MBMOp
                          f"data ({climate.months[0]} to {climate.months[-1]}) and are left out")
     placed = [o for o in usable if observation_sites(o, glacier_sites, topo)]
     if len(placed) < len(usable):
-        progress.warning(f"{len(usable) - len(placed)} glacier-wide or band observations have no DEM cell "
-                         "(glacier not in INVENTORY, or no cell in the band) and are left out")
+        kept = {id(o) for o in placed}
+        lost = [o for o in usable if id(o) not in kept]
+        named = ", ".join(f"{o.glacier} {o.point_id.replace('band:', 'band ')} {o.year}"
+                          + (f" (row {o.extra['row']})" if "row" in o.extra else "") for o in lost[:20])
+        progress.warning(f"{len(lost)} glacier-wide or band observations have no DEM cell (glacier not in "
+                         f"INVENTORY, or no cell in the band) and are left out: {named}"
+                         + (" ..." if len(lost) > 20 else ""))
     usable = placed
     if not usable:
         raise ValueError("no observation period is covered by CLIMATE")
@@ -117,6 +122,7 @@ class PredictionInputs:
     variables: tuple = ()
     elevation: str | None = None   # the climate's elevation variable (a name, not a file)
     hemisphere: str = "auto"
+    files: tuple = ()              # file_key of every file: one replaced at its path is reread
 
     def open(self):
         """(booster, header, options, climate, topography), the last ones of this process."""
@@ -147,9 +153,11 @@ def predict_mbm(model_path, glaciers, climate_path, dem_path, start_year: int, e
     if end_year < start_year:
         raise ValueError(f"END_YEAR ({end_year}) is before START_YEAR ({start_year})")
     climate_paths = [climate_path] if isinstance(climate_path, (str, Path)) else list(climate_path)
+    from ..identity import file_key
     inputs = PredictionInputs(str(Path(model_path).resolve()), tuple(str(Path(c).resolve()) for c in climate_paths),
                               str(Path(dem_path).resolve()), tuple(sorted((climate_variables or {}).items())),
-                              climate_elevation or None, hemisphere_choice)
+                              climate_elevation or None, hemisphere_choice,
+                              tuple(tuple(file_key(f)) for f in (model_path, *climate_paths, dem_path)))
     _, header, _, climate, _ = inputs.open()
     hemis = {}
     for gid, geom, crs in glaciers:  # each glacier's own hydrological year

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from ..geodesy import ellipsoidal_area_km2
 from ..imagery.quality import masked_from_quality, quality_band
-from ..labels import Inventory, rasterize_ids
+from ..labels import Inventory, rasterize_ids, require_overlap
 from .metrics import add, confusion, scores
 from ..progress import Progress
 
@@ -161,6 +161,7 @@ def evaluate(prediction, inventory: Inventory, quality_raster=None, quality="aut
             raise ValueError("PREDICTION must be in a metric CRS (the one segment_glaciers wrote)")
         if src.count != 1:
             prediction_kind(src, np.zeros(1), np.ones(1, bool))  # the error that names the bands
+        require_overlap(inventory, [(src.crs, src.bounds)], "PREDICTION")
         kind = _range_of(src)
         crs, transform, shape = src.crs, src.transform, (src.height, src.width)
     if quality_raster:

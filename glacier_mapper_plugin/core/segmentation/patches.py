@@ -25,7 +25,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from ..imagery.bands import band_readers
-from ..identity import fingerprint
+from ..identity import file_key, fingerprint
 from ..io import cache_dir
 from ..imagery.quality import masked_from_quality, quality_band
 from ..labels import Inventory, rasterize_ids
@@ -202,16 +202,11 @@ def _home_rasters(rasters, inventory: Inventory) -> np.ndarray:
     return home
 
 
-def _file_key(path):
-    st = os.stat(path)
-    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
-
-
 def cache_key(rasters, inventory: Inventory, bands, patch_size, dem_path, mapping, quality,
               glaciers) -> str:
     """What the patches depend on: the files (path, size, time), the outlines, the settings."""
-    cfg = dict(version=CACHE_VERSION, rasters=[_file_key(r) for r in rasters],
-               dem=_file_key(dem_path) if dem_path else None, bands=list(bands),
+    cfg = dict(version=CACHE_VERSION, rasters=[file_key(r) for r in rasters],
+               dem=file_key(dem_path) if dem_path else None, bands=list(bands),
                patch_size=patch_size, mapping=mapping, quality=quality,
                glaciers=None if glaciers is None else sorted(int(g) for g in glaciers),
                inventory=hashlib.sha256(json.dumps(

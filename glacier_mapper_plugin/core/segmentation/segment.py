@@ -639,10 +639,10 @@ def _block_key(input_path, model_path, dem_path, opts: SegmentOptions) -> str:
     parts = [opts.tile_size, opts.overlap, opts.threshold, opts.device, opts.precision,
              opts.probability_dtype, sorted((opts.bands or {}).items()), opts.mask_buffer_m,
              [g.wkb_hex for g in opts.mask_geometries if g is not None]]
+    from ..identity import file_key
     for path in (input_path, model_path, dem_path):
         if path:
-            st = Path(path).stat()
-            parts += [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+            parts += file_key(path)
     return hashlib.sha256(_json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 

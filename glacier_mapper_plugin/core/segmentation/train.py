@@ -211,8 +211,12 @@ def _memory_format(device: str):
 def _config_hash(rasters, inventory, bands, opts: TrainOptions) -> str:
     cfg = {k: v for k, v in asdict(opts).items()
            if k not in ("epochs", "device", "workers", "patch_cache", "keep_patches")}
-    cfg.update(rasters=[str(Path(r).resolve()) for r in rasters], bands=bands,
-               glaciers=[str(i) for i in inventory.ids])
+    from ..identity import file_key, fingerprint
+    # Files by path, size and time, outlines by content: a stopped training never resumes
+    # onto an input replaced at the same path (or an inventory edited under the same ids).
+    cfg.update(rasters=[file_key(r) for r in rasters], bands=bands,
+               glaciers=[str(i) for i in inventory.ids],
+               outlines=hashlib.sha256("".join(fingerprint(g) for g in inventory.geometries).encode()).hexdigest())
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -68,6 +68,16 @@ def inventory(p, key="INVENTORY", id_key="ID_FIELD", progress=None):
     if repaired and progress is not None:
         progress.warning(f"{key}: {len(repaired)} invalid outline(s) repaired (make_valid): "
                          + ", ".join(repaired[:20]) + (" ..." if len(repaired) > 20 else ""))
+    from ...core.identity import fingerprint
+    seen: dict = {}
+    for i, g in zip(ids, geometries):
+        if g is not None and not g.is_empty:
+            seen.setdefault(fingerprint(g), []).append(str(i))
+    twins = [group for group in seen.values() if len(group) > 1]
+    if twins:  # the copy would take every pixel and the original get nothing
+        raise ValueError(f"{key}: {len(twins)} outline(s) appear more than once ("
+                         + "; ".join(" = ".join(g) for g in twins[:10]) + (" ..." if len(twins) > 10 else "")
+                         + "): the same glacier twice; remove the copies")
     empty = [str(i) for i, g in zip(ids, geometries) if g is None or g.is_empty]
     if empty and progress is not None:
         progress.warning(f"{key}: {len(empty)} feature(s) without an outline (kept in the tables): "

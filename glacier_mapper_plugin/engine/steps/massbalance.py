@@ -61,7 +61,6 @@ def train_mass_balance(p, progress: Progress):
 
 
 GLACIER_COLUMNS = ("RGI_ID", "RGIId", "RGI60_ID", "WGMS_ID", "GLACIER_ID", "NAME")
-SITES_PER_GLACIER = 200  # DEM cells sampled per glacier for glacier-wide/band records
 
 
 def _glacier_records(p, rows, units, hemi_choice, progress):
@@ -107,7 +106,7 @@ def _glacier_records(p, rows, units, hemi_choice, progress):
     topo = Topography(p["DEM"])
     sites = {}
     for g in sorted({o.glacier for o in obs}):
-        sites[g] = topo.cells(ids[g][0], ids[g][1], max_sites=SITES_PER_GLACIER, seed=0)[0]
+        sites[g] = topo.cells(ids[g][0], ids[g][1])[0]  # all: each record samples its own area
         if not sites[g]:
             progress.warning(f"{g}: no DEM cell inside the outline; its records are left out")
     return obs, sum(len(v) for v in problems.values()), sites

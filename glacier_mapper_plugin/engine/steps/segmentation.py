@@ -23,7 +23,27 @@ def training_inputs(p, progress=None):
         quality=str(p.get("QUALITY") or "none"), bands=bands, mapping=mapping,
         encoder_weights=str(p.get("ENCODER_WEIGHTS") or "none"),
         patch_cache=p.get("PATCH_CACHE") or None, keep_patches=bool(p.get("KEEP_PATCHES", False)))
-    return paths(p, "INPUT"), inv, layer, (p.get("DEM") or None), options
+    rasters = paths(p, "INPUT")
+    _check_training_rasters(rasters, options.patch_size)
+    return rasters, inv, layer, (p.get("DEM") or None), options
+
+
+def _check_training_rasters(rasters, patch_size: int) -> None:
+    """Before any patch is cut: imagery, not predictions, and patches that fit the rasters."""
+    import rasterio
+    sides = []
+    for r in rasters:
+        with rasterio.open(r) as src:
+            names = " ".join(d or "" for d in src.descriptions).lower()
+            if "glacier probability" in names or "glacier mask" in names:
+                raise ValueError(f"INPUT: {r} is a prediction of segment_glaciers, not imagery: give the "
+                                 "Sentinel-2 chips or scenes the inventory was drawn on")
+            sides.append(min(src.height, src.width))
+    if sides and patch_size > max(sides):
+        fit = max(32, max(sides) // 32 * 32)
+        raise ValueError(f"PATCH_SIZE {patch_size} is larger than every INPUT raster (the largest is "
+                         f"{max(sides)} pixels on its short side): patches would be mostly padding; "
+                         f"choose PATCH_SIZE {fit} or less")
 
 
 @step("train_model")
@@ -80,9 +100,17 @@ def segment_glaciers(p, progress: Progress):
         from ...core.labels import Inventory
         lyr = read_source(p, "MASK_LAYER")
         with rasterio.open(p["INPUT"]) as src:
-            crs = src.crs.to_wkt()
-        geoms = [g for g in lyr.geometries or [] if g is not None]
+            crs, bounds = src.crs.to_wkt(), src.bounds
+        geoms = [g for g in lyr.geometries or [] if g is not None and not g.is_empty]
+        if not geoms:
+            raise ValueError("MASK_LAYER has no outline: give the inventory of the region, or no MASK_LAYER")
         mask_geoms = Inventory(list(range(len(geoms))), geoms, lyr.crs).to_crs(crs).geometries
+        from shapely.geometry import box
+        reach = box(*bounds).buffer(float(p.get("MASK_BUFFER", 500.0)))
+        if not any(g.intersects(reach) for g in mask_geoms):
+            raise ValueError(f"MASK_LAYER: none of its {len(geoms)} outlines lies within MASK_BUFFER "
+                             f"({float(p.get('MASK_BUFFER', 500.0)):g} m) of INPUT, so every pixel would be "
+                             "no data: give the outlines of the region INPUT shows, or no MASK_LAYER")
     threshold = p.get("THRESHOLD")
     options = SegmentOptions(
         tile_size=int(p.get("TILE_SIZE", 512)), overlap=int(p.get("OVERLAP", 64)),

@@ -278,8 +278,12 @@ def test_a_dem_or_a_scene_is_not_a_prediction(tmp_path, region):
     dem = write(tmp_path / "dem.tif", np.full((40, 40), 2800.5, np.float32), "2015-08-28")
     with pytest.raises(ValueError, match="START: values from 2800.5 to 2800.5 are not a probability"):
         area_change(inv, [dem], [dem])
+    from glacier_mapper_plugin.core.vector import read_layer
+    on_scene = Inventory.from_layer(read_layer(region.inventory, "inventory"))
     with pytest.raises(ValueError, match="START has 6 bands"):
-        area_change(inv, [str(region.imagery_start)], [str(region.imagery_end)])
+        area_change(on_scene, [str(region.imagery_start)], [str(region.imagery_end)])
+    with pytest.raises(ValueError, match="INVENTORY and START do not overlap: .*START covers 10.7"):
+        area_change(inv, [str(region.imagery_start)], [str(region.imagery_end)])  # squares lie elsewhere
     dn = write(tmp_path / "dn.tif", np.full((40, 40), 4000, np.uint16), "2015-08-28")
     with pytest.raises(ValueError, match="END: integer values from 4000 to 4000 are neither"):
         area_change(inv, [write(tmp_path / "ok.tif", np.ones((40, 40), np.uint8), "2015-08-28")], [dn])

@@ -537,3 +537,28 @@ def test_dark_water_through_the_command_line(dark_archives, tmp_path):
     for f in files:
         pixel_err, bias, _ = decoding_error(f, dark_archives["truth"])
         assert pixel_err <= 0.005 and bias <= 0.005
+
+
+def test_unknown_collections_are_refused_before_any_search(archive, tmp_path):
+    with pytest.raises(ValueError, match=r"COLLECTION: sentinel-2-l1c not in the catalog .* \(it has .*sentinel-2-l2a"):
+        acquire(_glaciers(archive["inventory"]), _options(archive, collection="sentinel-2-l1c"), tmp_path / "a")
+    with pytest.raises(ValueError, match="DEM: the collection 'cop-dem-glo-90' is not in the catalog"):
+        acquire(_glaciers(archive["inventory"]), _options(archive, dem="stac:cop-dem-glo-90"), tmp_path / "b")
+    assert not list((tmp_path / "a").glob("*.tif")) and not list((tmp_path / "b").glob("*.tif"))
+
+
+def test_a_dem_that_misses_some_glaciers_leaves_them_without_a_chip(archive, tmp_path):
+    """A DEM that covers only the first glacier: the others get 'no DEM', not a chip whose
+    DEM band is empty and a row that says ok."""
+    inv = archive["inventory"]
+    with rasterio.open(archive["region"].dem) as src:
+        data, profile = src.read(1), src.profile
+        first = inv.to_crs(src.crs.to_wkt()).geometries[0]
+        keep = rasterio.features.geometry_mask([first.buffer(50)], data.shape, src.transform, invert=True)
+    data = np.where(keep, data, np.nan).astype("float32")
+    path = tmp_path / "dem_first.tif"
+    with rasterio.open(path, "w", **dict(profile, dtype="float32", nodata=np.nan)) as dst:
+        dst.write(data, 1)
+    res = acquire(_glaciers(inv), _options(archive, dem=str(path)), tmp_path / "chips")
+    assert res[0].status == "ok" and [r.status for r in res[1:]] == ["no DEM"] * (len(res) - 1)
+    assert all("has no value over" in r.detail for r in res[1:])

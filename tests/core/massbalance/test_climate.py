@@ -180,3 +180,31 @@ def test_units_that_do_not_match_the_values_are_refused(tmp_path, shared_data, v
     mixed[index] = tmp_path / "bad.nc"
     with pytest.raises(ValueError, match="CLIMATE: " + match):
         read_climate(mixed)
+
+
+def test_a_zip_replaced_at_its_path_is_unpacked_anew(tmp_path, monkeypatch):
+    """CDS zips unpack into the user's cache keyed by the zip's path, size and time; a new
+    download at the same path gives its own values, and nothing partial is left behind."""
+    import os
+    monkeypatch.setenv("GLACIER_MAPPER_CACHE", str(tmp_path / "cache"))
+    months = [(2019, m) for m in range(1, 13)]
+    rng = np.random.default_rng(2)
+    z_geo = 9.80665 * np.full((1, 4, 5), 2500.0)
+    _cds_netcdf4(tmp_path / "geo.nc", "z", z_geo, [(2019, 1)], "m**2 s**-2", 0.1, 24000.0)
+    zipped = tmp_path / "era5land_monthly.zip"
+    temps = []
+    for k in range(2):
+        t2m = 265 + 10 * rng.random((len(months), 4, 5))
+        tp = 0.004 * rng.random((len(months), 4, 5))
+        _cds_netcdf4(tmp_path / "t2m.nc", "t2m", t2m, months, "K", 0.0005, 270.0)
+        _cds_netcdf4(tmp_path / "tp.nc", "tp", tp, months, "m", 1.5e-7, 0.0045)
+        with zipfile.ZipFile(zipped, "w") as z:
+            z.write(tmp_path / "t2m.nc", "data_stream-moda_stepType-avgua.nc")
+            z.write(tmp_path / "tp.nc", "data_stream-moda_stepType-avgad.nc")
+        os.utime(zipped, ns=(10 ** 18 + k, 10 ** 18 + k))  # two downloads, two times
+        clim = read_climate([zipped, tmp_path / "geo.nc"])
+        np.testing.assert_allclose(clim.variables["temperature"][:, 2, 3], t2m[:, 2, 3] - 273.15, atol=0.001)
+        temps.append(clim.variables["temperature"][0, 2, 3])
+    assert temps[0] != temps[1]
+    cached = sorted(p.name for p in (tmp_path / "cache" / "climate").iterdir())
+    assert len(cached) == 2 and not [n for n in cached if n.startswith(".")]

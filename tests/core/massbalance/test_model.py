@@ -231,3 +231,38 @@ def test_glacier_cells_by_window_equal_the_whole_dem(region):
         assert [s.elevation for s in sites] == dem[rows, cols].tolist()
         np.testing.assert_allclose([s.slope for s in sites], slope[rows, cols], rtol=1e-12)
         np.testing.assert_allclose([s.aspect for s in sites], aspect[rows, cols], rtol=1e-12)
+
+
+def test_every_band_with_a_dem_cell_keeps_its_record(shared_data):
+    """Hintereisferner's 50 m band balances (profile_WGMS-00491.csv, shared/data/oggm_hef):
+    each record averages over cells of its own band, so a narrow band near the top keeps its
+    record; a sample of 200 cells for the whole glacier (as before) loses some bands."""
+    import csv
+
+    from glacier_mapper_plugin.core.massbalance.model import SITES_PER_RECORD, observation_sites
+    from glacier_mapper_plugin.core.massbalance.topography import Topography
+    from glacier_mapper_plugin.core.massbalance.wgms import records_from_table
+    from glacier_mapper_plugin.core.vector import read_layer
+    folder = shared_data / "oggm_hef"
+    layer = read_layer(folder / "Hintereisferner_RGI6.shp")
+    with open(folder / "profile_WGMS-00491.csv", newline="") as f:
+        reader = csv.reader(f)
+        centres = next(reader)[1:]
+        rows = [dict(YEAR=line[0], RGI_ID="HEF", LOWER_BOUND=float(z) - 25, UPPER_BOUND=float(z) + 25,
+                     ANNUAL_BALANCE=v) for line in reader if int(line[0]) == 2003
+                for z, v in zip(centres, line[1:]) if v]
+    rows.append(dict(YEAR="2003", RGI_ID="HEF", LOWER_BOUND=9999, UPPER_BOUND=9999, ANNUAL_BALANCE="-1800"))
+    obs, _ = records_from_table(rows, "mm", lambda r: r["RGI_ID"], lambda g: (10.76, 46.8, "north"))
+    whole = obs.pop()  # the glacier-wide record
+    topo = Topography(folder / "hef_srtm.tif")
+    cells = topo.cells(layer.geometries[0], layer.crs)[0]
+    sampled = topo.cells(layer.geometries[0], layer.crs, max_sites=200, seed=0)[0]
+    z = np.array([c.elevation for c in cells])
+    with_cells = [o for o in obs if ((z >= o.elevation - 25) & (z < o.elevation + 25)).any()]
+    placed = [o for o in obs if observation_sites(o, {"HEF": cells})]
+    assert placed == with_cells and len(placed) >= 20
+    assert len([o for o in obs if observation_sites(o, {"HEF": sampled})]) < len(placed)  # the old way
+    assert max(len(observation_sites(o, {"HEF": cells})) for o in obs) <= SITES_PER_RECORD < len(cells)
+    assert len(observation_sites(whole, {"HEF": cells})) == SITES_PER_RECORD
+    again = [observation_sites(o, {"HEF": cells}) for o in obs]
+    assert again == [observation_sites(o, {"HEF": cells}) for o in obs]  # seeded: the same every call

@@ -226,3 +226,21 @@ def test_an_ensemble_differs_by_seed_only(small_region, tmp_path):
     assert again[1]["best_epoch"] == members[1]["best_epoch"]
     with pytest.raises(ValueError, match="MEMBERS"):
         train_ensemble([small_region.imagery_start], inv, tmp_path / "x.gmm", small_region.dem, opts, 0)
+
+
+def test_resume_key_changes_when_a_raster_is_replaced_at_its_path(tmp_path):
+    """A stopped training never resumes onto another file that took its input's path."""
+    import os
+
+    from glacier_mapper_plugin.core.segmentation.train import TrainOptions, _config_hash
+    from shapely.geometry import box
+    raster = tmp_path / "chip.tif"
+    raster.write_bytes(b"first")
+    inv = Inventory(["G1"], [box(0, 0, 1, 1)], "EPSG:32632")
+    before = _config_hash([raster], inv, ["B2"], TrainOptions())
+    assert _config_hash([raster], inv, ["B2"], TrainOptions()) == before
+    raster.write_bytes(b"second, longer")
+    os.utime(raster, ns=(10 ** 18, 10 ** 18))
+    assert _config_hash([raster], inv, ["B2"], TrainOptions()) != before
+    moved = Inventory(["G1"], [box(0, 0, 2, 1)], "EPSG:32632")  # the same id, another outline
+    assert _config_hash([raster], moved, ["B2"], TrainOptions()) != _config_hash([raster], inv, ["B2"], TrainOptions())
