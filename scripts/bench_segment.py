@@ -37,6 +37,7 @@ from glacier_mapper_plugin.core.io import GTIFF_PROFILE  # noqa: E402
 from glacier_mapper_plugin.core.segmentation.model_file import new_model  # noqa: E402
 from glacier_mapper_plugin.core.segmentation.segment import (Network, SegmentOptions, cpu_streams,  # noqa: E402
                                                 pick_device, pick_precision, segment, tile_origins,
+                                                aligned_stride, effective_tile,
                                                 torch_threads)
 from glacier_mapper_plugin.core.imagery.synthetic import make_region  # noqa: E402
 
@@ -72,7 +73,8 @@ def make_big_raster(path: Path, size: int, seed: int = 0) -> Path:
 
 
 def count_tiles(size, tile, overlap):
-    return len(tile_origins(size, tile, tile - overlap)) ** 2
+    tile = effective_tile(tile, size, size)
+    return len(tile_origins(size, tile, aligned_stride(tile, overlap))) ** 2
 
 
 def cpu_seconds() -> float:
@@ -347,7 +349,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--tile", type=int, default=512)
-    p.add_argument("--overlap", type=int, default=64)
+    p.add_argument("--overlap", type=int, default=128)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--encoder", default="resnet34")
     p.add_argument("--precision", default="auto")

@@ -123,8 +123,8 @@ def main():
         folder = OUT / f"segmented_{year}"
         folder.mkdir(exist_ok=True)
         for chip in chips:
-            res = run("segment_glaciers", quiet=True, INPUT=chip, MODEL=model, TILE_SIZE=256,
-                      OVERLAP=64, OUTPUT_PROBABILITY=folder / f"{Path(chip).stem}_probability.tif",
+            res = run("segment_glaciers", quiet=True, INPUT=chip, MODEL=model,
+                      OUTPUT_PROBABILITY=folder / f"{Path(chip).stem}_probability.tif",
                       OUTPUT_MASK=folder / f"{Path(chip).stem}_mask.tif",
                       OUTPUT_POLYGONS=folder / f"{Path(chip).stem}_glaciers.gpkg")
             probs[year].append(res["OUTPUT_PROBABILITY"])

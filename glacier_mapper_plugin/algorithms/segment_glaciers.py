@@ -41,7 +41,9 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         "DEVICE": "auto uses CUDA when torch sees a GPU, else the CPU.",
         "PRECISION": "auto: bf16 (or fp16) on CUDA, bf16 on CPUs with bf16 support, else fp32.",
         "TILE_SIZE": "Tile side in pixels (multiple of 32). Memory grows with it.",
-        "OVERLAP": "Pixels shared by neighbouring tiles, blended with smooth weights.",
+        "OVERLAP": "Pixels shared by neighbouring tiles (at most half the tile size): the outer half "
+                   "of each overlap is ignored, so every pixel comes from a tile that sees enough "
+                   "context around it and the tile size does not change the map.",
         "BATCH_SIZE": "Tiles in the network at once (memory grows with it). On a multi-core CPU they are "
                       "shared by two parallel inference streams; on CUDA they form one forward pass.",
         "THRESHOLD": "Probability above which a pixel is glacier; empty: the model's own.",
@@ -67,7 +69,7 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(string_enum("DEVICE", "Device", DEVICES))
         self.addParameter(string_enum("PRECISION", "Precision", PRECISIONS))
         self.addParameter(QgsProcessingParameterNumber("TILE_SIZE", "Tile size (px)", defaultValue=512, minValue=32, maxValue=4096))
-        self.addParameter(QgsProcessingParameterNumber("OVERLAP", "Overlap (px)", defaultValue=64, minValue=0, maxValue=2047))
+        self.addParameter(QgsProcessingParameterNumber("OVERLAP", "Overlap (px)", defaultValue=128, minValue=0, maxValue=2048))
         self.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", defaultValue=4, minValue=1, maxValue=512))
         self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold", QgsProcessingParameterNumber.Double, None, True, 0.0, 1.0))
         self.addParameter(QgsProcessingParameterString("BANDS", "Band mapping", optional=True))
