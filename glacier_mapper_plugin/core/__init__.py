@@ -2,6 +2,6 @@
 rasterio, never qgis, `engine` or `algorithms`.
 
 One way down: change -> segmentation -> imagery -> common, and massbalance -> common.
-The common floor (the modules here: io, vector, labels, geodesy, identity, progress,
-cluster) imports none of the domains; tests/test_architecture.py holds every arrow to it.
+The common floor (the modules here: io, vector, labels, geodesy, identity, inventories,
+progress, cluster) imports none of the domains; tests/test_architecture.py holds every arrow to it.
 """

@@ -26,6 +26,7 @@ import rasterio
 from ..segmentation.evaluate import read_prediction
 from ..geodesy import ellipsoidal_area_km2
 from ..imagery.quality import masked_from_quality, quality_band
+from ..inventories import decimal_year
 from ..labels import Inventory, rasterize_ids, require_overlap
 from ..progress import Progress
 
@@ -117,11 +118,6 @@ class AreaChange:
     size_classes: list[dict]
     options: AreaChangeOptions
     filter_counts: dict = field(default_factory=dict)
-
-
-def decimal_year(date: dt.date) -> float:
-    start = dt.date(date.year, 1, 1)
-    return date.year + (date - start).days / (dt.date(date.year + 1, 1, 1) - start).days
 
 
 def raster_year(src) -> float | None:

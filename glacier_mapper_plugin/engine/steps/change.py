@@ -1,8 +1,6 @@
 """Area-change steps."""
 from __future__ import annotations
 
-import datetime as dt
-
 from ...core.progress import Progress
 from .common import inventory, number, paths, pool_of, require, step, write_joined, write_table
 
@@ -15,26 +13,29 @@ AREA_TYPES = {"area_inventory_km2": float, "area_start_km2": float, "area_end_km
               "kept": bool, "filter_reason": str, "chip_start": str, "chip_end": str}
 
 
-def year_of(value):
-    """Decimal year of a date-like attribute (date, 'YYYY-MM-DD', 2015, '2015')."""
-    from ...core.change.area_change import decimal_year
-    if value is None:
-        return float("nan")
-    if isinstance(value, dt.datetime):
-        value = value.date()
-    if isinstance(value, dt.date):
-        return decimal_year(value)
-    text = str(value).strip().replace("/", "-")
-    try:
-        return decimal_year(dt.date.fromisoformat(text[:10]))
-    except ValueError:
-        pass
-    try:
-        year = float(text)
-    except ValueError:
-        return float("nan")
-    # RGI writes unknown dates as -9999999 (or 99999999): never a year.
-    return year if 1900 <= year <= 2200 else float("nan")
+def inventory_years(p, layer, progress):
+    """Decimal years of the inventory's dates: DATE_FIELD, or the published date column (RGI 7
+    src_date, RGI 6 BgnDate, GLIMS anlys_time) when it is empty; partial dates are read as
+    what they are and the log says how many and how."""
+    from ...core.inventories import DATE_COLUMNS, find_column, inventory_date
+    names = list(layer.records[0]) if layer.records else []
+    field = p.get("DATE_FIELD") or None
+    if field and field not in names:
+        raise ValueError(f"DATE_FIELD: INVENTORY has no field {field!r} (fields: {', '.join(names)})")
+    if not field:
+        found = find_column(names, DATE_COLUMNS)
+        if not found:
+            return None
+        field = found[0]
+        progress.info(f"INVENTORY: dates from its column {field} ({found[1]}); set DATE_FIELD to use another")
+    read = [inventory_date(r.get(field)) for r in layer.records]
+    notes: dict = {}
+    for _, how in read:
+        if how != "date":
+            notes[how] = notes.get(how, 0) + 1
+    for how, n in sorted(notes.items()):
+        progress.info(f"DATE_FIELD {field}: {n} of {len(read)} dates: {how}")
+    return [year for year, _ in read]
 
 
 @step("area_change")
@@ -43,8 +44,7 @@ def area_change(p, progress: Progress):
     from ...core.change.report import write_report
     require(p, "START", "END")
     inv, layer = inventory(p, progress=progress)
-    date_field = p.get("DATE_FIELD") or None
-    years = [year_of(r.get(date_field)) for r in inv.records] if date_field else None
+    years = inventory_years(p, layer, progress)
     options = AreaChangeOptions(
         min_recall=float(p.get("MIN_RECALL", 0.75)), max_masked=float(p.get("MAX_MASKED", 0.2)),
         trim_percent=float(p.get("TRIM_PERCENT", 5.0)), min_snr=float(p.get("MIN_SNR", 0.0)),

@@ -51,6 +51,8 @@ def inventory(p, key="INVENTORY", id_key="ID_FIELD", progress=None):
     names = list(lyr.records[0])
     if id_field and id_field not in names:
         raise ValueError(f"{id_key}: {key} has no field {id_field!r} (fields: {', '.join(names)})")
+    if not id_field:
+        id_field = _published_id(lyr.records, names, key, id_key, progress)
     ids = [r[id_field] for r in lyr.records] if id_field else list(range(1, len(lyr.records) + 1))
     from shapely import make_valid
     from shapely.geometry import MultiPolygon
@@ -84,6 +86,27 @@ def inventory(p, key="INVENTORY", id_key="ID_FIELD", progress=None):
                          + ", ".join(empty[:20]) + (" ..." if len(empty) > 20 else ""))
     lyr.geometries = geometries
     return Inventory(ids, geometries, lyr.crs, lyr.records), lyr
+
+
+def _published_id(records, names, key, id_key, progress):
+    """The id column of a published inventory (RGI 7 rgi_id, RGI 6 RGIId, GLIMS glac_id, ...)
+    when ID_FIELD is empty, if its values are unique; None (feature numbers) otherwise."""
+    from ...core.inventories import ID_COLUMNS, find_column
+    found = find_column(names, ID_COLUMNS)
+    if found:
+        column, source = found
+        values = [r.get(column) for r in records]
+        if None not in values and "" not in values and len(set(map(str, values))) == len(values):
+            if progress is not None:
+                progress.info(f"{key}: glacier ids from its column {column} ({source}); set {id_key} to use another")
+            return column
+        if progress is not None:
+            progress.warning(f"{key}: its column {column} ({source}) has empty or repeated values, so it cannot "
+                             "name the glaciers")
+    if progress is not None:
+        progress.warning(f"{key}: no id column ({', '.join(c for c, _ in ID_COLUMNS[:3])}, ...): glaciers are "
+                         f"numbered 1..{len(records)} in feature order; set {id_key} to link results to outlines")
+    return None
 
 
 def column_types(rows, types=None) -> dict:

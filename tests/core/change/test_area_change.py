@@ -6,7 +6,8 @@ from hypothesis import given, settings, strategies as st
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-from glacier_mapper_plugin.core.change.area_change import (AreaChangeOptions, area_change, decimal_year,
+from glacier_mapper_plugin.core.inventories import decimal_year
+from glacier_mapper_plugin.core.change.area_change import (AreaChangeOptions, area_change,
                                                     size_class_table)
 from glacier_mapper_plugin.core.geodesy import ellipsoidal_area_km2
 from glacier_mapper_plugin.core.labels import Inventory

@@ -1,12 +1,65 @@
+"""The area-change step through `glacier-mapper`, from another working folder."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+import rasterio
 
-from glacier_mapper_plugin.engine.steps.change import year_of
+EXE = Path(sys.executable).parent / "glacier-mapper"
 
 
-def test_unknown_rgi_dates_are_not_years():
-    assert np.isnan(year_of(-9999999)) and np.isnan(year_of("-9999999")) and np.isnan(year_of(99999999))
-    assert year_of("2015-08-28") == pytest.approx(2015.65, abs=0.01) and year_of(2003) == 2003
+def _hef_predictions(outline_path, folder):
+    """Predictions over Hintereisferner on a 10 m UTM 32N grid: the start without a date tag
+    (its year must come from the inventory), the end (2023) two pixels smaller all round."""
+    from rasterio import features
+    from rasterio.transform import from_origin
+    from scipy import ndimage
+
+    from glacier_mapper_plugin.core.labels import Inventory
+    from glacier_mapper_plugin.core.vector import read_layer
+    layer = read_layer(outline_path)
+    geom = Inventory([1], layer.geometries, layer.crs).to_crs("EPSG:32632").geometries[0]
+    x0, y0, x1, y1 = geom.bounds
+    transform = from_origin(x0 // 10 * 10 - 200, y1 // 10 * 10 + 200, 10, 10)
+    shape = (int((y1 - y0) // 10) + 42, int((x1 - x0) // 10) + 42)
+    start = features.rasterize([(geom, 1)], out_shape=shape, transform=transform, dtype="uint8")
+    end = ndimage.binary_erosion(start, iterations=2).astype("uint8")
+    paths = []
+    for name, arr, date in (("start.tif", start, None), ("end.tif", end, "2023-08-28")):
+        with rasterio.open(folder / name, "w", driver="GTiff", width=shape[1], height=shape[0], count=1,
+                           dtype="uint8", crs="EPSG:32632", transform=transform) as dst:
+            dst.write(arr, 1)
+            dst.set_band_description(1, "glacier mask")
+            if date:
+                dst.update_tags(DATE=date)
+        paths.append(folder / name)
+    return paths
+
+
+def test_rgi7_and_rgi6_need_no_id_or_date_field(shared_data, tmp_path):
+    """Hintereisferner as RGI 7.0 (3D polygon, rgi_id, src_date as an ISO datetime) and as
+    RGI 6.0 (RGIId, BgnDate 20030799) with ID_FIELD and DATE_FIELD left empty: each table row
+    carries the inventory's own id, the start year comes from the inventory's date (the day
+    unknown in RGI 6: the middle of July), and the areas and rates agree."""
+    from glacier_mapper_plugin.core.vector import read_layer
+    folder = shared_data / "oggm_hef"
+    start, end = _hef_predictions(folder / "Hintereisferner_RGI6.shp", tmp_path)
+    rows = {}
+    for name, outline in (("rgi7", "rgi7g_hef.shp"), ("rgi6", "Hintereisferner_RGI6.shp")):
+        out = subprocess.run([str(EXE), "area-change", "--inventory", str(folder / outline), "--start", "start.tif",
+                              "--end", "end.tif", "--trim-percent", "0", "--output", f"{name}.gpkg", "--json"],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert "glacier ids from its column" in out.stderr and "dates from its column" in out.stderr
+        rows[name] = read_layer(tmp_path / f"{name}.gpkg").records[0]
+    assert rows["rgi7"]["rgi_id"] == "RGI2000-v7.0-G-11-03116" and rows["rgi6"]["RGIId"] == "RGI60-11.00897"
+    assert rows["rgi7"]["year_start"] == pytest.approx(2003 + 210 / 365, abs=1e-6)
+    assert rows["rgi6"]["year_start"] == pytest.approx(2003 + 196.5 / 365, abs=1e-6)
+    assert rows["rgi7"]["area_start_km2"] == pytest.approx(rows["rgi6"]["area_start_km2"], rel=2e-3)
+    assert rows["rgi7"]["rate_km2_yr"] == pytest.approx(rows["rgi6"]["rate_km2_yr"], rel=0.01)
 
 
 def test_relative_paths_on_the_command_line(tmp_path):
