@@ -53,6 +53,7 @@ def inventory(p, key="INVENTORY", id_key="ID_FIELD", progress=None):
         raise ValueError(f"{id_key}: {key} has no field {id_field!r} (fields: {', '.join(names)})")
     if not id_field:
         id_field = _published_id(lyr.records, names, key, id_key, progress)
+    lyr.id_field = id_field  # the column the ids came from (None: feature numbers)
     ids = [r[id_field] for r in lyr.records] if id_field else list(range(1, len(lyr.records) + 1))
     from shapely import make_valid
     from shapely.geometry import MultiPolygon
@@ -86,6 +87,22 @@ def inventory(p, key="INVENTORY", id_key="ID_FIELD", progress=None):
                          + ", ".join(empty[:20]) + (" ..." if len(empty) > 20 else ""))
     lyr.geometries = geometries
     return Inventory(ids, geometries, lyr.crs, lyr.records), lyr
+
+
+def join_columns(layer, id_field, ids) -> list[dict]:
+    """Per glacier, the inventory's id under its own column name and the glacier's name where
+    the inventory has one (RGI 7 glac_name, RGI 6 Name, ...): tables that are not joined
+    layers still join back to the outlines in QGIS."""
+    from ...core.inventories import NAME_COLUMNS, find_column
+    names = list(layer.records[0]) if layer.records else []
+    name = find_column(names, NAME_COLUMNS)
+    out = []
+    for gid, rec in zip(ids, layer.records):
+        row = {id_field: str(gid)} if id_field else {}
+        if name:
+            row[name[0]] = "" if rec.get(name[0]) is None else str(rec.get(name[0]))
+        out.append(row)
+    return out
 
 
 def _published_id(records, names, key, id_key, progress):

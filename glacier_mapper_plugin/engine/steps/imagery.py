@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ...core.progress import Progress
-from .common import inventory, pool_of, require, step, write_table
+from .common import inventory, join_columns, pool_of, require, step, write_table
 
 
 @step("synthetic_region")
@@ -31,7 +31,7 @@ ACQUISITION_TYPES = {"glacier_id": str, "status": str, "collection": str, "scene
 @step("acquire_imagery")
 def acquire_imagery(p, progress: Progress):
     from ...core.imagery.acquire import AcquireOptions, acquire
-    inv, _ = inventory(p, progress=progress)
+    inv, layer = inventory(p, progress=progress)
     text = str(p.get("DATE") or "").strip()
     try:
         date = dt.date.fromisoformat(text[:10])
@@ -50,8 +50,8 @@ def acquire_imagery(p, progress: Progress):
     glaciers = list(zip(inv.ids, inv.geometries, [inv.crs] * len(inv.ids)))  # every glacier gets a row
     with pool_of(p, progress, options.max_workers) as pool:
         results = acquire(glaciers, options, folder, progress, pool=pool)
-    rows = [{name: (str(r.id) if name == "glacier_id" else getattr(r, name)) for name in ACQUISITION_TYPES}
-            for r in results]
+    rows = [dict({name: (str(r.id) if name == "glacier_id" else getattr(r, name)) for name in ACQUISITION_TYPES}, **join)
+            for r, join in zip(results, join_columns(layer, layer.id_field, inv.ids))]
     out = {"OUTPUT_FOLDER": folder, "FILES": [r.file for r in results if r.file]}
     if p.get("OUTPUT"):
         out["OUTPUT"] = write_table(p["OUTPUT"], rows, ACQUISITION_TYPES, "acquisition")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...core.progress import Progress
-from .common import inventory, paths, pool_of, read_source, require, step, write_table
+from .common import inventory, join_columns, paths, pool_of, read_source, require, step, write_table
 
 
 def climate_variables(text):
@@ -116,14 +116,15 @@ def _glacier_records(p, rows, units, hemi_choice, progress):
 def predict_mass_balance(p, progress: Progress):
     from ...core.massbalance.workflow import plot_series, predict_mbm
     require(p, "MODEL", "CLIMATE", "DEM", "OUTPUT_FOLDER")
-    inv, _ = inventory(p, progress=progress)
+    inv, layer = inventory(p, progress=progress)
     folder = p["OUTPUT_FOLDER"]
     with pool_of(p, progress) as pool:
         series = predict_mbm(p["MODEL"], list(zip(inv.ids, inv.geometries, [inv.crs] * len(inv.ids))),
                              paths(p, "CLIMATE"), p["DEM"], int(p.get("START_YEAR", 2000)),
                              int(p.get("END_YEAR", 2020)), folder, climate_variables(p.get("CLIMATE_VARIABLES")),
                              p.get("CLIMATE_ELEVATION") or None, progress, str(p.get("HEMISPHERE") or "auto"), pool)
-    rows = [r for s in series for r in s.rows]
+    joins = {str(g): j for g, j in zip(inv.ids, join_columns(layer, layer.id_field, inv.ids))}
+    rows = [dict(r, **joins.get(str(r["glacier_id"]), {})) for s in series for r in s.rows]
     if not rows:
         raise ValueError("no glacier of INVENTORY has DEM cells inside its outline")
     png = plot_series(series, f"{folder}/mass_balance.png")

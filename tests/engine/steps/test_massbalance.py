@@ -92,6 +92,8 @@ def test_split_climate_files_give_the_same_model_and_predictions(hef):
     assert whole[0] == split[0]                                   # cross-validated metrics
     assert len(whole[1]) == 19 and whole[1] == split[1]           # 2000-2018, 2018 from ERA5T
     assert all(np.isfinite(r["ba"]) for r in split[1])
+    # ID_FIELD empty: the RGI 6 id and name join the series back to the outline
+    assert {(r["RGIId"], r["Name"]) for r in whole[1]} == {("RGI60-11.00897", "Hintereisferner")}
     extract = _train_and_predict(hef, hef["extract"], "extract")
     assert extract == whole
 
