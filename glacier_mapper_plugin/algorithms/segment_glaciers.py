@@ -41,7 +41,7 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         "DEVICE": "auto uses CUDA when torch sees a GPU, else the CPU.",
         "PRECISION": "auto: bf16 (or fp16) on CUDA, bf16 on CPUs with bf16 support, else fp32.",
         "TILE_SIZE": "Tile side in pixels (multiple of 32). Memory grows with it.",
-        "OVERLAP": "Pixels shared by neighbouring tiles (at most half the tile size): the outer half "
+        "OVERLAP": "Pixels shared by neighbouring tiles (at most half the tile size): the outer quarter "
                    "of each overlap is ignored, so every pixel comes from a tile that sees enough "
                    "context around it and the tile size does not change the map.",
         "BATCH_SIZE": "Tiles in the network at once (memory grows with it). On a multi-core CPU they are "
