@@ -76,3 +76,26 @@ def test_balances_1000_times_off_their_unit_are_refused():
     small = [dict(r, POINT_BALANCE=-1.5 + 0.01 * i) for i, r in enumerate(rows)]
     with pytest.raises(ValueError, match="look like m w.e. .*set UNITS=m"):
         observations_from_rows(small, "mm")
+
+
+def test_peer_check_against_the_mass_balance_machine(shared_data):
+    """The Mass Balance Machine converts its Iceland stake table (iceland_stake_dataset.csv,
+    ODINN-SciML/MassBalanceMachine notebooks/example_data/iceland) to 57 WGMS rows
+    (iceland_wgms_dataset.csv), 55 of them with a balance. Our reader of the stake table gives
+    the same 55 observations, compared one by one: stake, dates, balance, position."""
+    import csv
+    folder = shared_data / "mbm_iceland"
+    ours, _ = read_observations(folder / "iceland_stake_dataset.csv")
+    with open(folder / "iceland_wgms_dataset.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 57
+    day = lambda text: dt.datetime.strptime(text, "%Y%m%d").date()  # noqa: E731
+    theirs = {(r["POINT_ID"], day(r["FROM_DATE"]), day(r["TO_DATE"])): r for r in rows
+              if r["POINT_BALANCE"] not in ("", "nan", "NaN")}
+    mine = {(o.point_id, o.from_date, o.to_date): o for o in ours}
+    assert len(theirs) == 55 and set(mine) == set(theirs)
+    for key, r in theirs.items():
+        o = mine[key]
+        assert o.balance == pytest.approx(float(r["POINT_BALANCE"]), abs=1e-9), key
+        assert (o.lat, o.lon, o.elevation) == pytest.approx(
+            (float(r["POINT_LAT"]), float(r["POINT_LON"]), float(r["POINT_ELEVATION"])), abs=1e-9), key
