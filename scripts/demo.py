@@ -93,7 +93,7 @@ def main():
         try:
             acquired = {}
             for year, date in ((2015, "2015-08-30"), (2023, "2023-09-01")):
-                acquired[year] = run("acquire_imagery", INVENTORY=inventory_layer, ID_FIELD="id",
+                acquired[year] = run("acquire_imagery", INVENTORY=inventory_layer,
                                      DATE=date, WINDOW_DAYS=15, MAX_CANDIDATES=5, STAC_URL=api.url,
                                      BUFFER_M=640,
                                      DEM="stac:cop-dem-glo-30", MAX_WORKERS=4,
@@ -110,7 +110,7 @@ def main():
     chips0 = sorted(acquired[2015]["FILES"])
     chips1 = sorted(acquired[2023]["FILES"])
     run("train_model", note="about 3 minutes on a 2-core CPU", INPUT=chips0,
-        INVENTORY=inventory_layer, ID_FIELD="id", PATCH_SIZE=128, ENCODER="resnet18", EPOCHS=30,
+        INVENTORY=inventory_layer, PATCH_SIZE=128, ENCODER="resnet18", EPOCHS=30,
         BATCH_SIZE=8, LEARNING_RATE=0.002, DEVICE="auto", SEED=42, OUTPUT_MODEL=model)
     header = read_header(model)
 
@@ -138,11 +138,11 @@ def main():
                 OUTPUT_MASK=OUT / "scene_2023_mask.tif", OUTPUT_POLYGONS=OUT / "scene_2023_glaciers.gpkg")
     score = run("evaluate_segmentation", PREDICTION=scene["OUTPUT_PROBABILITY"],
                 INVENTORY=inventory_layer.replace("layername=inventory", "layername=outlines_2023"),
-                ID_FIELD="id", QUALITY=region["IMAGERY_END"],
+                QUALITY=region["IMAGERY_END"],
                 OUTPUT_TABLE=OUT / "scene_2023_evaluation.gpkg",
                 OUTPUT=OUT / "scene_2023_evaluated_outlines.gpkg")
 
-    change = run("area_change", INVENTORY=inventory_layer, ID_FIELD="id", DATE_FIELD="date",
+    change = run("area_change", INVENTORY=inventory_layer,
                  START=probs[2015], END=probs[2023], START_QUALITY=chips0, END_QUALITY=chips1,
                  OUTPUT=OUT / "area_change.gpkg", OUTPUT_SUMMARY=OUT / "area_change_summary.gpkg",
                  OUTPUT_SIZE_CLASSES=OUT / "area_change_size_classes.gpkg",
