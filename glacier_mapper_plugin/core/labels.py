@@ -70,7 +70,8 @@ def rasterize_ids(inventory: Inventory, crs, transform, shape, all_touched=False
                               dtype="int32", all_touched=all_touched)
 
 
-def _lonlat_box(crs, bounds) -> str:
+def lonlat_box(crs, bounds) -> str:
+    """'w..e E, s..n N' of bounds in `crs`, for messages that say where two inputs lie."""
     from rasterio.warp import transform_bounds
     w, s, e, n = transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21)
     return f"{w:.3f}..{e:.3f} E, {s:.3f}..{n:.3f} N"
@@ -85,10 +86,10 @@ def require_overlap(inventory: Inventory, extents, parameter: str) -> None:
     shown = [g for g in inventory.geometries if g is not None and not g.is_empty]
     if not shown:
         raise ValueError("INVENTORY has no outline")
-    from shapely.geometry import MultiPolygon
+    from shapely import total_bounds
     crs, bounds = extents[0]
     more = f" (and {len(extents) - 1} more)" if len(extents) > 1 else ""
     raise ValueError(f"INVENTORY and {parameter} do not overlap: none of the inventory's {len(shown)} outlines "
-                     f"lies on {parameter} ({parameter} covers {_lonlat_box(crs, bounds)}{more}; INVENTORY "
-                     f"{_lonlat_box(inventory.crs, MultiPolygon([p for g in shown for p in getattr(g, 'geoms', [g])]).bounds)}). "
+                     f"lies on {parameter} ({parameter} covers {lonlat_box(crs, bounds)}{more}; INVENTORY "
+                     f"{lonlat_box(inventory.crs, total_bounds(shown))}). "
                      "Give the inventory of the region the rasters show, or rasters of the inventory's region")

@@ -594,19 +594,20 @@ def check_dem(options: AcquireOptions, outlines_lonlat) -> None:
     if not options.dem or options.dem.startswith("stac:") or "://" in options.dem or not outlines_lonlat:
         return
     from rasterio.warp import transform_bounds
+    from shapely import total_bounds
     from shapely.geometry import box
+
+    from ..labels import lonlat_box
     if not Path(options.dem).is_file():
         raise FileNotFoundError(f"DEM: {options.dem} does not exist")
     with rasterio.open(options.dem) as src:
         if src.crs is None:
             raise ValueError(f"DEM: {options.dem} has no CRS: georeference it first")
-        w, s, e, n = transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
-    covered = box(w, s, e, n)
+        crs, bounds = src.crs, src.bounds
+    covered = box(*transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21))
     if not any(g.intersects(covered) for g in outlines_lonlat):
-        from shapely.geometry import MultiPolygon
-        iw, is_, ie, in_ = MultiPolygon([q for g in outlines_lonlat for q in getattr(g, "geoms", [g])]).bounds
-        raise ValueError(f"DEM: {options.dem} covers {w:.3f}..{e:.3f} E, {s:.3f}..{n:.3f} N, none of the "
-                         f"glaciers ({iw:.3f}..{ie:.3f} E, {is_:.3f}..{in_:.3f} N): give the DEM of their region")
+        raise ValueError(f"DEM: {options.dem} covers {lonlat_box(crs, bounds)}, none of the glaciers "
+                         f"({lonlat_box('EPSG:4326', total_bounds(outlines_lonlat))}): give the DEM of their region")
 
 
 def acquire(glaciers, options: AcquireOptions, folder, progress: Progress | None = None,

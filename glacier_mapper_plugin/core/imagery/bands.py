@@ -115,14 +115,14 @@ REFLECTANCE_MAX = 2.0
 DN_MEDIAN_MIN = 50.0
 
 
-def float_units(src, bands: list[int]) -> str:
-    """'reflectance' or 'dn' for float Sentinel-2 bands, decided from their values (a Float32
-    GeoTIFF of DNs is common after a reprojection or a mosaic in another tool); GDAL
-    scale/offset, where set, say it outright. Refused when the values look like neither."""
+def float_units(src, bands: list[int], sample) -> str:
+    """'reflectance' or 'dn' for float Sentinel-2 bands, decided from their values (`sample`,
+    one array per band: a Float32 GeoTIFF of DNs is common after a reprojection or a mosaic in
+    another tool); GDAL scale/offset, where set, say it outright. Refused when the values look
+    like neither."""
     scaled = [b for b in bands if src.scales[b - 1] not in (None, 1.0) or src.offsets[b - 1] not in (None, 0.0)]
     if scaled:
         return "dn"
-    sample, _ = reflectance.sample_raster(src, bands)
     values = np.concatenate([v[np.isfinite(v) & (v != 0)] for v in sample])
     if values.size < reflectance.MIN_PIXELS:
         return "reflectance"  # nothing to go by: the float convention
@@ -158,22 +158,25 @@ def offset_decision(src, index: dict, progress=None):
     bounded sample of its pixels (surfaces that cannot be negative, where a SCL/QUALITY band
     exists)."""
     optical = [b for name, b in index.items() if b is not None and canonical(name) != "DEM"]
+    if not optical:
+        return None, set()
+    names = [canonical(d) for d in src.descriptions]
+    quality = next((i for i, n in enumerate(names, start=1) if n in ("SCL", "QUALITY")), None)
+    sample, clear = reflectance.sample_raster(src, optical, quality)  # one bounded read for both
+    values = dict(zip(optical, sample))
     floats = [b for b in optical if not np.issubdtype(np.dtype(src.dtypes[b - 1]), np.integer)]
     dn_bands = [b for b in optical if b not in floats]
     if floats:
-        units = float_units(src, floats)
+        units = float_units(src, floats, [values[b] for b in floats])
         if progress is not None:
-            progress.info(f"float bands of {src.name} hold {'digital numbers (decoded x 1/10000)' if units == 'dn' else 'surface reflectance (used as they are)'}, "
-                          "decided from their values")
+            held = "digital numbers (decoded x 1/10000)" if units == "dn" else "surface reflectance (used as they are)"
+            progress.info(f"float bands of {src.name} hold {held}, decided from their values")
         if units == "dn":
             dn_bands += floats
     if not dn_bands:
         return None, set()
     _, metadata, source = reflectance.raster_metadata(src, dn_bands[0])
-    names = [canonical(d) for d in src.descriptions]
-    quality = next((i for i, n in enumerate(names, start=1) if n in ("SCL", "QUALITY")), None)
-    sample, clear = reflectance.sample_raster(src, dn_bands, quality)
-    decision = reflectance.decide(metadata, source, sample, clear)
+    decision = reflectance.decide(metadata, source, [values[b] for b in dn_bands], clear)
     if progress is not None:
         message = f"Sentinel-2 DNs of {src.name}: {decision.describe()}"
         if decision.overruled:

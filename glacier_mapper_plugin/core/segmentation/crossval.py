@@ -21,7 +21,7 @@ from ..labels import Inventory, rasterize_ids
 from .metrics import add, confusion, mean_std, scores
 from .patches import extract_patches
 from ..progress import Progress
-from .segment import SegmentOptions, pick_device, segment
+from .segment import PROBABILITY_BAND, SegmentOptions, pick_device, segment
 from .train import TrainOptions, default_bands, member_path, split_glaciers, standardise, train_member
 
 
@@ -102,7 +102,7 @@ def compose_out_of_fold(raster, fold_probabilities, inventory: Inventory, folds,
                 for p in fold_probabilities]
         tmp = stack.enter_context(atomic_output(output))
         dst = stack.enter_context(rasterio.open(tmp, "w", **profile))
-        dst.set_band_description(1, "glacier probability (out of fold)")
+        dst.set_band_description(1, PROBABILITY_BAND + " (out of fold)")
         dst.update_tags(**tags, CROSS_VALIDATION="each pixel from the model of its nearest glacier's fold")
         for y in range(0, H, block_rows):
             h = min(block_rows, H - y)

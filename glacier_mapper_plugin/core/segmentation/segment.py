@@ -36,6 +36,9 @@ from ..progress import Progress
 from ..vector import VectorLayer, write_gpkg
 
 PROBABILITY_NODATA_U8 = 255
+# How the outputs name their band: the words that tell a prediction from imagery.
+PROBABILITY_BAND = "glacier probability"
+MASK_BAND = "glacier mask"
 PIECE_TILES = 8  # neighbouring tiles read, decoded and normalised in one go
 MASK_NODATA = 255
 
@@ -475,13 +478,13 @@ def _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags, rows=N
         dict(base, dtype="float32", nodata=float("nan"), **({"predictor": 3} if "compress" in base else {}))
     tmp_prob = stack.enter_context(atomic_output(probability_path))
     prob_dst = stack.enter_context(rasterio.open(tmp_prob, "w", **prob_profile))
-    prob_dst.set_band_description(1, "glacier probability" + (" (%)" if prob_u8 else ""))
+    prob_dst.set_band_description(1, PROBABILITY_BAND + (" (%)" if prob_u8 else ""))
     mask_dst = tmp_mask = None
     if mask_path:
         tmp_mask = stack.enter_context(atomic_output(mask_path))
         mask_dst = stack.enter_context(rasterio.open(
             tmp_mask, "w", **dict(base, dtype="uint8", nodata=MASK_NODATA)))
-        mask_dst.set_band_description(1, "glacier mask")
+        mask_dst.set_band_description(1, MASK_BAND)
     for dst in filter(None, (prob_dst, mask_dst)):
         dst.update_tags(**tags)
     return prob_dst, mask_dst, tmp_mask

@@ -31,7 +31,7 @@ from .metrics import add, confusion, scores
 from .model_file import ModelHeader, build_network, save_model
 from .patches import PatchCache, band_statistics, extract_patches
 from ..progress import Progress
-from .segment import pick_device
+from .segment import MASK_BAND, PROBABILITY_BAND, pick_device
 
 
 @dataclass
@@ -73,6 +73,24 @@ def default_bands(raster, dem_path=None) -> list[str]:
     if dem_path and "DEM" not in names:
         names.append("DEM")
     return names
+
+
+def check_training_rasters(rasters, patch_size: int) -> None:
+    """Before any patch is cut: imagery, not predictions, and patches that fit the rasters
+    (a patch larger than every raster is mostly padding: a model trained on it learns nothing)."""
+    sides = []
+    for r in rasters:
+        with rasterio.open(r) as src:
+            names = " ".join(d or "" for d in src.descriptions).lower()
+            if PROBABILITY_BAND in names or MASK_BAND in names:
+                raise ValueError(f"INPUT: {r} is a prediction of segment_glaciers, not imagery: give the "
+                                 "Sentinel-2 chips or scenes the inventory was drawn on")
+            sides.append(min(src.height, src.width))
+    if sides and patch_size > max(sides):
+        fit = max(32, max(sides) // 32 * 32)
+        raise ValueError(f"PATCH_SIZE {patch_size} is larger than every INPUT raster (the largest is "
+                         f"{max(sides)} pixels on its short side): patches would be mostly padding; "
+                         f"choose PATCH_SIZE {fit} or less")
 
 
 def split_glaciers(glaciers, fraction: float, seed: int):

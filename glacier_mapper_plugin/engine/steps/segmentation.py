@@ -9,7 +9,7 @@ from .common import inventory, paths, pool_of, read_source, require, step, write
 
 def training_inputs(p, progress=None):
     from ...core.imagery.bands import canonical, parse_mapping
-    from ...core.segmentation.train import TrainOptions
+    from ...core.segmentation.train import TrainOptions, check_training_rasters
     require(p, "INPUT")
     inv, layer = inventory(p, progress=progress)
     text = str(p.get("BANDS") or "").strip()
@@ -24,26 +24,8 @@ def training_inputs(p, progress=None):
         encoder_weights=str(p.get("ENCODER_WEIGHTS") or "none"),
         patch_cache=p.get("PATCH_CACHE") or None, keep_patches=bool(p.get("KEEP_PATCHES", False)))
     rasters = paths(p, "INPUT")
-    _check_training_rasters(rasters, options.patch_size)
+    check_training_rasters(rasters, options.patch_size)
     return rasters, inv, layer, (p.get("DEM") or None), options
-
-
-def _check_training_rasters(rasters, patch_size: int) -> None:
-    """Before any patch is cut: imagery, not predictions, and patches that fit the rasters."""
-    import rasterio
-    sides = []
-    for r in rasters:
-        with rasterio.open(r) as src:
-            names = " ".join(d or "" for d in src.descriptions).lower()
-            if "glacier probability" in names or "glacier mask" in names:
-                raise ValueError(f"INPUT: {r} is a prediction of segment_glaciers, not imagery: give the "
-                                 "Sentinel-2 chips or scenes the inventory was drawn on")
-            sides.append(min(src.height, src.width))
-    if sides and patch_size > max(sides):
-        fit = max(32, max(sides) // 32 * 32)
-        raise ValueError(f"PATCH_SIZE {patch_size} is larger than every INPUT raster (the largest is "
-                         f"{max(sides)} pixels on its short side): patches would be mostly padding; "
-                         f"choose PATCH_SIZE {fit} or less")
 
 
 @step("train_model")
