@@ -57,6 +57,14 @@ class FeedbackListener:
         return self.feedback is not None and self.feedback.isCanceled()
 
 
+# Help of the parameters several algorithms share.
+SHARED_HELP = {"GLIMS_ANALYSIS": (
+    "For a GLIMS extract as distributed (one row per polygon, line_type): outlines are glac_bound minus "
+    "intrnl_rock per glacier and analysis, debris_cov kept as glacier. Of a glacier's several analyses: "
+    "empty or newest, the newest; a date YYYY-MM-DD, the one nearest it; all, every analysis as its own "
+    "feature (id glac_id@date in the column glims_analysis).")}
+
+
 @contextlib.contextmanager
 def no_side_files():
     """While our algorithm checks and runs, GDAL writes no .aux.xml beside the rasters QGIS
@@ -198,10 +206,10 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
         return type(self)()
 
     def addParameter(self, parameter, createOutput=True):  # noqa: N802,N803 (QGIS API name)
-        text = self.PARAM_HELP.get(parameter.name())
+        text = self.PARAM_HELP.get(parameter.name()) or SHARED_HELP.get(parameter.name())
         if text and hasattr(parameter, "setHelp"):
             parameter.setHelp(self.tr(text))
-        if parameter.name() in self.ADVANCED | {"DASK_SCHEDULER"}:  # expert settings fold away
+        if parameter.name() in self.ADVANCED | {"DASK_SCHEDULER", "GLIMS_ANALYSIS"}:  # expert settings fold away
             parameter.setFlags(parameter.flags() | parameter.FlagAdvanced)
         return super().addParameter(parameter, createOutput)
 
@@ -216,6 +224,12 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSource("INVENTORY", "Inventory", [QgsProcessing.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterField("ID_FIELD", "Glacier id field", parentLayerParameterName="INVENTORY",
                                                       optional=True))
+        self.add_glims_parameter()
+
+    def add_glims_parameter(self):
+        """GLIMS_ANALYSIS (advanced): which of a GLIMS glacier's dated analyses is its outline."""
+        self.addParameter(QgsProcessingParameterString("GLIMS_ANALYSIS", "GLIMS analysis (newest, all or a date)",
+                                                       defaultValue="", optional=True))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API name)
         if self.NEEDS_ENGINE:

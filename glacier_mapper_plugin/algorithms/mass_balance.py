@@ -80,6 +80,7 @@ class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
                                                               [QgsProcessing.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterField("ID_FIELD", "Inventory id field", parentLayerParameterName="INVENTORY",
                                                       optional=True))
+        self.add_glims_parameter()
         add_climate_parameters(self)
         self.addParameter(QgsProcessingParameterNumber("LAPSE_RATE", "Lapse rate (deg C/m)", QgsProcessingParameterNumber.Double, -0.0065, False, -0.02, 0.02))
         self.addParameter(QgsProcessingParameterNumber("PRECIPITATION_FACTOR", "Precipitation factor", QgsProcessingParameterNumber.Double, 1.0, False, 0.0, 10.0))

@@ -10,7 +10,7 @@ import math
 import re
 
 # (column, what publishes it), in the order they are looked for (case-insensitive).
-ID_COLUMNS = (("rgi_id", "RGI 7"), ("RGIId", "RGI 6"), ("glac_id", "GLIMS"), ("RGI_ID", "RGI"),
+ID_COLUMNS = (("glims_analysis", "GLIMS, every analysis"), ("rgi_id", "RGI 7"), ("RGIId", "RGI 6"), ("glac_id", "GLIMS"), ("RGI_ID", "RGI"),
               ("RGI60_ID", "RGI 6"), ("GLIMSId", "GLIMS (RGI 6 link)"), ("glims_id", "GLIMS"),
               ("WGMS_ID", "WGMS"), ("id", "an id column"))
 DATE_COLUMNS = (("src_date", "RGI 7 / GLIMS source date"), ("BgnDate", "RGI 6"),
@@ -72,3 +72,96 @@ def inventory_date(value) -> tuple[float, str]:
     if year.is_integer() and 1900 <= year <= 2200:  # RGI's -9999999 and 99999999 are never years
         return year + 0.5, "a year alone: its middle"
     return float("nan"), "unknown date"
+
+
+# GLIMS as distributed (glims_polygons.shp): one row per polygon, its role in line_type. A
+# glacier of one analysis is its glac_bound, debris-covered ice included (debris_cov lies
+# on the glacier), minus its intrnl_rock polygons (nunataks: RGI makes them holes). Lakes,
+# basins and the other line types are not glacier area.
+GLIMS_GLACIER = ("glac_bound", "debris_cov")
+GLIMS_ROCK = ("intrnl_rock",)
+GLIMS_ANALYSIS_ID = "glims_analysis"  # the id column when every analysis is kept
+
+
+def is_glims(records) -> bool:
+    return bool(records) and any(str(r.get("line_type") or "") == "glac_bound" for r in records)
+
+
+def glims_outlines(geometries, records, analysis: str | None = None):
+    """One outline per GLIMS glacier and analysis (line types assembled as above), and of a
+    glacier's several analyses: the newest (analysis empty or 'newest'), the one whose date
+    is nearest `analysis` (YYYY-MM-DD; ties: the newer), or all ('all': each keeps its own
+    feature, named glac_id@date in the column glims_analysis). Returns (geometries,
+    records, lines for the log)."""
+    from shapely import force_2d, unary_union
+    choice = str(analysis or "newest").strip().lower()
+    target = None
+    if choice not in ("newest", "all"):
+        try:
+            target = decimal_year(dt.date.fromisoformat(choice[:10]))
+        except ValueError:
+            raise ValueError(f"GLIMS_ANALYSIS: {analysis!r} is not newest, all or a date YYYY-MM-DD") from None
+    analyses: dict = {}
+    ignored: dict = {}
+    for g, r in zip(geometries, records):
+        kind = str(r.get("line_type") or "")
+        key = (str(r.get("glac_id")), str(r.get("anlys_id") if r.get("anlys_id") is not None else r.get("src_date")))
+        a = analyses.setdefault(key, {"ice": [], "rock": [], "record": None})
+        if g is None or g.is_empty:
+            continue
+        if kind in GLIMS_GLACIER:
+            a["ice"].append(g)
+            if kind == "glac_bound" and a["record"] is None:
+                a["record"] = r
+        elif kind in GLIMS_ROCK:
+            a["rock"].append(g)
+        else:
+            ignored[kind] = ignored.get(kind, 0) + 1
+    kept: dict = {}
+    without_boundary = 0
+    for (glacier, _), a in analyses.items():
+        if a["record"] is None:  # rock or debris of an analysis whose boundary is not in the file
+            without_boundary += 1
+            continue
+        date_column = find_column(list(a["record"]), DATE_COLUMNS)
+        year = inventory_date(a["record"].get(date_column[0]))[0] if date_column else float("nan")
+        outline = force_2d(unary_union(a["ice"]).difference(unary_union(a["rock"])) if a["rock"]
+                           else unary_union(a["ice"]))
+        kept.setdefault(glacier, []).append((year, outline, a["record"]))
+    out_geoms, out_records, several = [], [], 0
+    for glacier, options in kept.items():
+        several += len(options) > 1
+        options.sort(key=lambda o: -math.inf if math.isnan(o[0]) else o[0])
+        if choice == "all":
+            chosen = options
+        elif target is None:
+            chosen = options[-1:]
+        else:
+            chosen = [min(reversed(options), key=lambda o: math.inf if math.isnan(o[0]) else abs(o[0] - target))]
+        for year, outline, record in chosen:
+            record = dict(record)
+            if choice == "all":
+                record[GLIMS_ANALYSIS_ID] = f"{glacier}@{_date_text(year)}"
+            out_geoms.append(outline)
+            out_records.append(record)
+    rocks = sum(len(a["rock"]) for a in analyses.values())
+    debris = sum(r.get("line_type") == "debris_cov" for r in records)
+    how = {"newest": "the newest", "all": "all"}.get(choice, f"the one nearest {choice[:10]}")
+    report = [f"GLIMS: {len(out_geoms)} outline(s) of {len(kept)} glacier(s) from glac_bound minus {rocks} intrnl_rock, "
+              f"{debris} debris_cov kept as glacier" + (f"; of glaciers with several analyses ({several}), {how}"
+                                                        if several else "")]
+    if ignored:
+        report.append("GLIMS: not glacier area, left out: "
+                      + ", ".join(f"{n} {kind or 'without line_type'}" for kind, n in sorted(ignored.items())))
+    if without_boundary:
+        report.append(f"GLIMS: {without_boundary} analysis(es) without a glac_bound polygon left out")
+    return out_geoms, out_records, report
+
+
+def _date_text(year: float) -> str:
+    """A decimal year back to its day (YYYY-MM-DD) for ids; 'undated' for none."""
+    if math.isnan(year):
+        return "undated"
+    start = dt.date(int(year), 1, 1)
+    days = (dt.date(int(year) + 1, 1, 1) - start).days
+    return (start + dt.timedelta(days=int(round((year - int(year)) * days)))).isoformat()

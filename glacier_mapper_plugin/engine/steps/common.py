@@ -42,6 +42,12 @@ def inventory(p, key="INVENTORY", id_key="ID_FIELD", progress=None):
     """(Inventory, the layer it was read from); invalid outlines repaired with a warning."""
     from ...core.labels import Inventory
     lyr = read_source(p, key)
+    from ...core.inventories import glims_outlines, is_glims
+    if lyr.geometries is not None and is_glims(lyr.records):  # GLIMS as distributed: one row per line type
+        lyr.geometries, lyr.records, report = glims_outlines(lyr.geometries, lyr.records, p.get("GLIMS_ANALYSIS"))
+        for line in report:
+            if progress is not None:
+                progress.info(f"{key}: {line}")
     if lyr.geometries is None or any(g is not None and g.geom_type not in ("Polygon", "MultiPolygon")
                                      for g in lyr.geometries):
         raise ValueError(f"{key} must be a polygon layer")
@@ -121,7 +127,7 @@ def _published_id(records, names, key, id_key, progress):
             progress.warning(f"{key}: its column {column} ({source}) has empty or repeated values, so it cannot "
                              "name the glaciers")
     if progress is not None:
-        progress.warning(f"{key}: no id column ({', '.join(c for c, _ in ID_COLUMNS[:3])}, ...): glaciers are "
+        progress.warning(f"{key}: no id column ({', '.join(c for c, _ in ID_COLUMNS[1:4])}, ...): glaciers are "
                          f"numbered 1..{len(records)} in feature order; set {id_key} to link results to outlines")
     return None
 

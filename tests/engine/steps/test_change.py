@@ -39,22 +39,33 @@ def _hef_predictions(outline_path, folder):
     return paths
 
 
-def test_rgi7_and_rgi6_need_no_id_or_date_field(shared_data, tmp_path):
-    """Hintereisferner as RGI 7.0 (3D polygon, rgi_id, src_date as an ISO datetime) and as
-    RGI 6.0 (RGIId, BgnDate 20030799) with ID_FIELD and DATE_FIELD left empty: each table row
+def test_rgi7_rgi6_and_glims_need_no_id_or_date_field(shared_data, tmp_path):
+    """Hintereisferner as RGI 7.0 (3D polygon, rgi_id, src_date as an ISO datetime), as
+    RGI 6.0 (RGIId, BgnDate 20030799) and as a GLIMS download (line types; two analyses) with
+    ID_FIELD and DATE_FIELD left empty: each table row
     carries the inventory's own id, the start year comes from the inventory's date (the day
     unknown in RGI 6: the middle of July), and the areas and rates agree."""
     from glacier_mapper_plugin.core.vector import read_layer
     folder = shared_data / "oggm_hef"
     start, end = _hef_predictions(folder / "Hintereisferner_RGI6.shp", tmp_path)
     rows = {}
-    for name, outline in (("rgi7", "rgi7g_hef.shp"), ("rgi6", "Hintereisferner_RGI6.shp")):
-        out = subprocess.run([str(EXE), "area-change", "--inventory", str(folder / outline), "--start", "start.tif",
-                              "--end", "end.tif", "--trim-percent", "0", "--output", f"{name}.gpkg", "--json"],
+    from tests.published import glims_extract
+    glims = glims_extract(shared_data, tmp_path)
+    for name, outline, extra in (("rgi7", folder / "rgi7g_hef.shp", []), ("rgi6", folder / "Hintereisferner_RGI6.shp", []),
+                                 ("glims", glims, []), ("glims_2003_07_01", glims, ["--glims-analysis", "2003-07-01"])):
+        out = subprocess.run([str(EXE), "area-change", "--inventory", str(outline), "--start", "start.tif",
+                              "--end", "end.tif", "--trim-percent", "0", "--output", f"{name}.gpkg", "--json", *extra],
                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
         assert out.returncode == 0, out.stderr
         assert "glacier ids from its column" in out.stderr and "dates from its column" in out.stderr
         rows[name] = read_layer(tmp_path / f"{name}.gpkg").records[0]
+    # GLIMS as distributed: glac_bound minus intrnl_rock of the newest analysis is RGI 7's outline
+    assert rows["glims"]["glac_id"] == "G010752E46802N" and "GLIMS: 1 outline(s)" in out.stderr
+    assert rows["glims"]["area_start_km2"] == pytest.approx(rows["rgi7"]["area_start_km2"], rel=1e-6)
+    assert rows["glims"]["year_start"] == rows["rgi7"]["year_start"]
+    assert rows["glims"]["rate_km2_yr"] == pytest.approx(rows["rgi7"]["rate_km2_yr"], rel=1e-6)
+    # the analysis nearest 1 July 2003 is the RGI 6 outline, dated 15 July
+    assert rows["glims_2003_07_01"]["area_start_km2"] == pytest.approx(rows["rgi6"]["area_start_km2"], rel=1e-6)
     assert rows["rgi7"]["rgi_id"] == "RGI2000-v7.0-G-11-03116" and rows["rgi6"]["RGIId"] == "RGI60-11.00897"
     assert rows["rgi7"]["year_start"] == pytest.approx(2003 + 210 / 365, abs=1e-6)
     assert rows["rgi6"]["year_start"] == pytest.approx(2003 + 196.5 / 365, abs=1e-6)
