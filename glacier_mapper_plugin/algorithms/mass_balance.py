@@ -37,7 +37,7 @@ def add_climate_parameters(alg):
 
 class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
     ADVANCED = frozenset({"N_ESTIMATORS", "MAX_DEPTH", "LEARNING_RATE", "SEED", "CLIMATE_VARIABLES",
-                          "CLIMATE_ELEVATION", "HEMISPHERE"})
+                          "CLIMATE_ELEVATION", "HEMISPHERE", "MAX_DATE_UNCERTAINTY"})
     ALG_ID = "train_mass_balance"
     DISPLAY = "Train mass-balance model (Mass Balance Machine)"
     GROUP, GROUP_ID = "Mass balance", "mass_balance"
@@ -50,11 +50,20 @@ class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
             "with one glacier); RMSE, bias and R2 per period go to OUTPUT_METRICS and into the "
             "model file (XGBoost JSON + header, never pickle).")
     PARAM_HELP = dict(CLIMATE_HELP, **{
-        "OBSERVATIONS": "Table or point layer in the WGMS/MBM layout (POINT_ID, POINT_LAT, "
+        "OBSERVATIONS": "Optional with WGMS. Table or point layer in the WGMS/MBM layout (POINT_ID, POINT_LAT, "
                         "POINT_LON, POINT_ELEVATION, FROM_DATE, TO_DATE, POINT_BALANCE, glacier id, "
                         "optional PERIOD or BALANCE_CODE), e.g. a CSV; rows with unknown dates are "
                         "dropped and counted.",
-        "UNITS": "Units of POINT_BALANCE: m or mm water equivalent.",
+        "WGMS": "The WGMS Fluctuations of Glaciers database as released: its zip, its folder, or any one of its "
+                "tables (the others are read beside it). FoG 2025 and later (data/glacier.csv, mass_balance.csv, "
+                "mass_balance_band.csv, mass_balance_point.csv; m w.e.; survey dates with uncertainties) and the "
+                "earlier releases (WGMS-FoG-YYYY-MM-EE-MASS-BALANCE.csv ...; mm w.e.; WGMS fixed dates) are told "
+                "apart by their tables, their units by their layout. Glacier-wide and band records go to the "
+                "INVENTORY glacier glacier.csv links them to (RGI 7/6 or GLIMS ids), else the one whose outline "
+                "holds the WGMS position; points are used where they were measured. Either this or OBSERVATIONS.",
+        "MAX_DATE_UNCERTAINTY": "WGMS records whose survey dates are less certain than this (days), or whose "
+                                "uncertainty is not stated, are left out, as the Mass Balance Machine does (5).",
+        "UNITS": "Units of OBSERVATIONS' balances: m or mm water equivalent (WGMS releases: from their layout).",
         "GLACIER_FIELD": "Column with the glacier id (default: the first of RGI_ID, RGIId, WGMS_ID, GLACIER_ID, "
                          "NAME whose values match INVENTORY's ids).",
         "INVENTORY": "Glacier outlines for glacier-wide and elevation-band records (WGMS layout: YEAR, "
@@ -72,7 +81,13 @@ class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
     })
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
-        self.addParameter(QgsProcessingParameterFeatureSource("OBSERVATIONS", "Observations", [QgsProcessing.TypeVector]))
+        self.addParameter(QgsProcessingParameterFeatureSource("OBSERVATIONS", "Observations", [QgsProcessing.TypeVector],
+                                                              optional=True))
+        # The release's zip, folder or one of its tables (a folder can be typed or given by one of its tables).
+        self.addParameter(QgsProcessingParameterFile("WGMS", "WGMS Fluctuations of Glaciers release", optional=True,
+                                                     fileFilter="WGMS FoG release (*.zip *.csv)"))
+        self.addParameter(QgsProcessingParameterNumber("MAX_DATE_UNCERTAINTY", "Largest survey-date uncertainty (days)",
+                                                       QgsProcessingParameterNumber.Double, 5.0, False, 0.0, 366.0))
         self.addParameter(string_enum("UNITS", "Balance units (w.e.)", ["m", "mm"]))
         self.addParameter(QgsProcessingParameterField("GLACIER_FIELD", "Glacier id field", parentLayerParameterName="OBSERVATIONS", optional=True))
         # Glacier-wide and elevation-band records are placed on these outlines' DEM cells.

@@ -110,3 +110,50 @@ def test_glacier_wide_records_in_mm_declared_as_m_are_refused(hef):
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "UNITS=m" in out.stderr and "look like mm w.e." in out.stderr and "set UNITS=mm" in out.stderr
     assert not (work / "wrong_units.json").exists()
+
+
+def test_wgms_releases_in_every_form_train_the_same_model(hef, shared_data):
+    """Hintereisferner's WGMS records 2008-2018 (glacier-wide, seasonal since 2013, 50 m bands)
+    as FoG 2026 publishes them (its folder; its zip as downloaded; glacier.csv without RGI
+    links: then by position) and as a release before 2025 (upper-case
+    tables, mm w.e.), ID_FIELD empty: every form trains the same model (the same
+    cross-validated metrics) from the same observations; tests/published.py builds them."""
+    from glacier_mapper_plugin.core.vector import read_layer
+    from tests.published import fog_release, old_fog_release
+    work, folder = hef["work"] / "wgms", hef["folder"]
+    work.mkdir()
+    years = (2008, 2018)
+    forms = {"folder": (fog_release(shared_data, work / "a", years=years), "Hintereisferner_RGI6.shp"),
+             "zip": (fog_release(shared_data, work / "b", form="zip", years=years), "Hintereisferner_RGI6.shp"),
+             "position": (fog_release(shared_data, work / "c", links=False, years=years), "Hintereisferner_RGI6.shp"),
+             "before 2025": (old_fog_release(shared_data, work / "d", years=years), "Hintereisferner_RGI6.shp")}
+    flags = [x for f in hef["whole"] for x in ("--climate", f)]
+    metrics, logs = {}, {}
+    for name, (release, outline) in forms.items():
+        out = cli("train-mb", "--wgms", release, "--inventory", folder / outline, *flags, "--dem",
+                  folder / "hef_srtm.tif", "--n-estimators", 40, "--folds", 3, "--output-model", "m.json",
+                  "--output-metrics", f"{name.replace(' ', '_')}.gpkg", cwd=work)
+        metrics[name] = read_layer(work / f"{name.replace(' ', '_')}.gpkg").records
+        logs[name] = out.stderr
+    assert "FoG 2025+ layout (balances in m w.e.)" in logs["zip"] and "1 by RGI/GLIMS link" in logs["zip"]
+    assert "FoG before 2025 layout (balances in mm w.e.)" in logs["before 2025"]
+    assert "0 by RGI/GLIMS link, 1 by position" in logs["position"]
+    assert {m["target"] for m in metrics["folder"]} >= {"annual_band", "annual_glacier-wide", "winter_glacier-wide"}
+    for name in forms:
+        assert metrics[name] == metrics["folder"], name
+
+
+def test_wgms_records_of_glaciers_not_in_the_inventory_are_refused(hef, shared_data):
+    """FoG 2026's Hintereisferner records with Iceland's RGI 6.2 inventory: nothing links or lies
+    inside, so the run is refused before any training, naming WGMS and the glacier."""
+    from tests.published import fog_release
+    work, folder = hef["work"] / "elsewhere", hef["folder"]
+    work.mkdir()
+    release = fog_release(shared_data, work, years=(2015, 2018))
+    out = subprocess.run([str(EXE), "train-mb", "--wgms", str(release), "--inventory",
+                          str(shared_data / "mbm_iceland" / "06_rgi62_Iceland.shp"),
+                          *[x for f in hef["whole"] for x in ("--climate", f)], "--dem", str(folder / "hef_srtm.tif"),
+                          "--output-model", "m.json"], capture_output=True, text=True, cwd=work, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "WGMS: none of its 1 glacier(s) (491 HINTEREIS F.) is in INVENTORY" in out.stderr
+    assert not (work / "m.json").exists()
