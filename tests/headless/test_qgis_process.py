@@ -212,3 +212,38 @@ def test_relative_paths_resolve_against_the_callers_folder(tmp_path):
     assert out.returncode == 0, out.stderr + out.stdout
     assert (tmp_path / "change.gpkg").is_file() and (tmp_path / "report.html").is_file()
     assert _files(plugin) == before
+
+
+def test_published_forms_through_qgis_process(tmp_path, shared_data):
+    """As a user runs them, ID_FIELD and DATE_FIELD empty: area change on a GLIMS download of
+    Hintereisferner (glims_polygons.shp: line types, two analyses; tests/published.py) names
+    its row by glac_id and dates it by src_date; the Mass Balance Machine trains from FoG
+    2026's zip (Hintereisferner 1995-2003, linked to the RGI 6 outline by glacier.csv)."""
+    f = shared_data / "oggm_hef"
+    made = in_engine(
+        "import json; from pathlib import Path; from tests.published import glims_extract, fog_release; "
+        "from tests.engine.steps.test_change import _hef_predictions; "
+        f"t = Path({str(tmp_path)!r}); g = glims_extract(Path({str(shared_data)!r}), t); "
+        f"s, e = _hef_predictions(Path({str(f / 'Hintereisferner_RGI6.shp')!r}), t); "
+        f"z = fog_release(Path({str(shared_data)!r}), t / 'fog', form='zip', years=(1995, 2003)); "
+        "print(json.dumps([str(g), str(s), str(e), str(z)]))")
+    glims, start, end, release = made
+    out = qgis_process("--json", "run", "glacier_mapper:area_change", "--", f"INVENTORY={glims}", f"START={start}",
+                       f"END={end}", "TRIM_PERCENT=0", f"OUTPUT={tmp_path / 'o.gpkg'}",
+                       f"OUTPUT_SUMMARY={tmp_path / 's.gpkg'}", f"OUTPUT_SIZE_CLASSES={tmp_path / 'c.gpkg'}",
+                       f"OUTPUT_REPORT={tmp_path / 'r.html'}")
+    assert out.returncode == 0, out.stderr + out.stdout
+    log = " ".join(json.loads(out.stdout)["log"]["info"])
+    assert "glac_id (GLIMS)" in log and "minus 5 intrnl_rock" in log and "src_date" in log
+    row = in_engine("import json; from glacier_mapper_plugin.core.vector import read_layer; "
+                    f"r = read_layer({str(tmp_path / 'o.gpkg')!r}).records[0]; "
+                    "print(json.dumps([r['glac_id'], r['year_start']]))")
+    assert row == ["G010752E46802N", pytest.approx(2003 + 210 / 365, abs=1e-6)]
+    out = qgis_process("--json", "run", "glacier_mapper:train_mass_balance", "--", f"WGMS={release}",
+                       f"INVENTORY={f / 'Hintereisferner_RGI6.shp'}", f"CLIMATE={f / 'histalp_merged_hef.nc'}",
+                       f"DEM={f / 'hef_srtm.tif'}", "N_ESTIMATORS=30", "FOLDS=2",
+                       f"OUTPUT_MODEL={tmp_path / 'm.json'}", f"OUTPUT_METRICS={tmp_path / 'metrics.gpkg'}")
+    assert out.returncode == 0, out.stderr + out.stdout
+    log = " ".join(json.loads(out.stdout)["log"]["info"])
+    assert "FoG 2025+ layout" in log and "1 by RGI/GLIMS link" in log
+    assert (tmp_path / "m.json").exists()

@@ -103,3 +103,25 @@ def test_a_release_in_the_wrong_unit_or_not_a_release_is_refused(shared_data, tm
         fog.read_release(root)
     with pytest.raises(ValueError, match="not a WGMS FoG release"):
         fog.read_release(shared_data / "oggm_hef")
+
+
+def test_survey_dates_of_fog_2025_are_the_periods(shared_data, tmp_path):
+    """Where mass_balance.csv gives floating survey dates (here Hintereisferner's 2015 row
+    rewritten with a 20 September start, a 6 May midseason and a 25 September end), winter is
+    begin to midseason, summer midseason to end, annual begin to end; bands of that year take
+    the same dates. Without dates a record keeps the WGMS fixed dates."""
+    from tests.published import FOG_MASS_BALANCE
+    root = fog_release(shared_data, tmp_path, years=(2014, 2015))
+    path = root / "data" / "mass_balance.csv"
+    rows = list(csv.DictReader(open(path, newline="")))
+    rows = [dict(r, begin_date="2014-09-20", midseason_date="2015-05-06", end_date="2015-09-25")
+            if r["year"] == "2015" else dict(r, begin_date="", midseason_date="", end_date="") for r in rows]
+    _csv(path, FOG_MASS_BALANCE, rows)
+    release = fog.read_release(root)
+    obs, _ = fog.observations(release, lambda gid: "HEF", lambda g: (10.77, 46.8), lambda lat: "north")
+    dates = {(o.year, o.point_id == "glacier-wide", o.period): (o.from_date, o.to_date) for o in obs}
+    day = __import__("datetime").date
+    assert dates[2015, True, "winter"] == (day(2014, 9, 20), day(2015, 5, 6))
+    assert dates[2015, True, "summer"] == (day(2015, 5, 6), day(2015, 9, 25))
+    assert dates[2015, True, "annual"] == dates[2015, False, "annual"] == (day(2014, 9, 20), day(2015, 9, 25))
+    assert dates[2014, True, "annual"] == (day(2013, 10, 1), day(2014, 9, 30))
