@@ -13,7 +13,6 @@ import atexit
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+
+from . import platforms
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 ENV_VAR = "GLACIER_MAPPER_ENGINE"       # the engine's python (or its venv folder)
@@ -82,16 +83,9 @@ def engine_python(profile_dir: Path | None) -> Path:
 
 
 def _engine_env() -> dict:
-    env = dict(os.environ)
     # The engine imports this very plugin (same version as the QGIS side) and nothing of
-    # QGIS's Python: drop what QGIS put on the path.
-    for var in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "QGIS_PREFIX_PATH"):
-        env.pop(var, None)
-    env["PYTHONPATH"] = str(PLUGIN_DIR.parent)
-    env.setdefault("GDAL_PAM_ENABLED", "NO")  # no .aux.xml beside the user's inputs
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONIOENCODING"] = "utf-8"
-    return env
+    # QGIS's Python, GDAL or PROJ.
+    return platforms.engine_environment(dict(os.environ), PLUGIN_DIR.parent)
 
 
 def relay(line: str, listener) -> dict | None:
@@ -111,18 +105,6 @@ def relay(line: str, listener) -> dict | None:
     return msg
 
 
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        sig = -code
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
-        if sig == signal.SIGKILL:
-            return ("it was killed (SIGKILL), most likely by the system's out-of-memory killer: "
-                    "the job needed more memory than is free (try a smaller TILE_SIZE, "
-                    "BATCH_SIZE or PATCH_SIZE, or close other programs)")
-        return f"it crashed ({name})"
-    return f"it exited with code {code}"
-
-
 class Engine:
     """One engine process in serve mode: jobs in on stdin, JSON lines out on stdout."""
 
@@ -139,6 +121,7 @@ class Engine:
             # caller's working directory, against which the engine resolves file parameters).
             env=_engine_env(), cwd=tempfile.gettempdir(), text=True, encoding="utf-8",
             bufsize=1, **kwargs)
+        platforms.tie_to_this_process(self.proc)  # Windows: the engine ends with QGIS
         self.lines: queue.Queue = queue.Queue()
         self.stderr: deque = deque(maxlen=40)
         threading.Thread(target=self._pump, args=(self.proc.stdout, True), daemon=True).start()
@@ -209,7 +192,7 @@ class Engine:
         code = self.proc.poll()
         code = self.proc.wait() if code is None else code
         tail = "\n".join(list(self.stderr)[-12:])
-        return (f"The Glacier Mapper engine stopped {when}: {_describe_exit(code)}. QGIS is not "
+        return (f"The Glacier Mapper engine stopped {when}: {platforms.describe_exit(code)}. QGIS is not "
                 f"affected; no partial output was kept." + (f"\nEngine log:\n{tail}" if tail else ""))
 
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import platforms
 from .client import CONFIG_NAME, PLUGIN_DIR, default_engine_dir, venv_python
 
 REQUIREMENTS = Path(__file__).resolve().parent / "requirements.txt"
@@ -102,7 +103,7 @@ def install(venv: Path, profile_dir: Path, wheelhouse: Path | None = None, extra
                                                         " (offline? give a WHEELHOUSE folder of wheels)"))
         (venv / STAMP).write_text(stamp)
     say("checking that the engine starts", 0.92, as_json)
-    env = dict(os.environ, PYTHONPATH=str(PLUGIN_DIR.parent))
+    env = platforms.engine_environment(dict(os.environ), PLUGIN_DIR.parent)
     check = subprocess.run([str(py), "-m", "glacier_mapper_plugin.engine.check"], env=env,
                            capture_output=True, text=True)
     if check.returncode != 0:

@@ -87,7 +87,10 @@ def quiet_gdal() -> None:
 
 
 def _die_with_parent() -> None:
-    """Linux: SIGTERM when the parent (QGIS, qgis_process) dies, so no engine outlives it."""
+    """No engine outlives its parent (QGIS, qgis_process): Linux sends SIGTERM when the parent
+    dies, macOS has the engine watch its parent (SIGTERM to itself then: the job is cancelled
+    and its partial files removed); Windows ties the engine to QGIS with a Job object
+    (client side)."""
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -95,6 +98,8 @@ def _die_with_parent() -> None:
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except OSError:
             pass
+    from .platforms import watch_parent
+    watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM))
 
 
 def peak_memory_mb() -> float:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -83,10 +84,32 @@ def sample_patches(ids: np.ndarray, patch_size: int, source: int = 0,
     return patches
 
 
+_SEEK = threading.Lock()
+
+
+def read_at(fd: int, size: int, offset: int) -> bytes:
+    """`size` bytes at `offset`: os.pread where the system has it (Linux, macOS). Windows'
+    Python has no pread: there the file position, which a process's threads share, is moved
+    and read under a lock."""
+    pread = getattr(os, "pread", None)
+    if pread is not None:
+        return pread(fd, size, offset)
+    with _SEEK:
+        os.lseek(fd, offset, os.SEEK_SET)
+        parts, left = [], size
+        while left:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            parts.append(chunk)
+            left -= len(chunk)
+    return b"".join(parts)
+
+
 class PatchCache:
     """Patches on disk: x (N, C, P, P) float32 decoded values (not standardised), y (N, P, P)
     uint8 labels, valid (N, P, P) uint8, per-patch band moments, and the Patch records.
-    Read with pread, not a memory map: a map's touched pages count as the process's memory
+    Read at offsets (read_at), not through a memory map: a map's touched pages count as the process's memory
     and would grow to the whole cache over an epoch."""
 
     def __init__(self, folder):
@@ -106,12 +129,13 @@ class PatchCache:
         if self._pid != os.getpid():  # DataLoader workers fork: each opens its own files
             self._files, self._pid = {}, os.getpid()
         if name not in self._files:
-            self._files[name] = os.open(self.folder / f"{name}.bin", os.O_RDONLY)
+            # O_BINARY: Windows would otherwise open in text mode and translate bytes
+            self._files[name] = os.open(self.folder / f"{name}.bin", os.O_RDONLY | getattr(os, "O_BINARY", 0))
         return self._files[name]
 
     def _read(self, name, i, dtype, shape):
         size = self._sizes[name]
-        buf = os.pread(self._fd(name), size, int(i) * size)
+        buf = read_at(self._fd(name), size, int(i) * size)
         if len(buf) != size:
             raise OSError(f"patch cache {self.folder} is truncated: remove it and run again")
         return np.frombuffer(buf, dtype).reshape(shape).copy()

@@ -244,3 +244,19 @@ def test_resume_key_changes_when_a_raster_is_replaced_at_its_path(tmp_path):
     assert _config_hash([raster], inv, ["B2"], TrainOptions()) != before
     moved = Inventory(["G1"], [box(0, 0, 2, 1)], "EPSG:32632")  # the same id, another outline
     assert _config_hash([raster], moved, ["B2"], TrainOptions()) != _config_hash([raster], inv, ["B2"], TrainOptions())
+
+
+def test_training_without_pread_as_on_windows_gives_the_same_model(small_region, tmp_path, monkeypatch):
+    """Windows' Python has no os.pread: with it removed the patch cache is read by seek and
+    read under a lock, in the main process and in two DataLoader workers, and the model is
+    bitwise the one trained with pread."""
+    import os
+    inv = _inventory(small_region)
+    options = dict(FAST, epochs=1)
+    train_model([small_region.imagery_start], inv, tmp_path / "pread.gmm", small_region.dem, TrainOptions(**options))
+    monkeypatch.delattr(os, "pread")
+    for name, workers in (("seek", 0), ("seek_workers", 2)):
+        train_model([small_region.imagery_start], inv, tmp_path / f"{name}.gmm", small_region.dem,
+                    TrainOptions(**options, workers=workers))
+        a, b = _weights(tmp_path / "pread.gmm"), _weights(tmp_path / f"{name}.gmm")
+        assert all(torch.equal(a[k], b[k]) for k in a), name

@@ -1,0 +1,132 @@
+"""Where glaciologists run QGIS: Linux, Windows (OSGeo4W or the standalone installer) and macOS
+(QGIS.app), QGIS 3 and QGIS 4. Everything that differs between them is here, as functions of
+the platform that tests call with another platform's values. Standard library only: QGIS's
+process imports it."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+# Variables OSGeo4W and QGIS.app set for QGIS's own GDAL, PROJ and Python. The engine's
+# wheels bring GDAL and PROJ of their own versions: pointed at QGIS's data files they fail
+# (proj.db of another layout) or load plugins built for another GDAL.
+QGIS_ENVIRONMENT = ("GDAL_DATA", "GDAL_DRIVER_PATH", "PROJ_LIB", "PROJ_DATA", "PYTHONHOME", "PYTHONPATH",
+                    "PYTHONSTARTUP", "PYTHONUSERBASE", "QGIS_PREFIX_PATH", "GDAL_FILENAME_IS_UTF8",
+                    "OSGEO4W_ROOT", "PYTHONNOUSERSITE")
+
+
+def engine_environment(env: dict, plugin_parent: Path) -> dict:
+    """The engine's environment: the caller's without QGIS's GDAL/PROJ/Python settings, the
+    plugin's folder as its only path, and UTF-8 for everything it prints whatever the
+    console's code page (Windows' cp1252/cp850 would garble names like Mönchsjoch)."""
+    out = {k: v for k, v in env.items() if k.upper() not in QGIS_ENVIRONMENT}
+    out["PYTHONPATH"] = str(plugin_parent)
+    out.setdefault("GDAL_PAM_ENABLED", "NO")  # no .aux.xml beside the user's inputs
+    out["PYTHONUNBUFFERED"] = "1"
+    out["PYTHONIOENCODING"] = "utf-8"
+    out["PYTHONUTF8"] = "1"
+    return out
+
+
+# Windows ends a crashed process with an NTSTATUS code (an unsigned 32-bit number); POSIX
+# with a negative signal number.
+WINDOWS_CRASHES = {
+    0xC0000005: "an access violation (0xC0000005): a native library read memory it must not",
+    0xC0000409: "a fail-fast stop (0xC0000409, stack buffer overrun): a native library aborted",
+    0xC00000FD: "a stack overflow (0xC00000FD)",
+    0xC0000017: "it ran out of memory (0xC0000017)",
+    0xC000009A: "it ran out of system resources (0xC000009A), most likely memory",
+    0xC0000135: "a DLL was not found (0xC0000135): reinstall the engine (glacier_mapper:install_engine)",
+    0xC0000142: "a DLL failed to initialise (0xC0000142): reinstall the engine (glacier_mapper:install_engine)",
+    0xC000013A: "Ctrl-C or the console window closing (0xC000013A)",
+}
+OUT_OF_MEMORY = ("the job needed more memory than is free (try a smaller TILE_SIZE, BATCH_SIZE or PATCH_SIZE, "
+                 "or close other programs)")
+
+
+def describe_exit(code: int, windows: bool | None = None) -> str:
+    """Why a process ended, in words: POSIX signals (SIGKILL most likely the out-of-memory
+    killer) and Windows' crash codes, which Python reports unsigned (3221225477) or, from
+    some launchers, signed (-1073741819)."""
+    windows = os.name == "nt" if windows is None else windows
+    if windows:
+        status = code & 0xFFFFFFFF
+        if status in WINDOWS_CRASHES:
+            text = WINDOWS_CRASHES[status]
+            return f"it crashed: {text}" + (f"; {OUT_OF_MEMORY}" if status in (0xC0000017, 0xC000009A) else "")
+        if status >= 0xC0000000:
+            return f"it crashed (Windows status 0x{status:08X})"
+        return f"it exited with code {code}"
+    if code < 0:
+        sig = -code
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+        if sig == getattr(signal, "SIGKILL", None):
+            return f"it was killed (SIGKILL), most likely by the system's out-of-memory killer: {OUT_OF_MEMORY}"
+        return f"it crashed ({name})"
+    return f"it exited with code {code}"
+
+
+def tie_to_this_process(proc, kernel32=None):
+    """Windows: put the engine in a Job object that kills it when this process (QGIS,
+    qgis_process) ends, however it ends; the handle is kept on `proc`. Linux does this in the
+    engine (PR_SET_PDEATHSIG), macOS by the engine watching its parent. Returns the job
+    handle, or None where nothing was done."""
+    if os.name != "nt" and kernel32 is None:
+        return None
+    import ctypes
+    dword = ctypes.c_uint32  # dword is c_ulong: 8 bytes outside Windows, so not used
+    if kernel32 is None:
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+
+    class IoCounters(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_ulonglong) for n in ("ReadOperationCount", "WriteOperationCount",
+                                                      "OtherOperationCount", "ReadTransferCount",
+                                                      "WriteTransferCount", "OtherTransferCount")]
+
+    class BasicLimits(ctypes.Structure):
+        _fields_ = [("PerProcessUserTimeLimit", ctypes.c_int64), ("PerJobUserTimeLimit", ctypes.c_int64),
+                    ("LimitFlags", dword), ("MinimumWorkingSetSize", ctypes.c_size_t),
+                    ("MaximumWorkingSetSize", ctypes.c_size_t), ("ActiveProcessLimit", dword),
+                    ("Affinity", ctypes.c_size_t), ("PriorityClass", dword),
+                    ("SchedulingClass", dword)]
+
+    class ExtendedLimits(ctypes.Structure):
+        _fields_ = [("BasicLimitInformation", BasicLimits), ("IoInfo", IoCounters),
+                    ("ProcessMemoryLimit", ctypes.c_size_t), ("JobMemoryLimit", ctypes.c_size_t),
+                    ("PeakProcessMemoryUsed", ctypes.c_size_t), ("PeakJobMemoryUsed", ctypes.c_size_t)]
+
+    job = kernel32.CreateJobObjectW(None, None)
+    if not job:
+        return None
+    limits = ExtendedLimits()
+    limits.BasicLimitInformation.LimitFlags = 0x2000  # JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+    ok = kernel32.SetInformationJobObject(job, 9,  # JobObjectExtendedLimitInformation
+                                          ctypes.byref(limits), ctypes.sizeof(limits))
+    if ok and kernel32.AssignProcessToJobObject(job, int(proc._handle)):
+        proc.glacier_mapper_job = job  # closed when QGIS's process ends: the engine goes with it
+        return job
+    kernel32.CloseHandle(job)
+    return None
+
+
+def watch_parent(on_orphaned, platform: str | None = None, interval: float = 1.0, getppid=os.getppid):
+    """POSIX systems without PR_SET_PDEATHSIG (macOS): a daemon thread that calls
+    on_orphaned() once the parent is gone (the engine is re-parented to launchd or init).
+    Linux uses the kernel's signal, Windows the Job object: None there."""
+    platform = sys.platform if platform is None else platform
+    if platform.startswith("linux") or platform == "win32":
+        return None
+    parent = getppid()
+
+    def watch():
+        while getppid() == parent:
+            time.sleep(interval)
+        on_orphaned()
+
+    thread = threading.Thread(target=watch, name="watch-parent", daemon=True)
+    thread.start()
+    return thread
