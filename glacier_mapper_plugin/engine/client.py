@@ -50,7 +50,7 @@ def install_hint() -> str:
 
 
 def default_engine_dir(profile_dir: Path) -> Path:
-    return Path(profile_dir) / "python" / "glacier_mapper_engine"
+    return platforms.default_engine_folder(profile_dir)
 
 
 def venv_python(venv: Path) -> Path:

@@ -6,10 +6,12 @@ from `make setup`, or from a shell:
 
     python3 -m glacier_mapper_plugin.engine.install [--venv DIR] [--wheelhouse DIR]
 
-Default location: <QGIS profile>/python/glacier_mapper_engine/venv; the chosen location is
-recorded in <QGIS profile>/python/glacier_mapper_engine.json, where the plugin looks for it.
+Default location: <QGIS profile>/python/glacier_mapper_engine/venv (Windows:
+%LOCALAPPDATA%\GlacierMapper\engine\venv, short enough for torch's files); the chosen location
+is recorded in <QGIS profile>/python/glacier_mapper_engine.json, where the plugin looks for it.
 Remove the engine by deleting both. Re-running is fast when nothing changed (a stamp of the
-requirements is kept in the venv). --wheelhouse installs offline from a folder of wheels
+requirements is written only once pip has finished); an install that was stopped half-way
+is finished, or its venv made afresh, by running it again. --wheelhouse installs offline from a folder of wheels
 (`pip download -r requirements.txt -d wheels` on a machine with internet).
 """
 from __future__ import annotations
@@ -24,34 +26,37 @@ import sys
 from pathlib import Path
 
 from . import platforms
-from .client import CONFIG_NAME, PLUGIN_DIR, default_engine_dir, venv_python
+from .client import CONFIG_NAME, PLUGIN_DIR, venv_python
 
 REQUIREMENTS = Path(__file__).resolve().parent / "requirements.txt"
 STAMP = ".glacier_mapper_stamp"
 
 
 def default_profile_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    if os.name == "nt":
-        base = os.environ.get("APPDATA", base)
-    return Path(base) / "QGIS" / "QGIS3" / "profiles" / "default"
+    return platforms.default_profile_folder()
 
 
 def base_python() -> Path:
-    """A real Python interpreter to create the venv with (inside QGIS, sys.executable can be
-    QGIS itself)."""
-    names = ["python.exe"] if os.name == "nt" else [f"python{sys.version_info.major}.{sys.version_info.minor}", "python3"]
-    for prefix in (sys.base_prefix, sys.prefix):
-        for folder in (Path(prefix), Path(prefix) / "bin"):
-            for name in names:
-                if (folder / name).is_file():
-                    return folder / name
-    if Path(sys.executable).name.startswith("python"):
-        return Path(sys.executable)
+    """A real Python interpreter to create the venv with (inside QGIS, sys.executable is QGIS
+    itself: see platforms.interpreter_candidates)."""
+    for path in platforms.interpreter_candidates(sys.executable, sys.prefix, sys.base_prefix):
+        if path.is_file():
+            return path
     found = shutil.which("python3") or shutil.which("python")
     if not found:
-        raise RuntimeError("no Python interpreter found to create the engine's environment")
+        raise RuntimeError("no Python interpreter found to create the engine's environment: give one with --python")
     return Path(found)
+
+
+def usable(python: Path) -> bool:
+    """The venv's interpreter exists and starts (an install stopped while the venv was being
+    made leaves a folder without one, or one that cannot start)."""
+    if not Path(python).is_file():
+        return False
+    try:
+        return subprocess.run([str(python), "-c", "import sys"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def _stamp(requirements: list[Path]) -> str:
@@ -79,10 +84,10 @@ def install(venv: Path, profile_dir: Path, wheelhouse: Path | None = None, extra
     if py.is_file() and (venv / STAMP).is_file() and (venv / STAMP).read_text().strip() == stamp:
         say(f"engine environment {venv} is up to date", 0.9, as_json)
     else:
-        if not py.is_file():
+        if not usable(py):  # none yet, or a half-made one: made afresh (--clear)
             creator = Path(python) if python else base_python()
             say(f"creating the engine environment {venv} with {creator}", 0.02, as_json)
-            subprocess.run([str(creator), "-m", "venv", str(venv)], check=True)
+            subprocess.run([str(creator), "-m", "venv", "--clear", str(venv)], check=True)
         cmd = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
         if wheelhouse:
             cmd += ["--no-index", "--find-links", str(wheelhouse)]
@@ -131,7 +136,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="progress as JSON lines (for QGIS)")
     args = ap.parse_args(argv)
     profile = args.profile or default_profile_dir()
-    venv = args.venv or default_engine_dir(profile) / "venv"
+    venv = args.venv or platforms.default_engine_folder(profile) / "venv"
     try:
         install(venv, profile, args.wheelhouse, args.extra, args.python, args.json)
     except (RuntimeError, subprocess.CalledProcessError, OSError) as err:

@@ -130,3 +130,72 @@ def watch_parent(on_orphaned, platform: str | None = None, interval: float = 1.0
     thread = threading.Thread(target=watch, name="watch-parent", daemon=True)
     thread.start()
     return thread
+
+
+def default_profile_folder(platform: str | None = None, env: dict | None = None, home: Path | None = None,
+                           qgis_major: int = 3) -> Path:
+    """QGIS's default profile folder, for the installer run from a shell (inside QGIS ask
+    QgsApplication.qgisSettingsDirPath(), never this): %APPDATA%\\QGIS\\QGIS3 on Windows,
+    ~/Library/Application Support/QGIS/QGIS3 on macOS, $XDG_DATA_HOME (~/.local/share)/QGIS/QGIS3
+    on Linux; QGIS 4 keeps its profiles in QGIS4 beside them."""
+    platform = sys.platform if platform is None else platform
+    env = os.environ if env is None else env
+    home = Path.home() if home is None else Path(home)
+    if platform == "win32":
+        base = Path(env.get("APPDATA") or home / "AppData" / "Roaming")
+    elif platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
+    return base / "QGIS" / f"QGIS{qgis_major}" / "profiles" / "default"
+
+
+def default_engine_folder(profile: Path, platform: str | None = None, env: dict | None = None,
+                          home: Path | None = None) -> Path:
+    """Where the engine's environment goes unless the user says: in the profile, except on
+    Windows, where torch's deepest files under a profile folder pass the 260-character path
+    limit: a short folder in %LOCALAPPDATA% (C:\\Users\\<name>\\AppData\\Local\\GlacierMapper)."""
+    platform = sys.platform if platform is None else platform
+    env = os.environ if env is None else env
+    if platform == "win32":
+        home = Path.home() if home is None else Path(home)
+        return Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local") / "GlacierMapper" / "engine"
+    return Path(profile) / "python" / "glacier_mapper_engine"
+
+
+def interpreter_candidates(executable: str, prefix: str, base_prefix: str, platform: str | None = None,
+                           version: tuple = sys.version_info[:2]) -> list[Path]:
+    """Python interpreters that can create the engine's venv, best first. Inside QGIS
+    sys.executable is QGIS itself: qgis-bin.exe (OSGeo4W, standalone installer: Python in
+    <root>/apps/Python3xx), QGIS.app/Contents/MacOS/QGIS (Python in the bundle), /usr/bin/qgis."""
+    platform = sys.platform if platform is None else platform
+    exe = Path(executable)
+    major, minor = version
+    out: list[Path] = []
+    if platform == "win32":
+        names = ["python.exe", "python3.exe"]
+        folders = [Path(base_prefix), Path(prefix)]
+        root = exe.parent.parent  # <root>\bin\qgis-bin.exe
+        folders += [root / "apps" / f"Python{major}{minor}"]
+        folders += sorted((root / "apps").glob("Python3*"), reverse=True)
+    elif platform == "darwin":
+        names = [f"python{major}.{minor}", "python3"]
+        folders = [Path(base_prefix) / "bin", Path(prefix) / "bin"]
+        for parent in exe.parents:  # the bundle around the executable
+            if parent.suffix == ".app":
+                contents = parent / "Contents"
+                folders += [contents / "MacOS" / "bin",
+                            contents / "Frameworks" / "Python.framework" / "Versions" / f"{major}.{minor}" / "bin",
+                            contents / "Frameworks" / "Python.framework" / "Versions" / "Current" / "bin"]
+                break
+    else:
+        names = [f"python{major}.{minor}", "python3"]
+        folders = [Path(base_prefix) / "bin", Path(prefix) / "bin", Path(base_prefix), Path(prefix)]
+    if exe.name.lower().startswith("python"):
+        out.append(exe)
+    for folder in folders:
+        for name in names:
+            path = folder / name
+            if path not in out:
+                out.append(path)
+    return out

@@ -151,3 +151,101 @@ def test_an_orphaned_process_watching_its_parent_ends(tmp_path):
     else:
         os.kill(pid, signal.SIGKILL)
         pytest.fail("the orphaned child lived on")
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    return path
+
+
+def _first_file(candidates):
+    return next(p for p in candidates if p.is_file())
+
+
+def test_python_is_found_in_an_osgeo4w_and_a_standalone_tree(tmp_path):
+    """Inside QGIS on Windows sys.executable is qgis-bin.exe; OSGeo4W's and the standalone
+    installer's trees (built here as they lay out) hold Python in apps/Python312."""
+    for root in (tmp_path / "OSGeo4W", tmp_path / "Program Files" / "QGIS 3.40.4"):
+        qgis = _touch(root / "bin" / "qgis-bin.exe")
+        python = _touch(root / "apps" / "Python312" / "python.exe")
+        _touch(root / "apps" / "Python39" / "python.exe")  # an older one left beside it
+        found = platforms.interpreter_candidates(str(qgis), prefix=str(root / "apps" / "qgis"),
+                                                 base_prefix=str(root / "apps" / "qgis"), platform="win32",
+                                                 version=(3, 12))
+        assert _first_file(found) == python
+        # QGIS's Python reports its own prefix: python.exe there comes first
+        found = platforms.interpreter_candidates(str(qgis), prefix=str(python.parent), base_prefix=str(python.parent),
+                                                 platform="win32", version=(3, 12))
+        assert _first_file(found) == python
+
+
+def test_python_is_found_in_qgis_app(tmp_path):
+    """QGIS.app: sys.executable is Contents/MacOS/QGIS; Python lives in the bundle."""
+    app = tmp_path / "Applications" / "QGIS-LTR.app" / "Contents"
+    qgis = _touch(app / "MacOS" / "QGIS")
+    python = _touch(app / "Frameworks" / "Python.framework" / "Versions" / "3.12" / "bin" / "python3.12")
+    found = platforms.interpreter_candidates(str(qgis), prefix=str(app / "Resources"),
+                                             base_prefix=str(app / "Resources"), platform="darwin", version=(3, 12))
+    assert _first_file(found) == python
+    mac_bin = _touch(app / "MacOS" / "bin" / "python3")  # the layout of the older official builds
+    found = platforms.interpreter_candidates(str(qgis), prefix="/nowhere", base_prefix="/nowhere", platform="darwin",
+                                             version=(3, 12))
+    assert _first_file(found) == mac_bin
+
+
+def test_python_on_linux_and_when_run_from_a_shell(tmp_path):
+    python = _touch(tmp_path / "usr" / "bin" / "python3.11")
+    found = platforms.interpreter_candidates("/usr/bin/qgis", prefix=str(tmp_path / "usr"),
+                                             base_prefix=str(tmp_path / "usr"), platform="linux", version=(3, 11))
+    assert _first_file(found) == python
+    shell = platforms.interpreter_candidates(sys.executable, sys.prefix, sys.base_prefix)
+    assert shell[0] == Path(sys.executable)
+
+
+@pytest.mark.parametrize("platform, env, profile, engine", [
+    ("win32", {"APPDATA": r"C:\Users\Åsa\AppData\Roaming", "LOCALAPPDATA": r"C:\Users\Åsa\AppData\Local"},
+     r"C:\Users\Åsa\AppData\Roaming/QGIS/QGIS3/profiles/default", r"C:\Users\Åsa\AppData\Local/GlacierMapper/engine"),
+    ("darwin", {}, "/Users/asa/Library/Application Support/QGIS/QGIS3/profiles/default",
+     "/Users/asa/Library/Application Support/QGIS/QGIS3/profiles/default/python/glacier_mapper_engine"),
+    ("linux", {"XDG_DATA_HOME": "/data/asa"}, "/data/asa/QGIS/QGIS3/profiles/default",
+     "/data/asa/QGIS/QGIS3/profiles/default/python/glacier_mapper_engine"),
+])
+def test_profile_and_engine_folders_per_platform(platform, env, profile, engine):
+    home = Path("/Users/asa")
+    got = platforms.default_profile_folder(platform, env, home)
+    assert got == Path(profile)
+    assert platforms.default_engine_folder(got, platform, env, home) == Path(engine)
+    assert platforms.default_profile_folder(platform, env, home, qgis_major=4).parts[-3] == "QGIS4"
+
+
+def test_windows_engine_folder_is_short_enough_for_torch():
+    """The longest file torch installs (measured in this engine's own torch) under the default
+    Windows folder stays well below Windows' 260-character path limit for a long user name
+    (60 characters to spare for deeper files in later torch releases and longer names)."""
+    import torch
+    site = Path(torch.__file__).parent.parent
+    longest = max(len(str(p.relative_to(site))) for p in Path(torch.__file__).parent.rglob("*"))
+    env = {"LOCALAPPDATA": r"C:\Users\Anna-Katharina.Oberhollenzer\AppData\Local",
+           "APPDATA": r"C:\Users\Anna-Katharina.Oberhollenzer\AppData\Roaming"}
+    profile = platforms.default_profile_folder("win32", env)
+    site_in = lambda engine: len(str(engine / "venv" / "Lib" / "site-packages")) + 1  # noqa: E731
+    assert site_in(platforms.default_engine_folder(profile, "win32", env)) + longest < 260 - 60
+
+
+def test_a_half_made_engine_is_made_again(tmp_path, monkeypatch):
+    """An install stopped while the venv was being created leaves a folder whose python is
+    missing or cannot start: the installer sees it (usable) and recreates it with --clear."""
+    from glacier_mapper_plugin.engine import install
+    venv = tmp_path / "venv"
+    py = client.venv_python(venv)
+    assert not install.usable(py)
+    _touch(py)  # an empty file where the interpreter should be
+    assert not install.usable(py)
+    assert install.usable(Path(sys.executable))
+    calls = []
+    monkeypatch.setattr(install.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
+                        subprocess.CompletedProcess(cmd, 1, "", ""))
+    with pytest.raises(OSError):  # the faked venv has no pip to run: only the first call matters
+        install.install(venv, tmp_path / "profile", wheelhouse=tmp_path / "none", python=Path(sys.executable))
+    assert [str(sys.executable), "-m", "venv", "--clear", str(venv)] in calls
