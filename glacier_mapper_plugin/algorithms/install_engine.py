@@ -19,7 +19,7 @@ class InstallEngineAlgorithm(GlacierMapperAlgorithm):
             "separate from QGIS's, with torch, segmentation-models-pytorch, rasterio, pystac-client, "
             "xgboost and the other packages the algorithms run with. Every algorithm runs in that "
             "environment as a separate process, so QGIS never loads them. Default location: the "
-            "profile folder's python/glacier_mapper_engine (on Windows %LOCALAPPDATA%\\GlacierMapper\\engine, "
+            "profile folder's python/glacier_mapper_engine (on Windows %LOCALAPPDATA%\\GlacierMapper, "
             "short enough for torch's files); remove that folder and the profile's "
             "python/glacier_mapper_engine.json to uninstall. About 1-6 GB depending on the torch "
             "build; a second run only checks it, and a run that was stopped is finished by running again.")

@@ -7,7 +7,7 @@ from `make setup`, or from a shell:
     python3 -m glacier_mapper_plugin.engine.install [--venv DIR] [--wheelhouse DIR]
 
 Default location: <QGIS profile>/python/glacier_mapper_engine/venv (Windows:
-%LOCALAPPDATA%\GlacierMapper\engine\venv, short enough for torch's files); the chosen location
+%LOCALAPPDATA%\GlacierMapper\venv, short enough for torch's files); the chosen location
 is recorded in <QGIS profile>/python/glacier_mapper_engine.json, where the plugin looks for it.
 Remove the engine by deleting both. Re-running is fast when nothing changed (a stamp of the
 requirements is written only once pip has finished); an install that was stopped half-way

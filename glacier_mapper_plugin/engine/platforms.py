@@ -154,12 +154,12 @@ def default_engine_folder(profile: Path, platform: str | None = None, env: dict 
                           home: Path | None = None) -> Path:
     """Where the engine's environment goes unless the user says: in the profile, except on
     Windows, where torch's deepest files under a profile folder pass the 260-character path
-    limit: a short folder in %LOCALAPPDATA% (C:\\Users\\<name>\\AppData\\Local\\GlacierMapper)."""
+    limit: a short folder, %LOCALAPPDATA%\\GlacierMapper."""
     platform = sys.platform if platform is None else platform
     env = os.environ if env is None else env
     if platform == "win32":
         home = Path.home() if home is None else Path(home)
-        return Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local") / "GlacierMapper" / "engine"
+        return Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local") / "GlacierMapper"
     return Path(profile) / "python" / "glacier_mapper_engine"
 
 
