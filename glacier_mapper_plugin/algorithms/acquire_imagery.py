@@ -58,7 +58,7 @@ class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         from ..core.imagery.catalogs import DEFAULT_COLLECTIONS, EARTH_SEARCH, SELECTIONS
         self.add_inventory_parameters()
-        self.addParameter(QgsProcessingParameterDateTime("DATE", "Target date", QgsProcessingParameterDateTime.Date,
+        self.addParameter(QgsProcessingParameterDateTime("DATE", "Target date", QgsProcessingParameterDateTime.Type.Date,
                                                          defaultValue=QDate(2023, 9, 1)))
         self.addParameter(QgsProcessingParameterNumber("WINDOW_DAYS", "Window (+- days)", defaultValue=15, minValue=0, maxValue=365))
         self.addParameter(QgsProcessingParameterNumber("MAX_CANDIDATES", "Candidate scenes", defaultValue=5, minValue=1, maxValue=100))
@@ -68,12 +68,12 @@ class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
         # Metres on the glacier's own UTM grid, whatever the inventory's CRS (often degrees).
         buffer = QgsProcessingParameterDistance("BUFFER_M", "Buffer around each glacier", 1280.0, minValue=0.0,
                                                 maxValue=50000.0)
-        buffer.setDefaultUnit(QgsUnitTypes.DistanceMeters)
+        buffer.setDefaultUnit(QgsUnitTypes.DistanceUnit.DistanceMeters)
         self.addParameter(buffer)
         self.addParameter(QgsProcessingParameterString("DEM", "DEM", defaultValue="stac:cop-dem-glo-30", optional=True))
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"))
         self.addParameter(QgsProcessingParameterNumber("MAX_WORKERS", "Parallel downloads", defaultValue=4, minValue=1, maxValue=64))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Acquisition table", QgsProcessing.TypeVector))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Acquisition table", QgsProcessing.SourceType.TypeVector))
         self.add_dask_parameter()
         self.addOutput(QgsProcessingOutputMultipleLayers("FILES", "Acquired rasters"))
         self.addOutput(QgsProcessingOutputNumber("N_OK", "Glaciers with imagery"))

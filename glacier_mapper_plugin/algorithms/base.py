@@ -13,7 +13,8 @@ from pathlib import Path
 
 from qgis.core import (QgsApplication, QgsFeature, QgsFeatureSink, QgsFields, QgsProcessing,
                        QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
-                       QgsProcessingLayerPostProcessorInterface, QgsProcessingParameterFeatureSource,
+                       QgsProcessingLayerPostProcessorInterface, QgsProcessingParameterDefinition,
+                       QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterNumber,
                        QgsProcessingParameterString, QgsProcessingUtils,
                        QgsVectorFileWriter, QgsVectorLayer)
@@ -92,7 +93,7 @@ def as_date(value):
         return value.date()
     if isinstance(value, QDate):
         return value
-    return QDate.fromString(str(value).strip()[:10], Qt.ISODate)
+    return QDate.fromString(str(value).strip()[:10], Qt.DateFormat.ISODate)
 
 
 def file_path(value) -> str | None:
@@ -210,7 +211,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
         if text and hasattr(parameter, "setHelp"):
             parameter.setHelp(self.tr(text))
         if parameter.name() in self.ADVANCED | {"DASK_SCHEDULER", "GLIMS_ANALYSIS"}:  # expert settings fold away
-            parameter.setFlags(parameter.flags() | parameter.FlagAdvanced)
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
         return super().addParameter(parameter, createOutput)
 
     def add_dask_parameter(self):
@@ -221,7 +222,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
     def add_inventory_parameters(self):
         """INVENTORY (glacier polygons, any CRS) and ID_FIELD, as every inventory-driven
         algorithm names them."""
-        self.addParameter(QgsProcessingParameterFeatureSource("INVENTORY", "Inventory", [QgsProcessing.TypeVectorPolygon]))
+        self.addParameter(QgsProcessingParameterFeatureSource("INVENTORY", "Inventory", [QgsProcessing.SourceType.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterField("ID_FIELD", "Glacier id field", parentLayerParameterName="INVENTORY",
                                                       optional=True))
         self.add_glims_parameter()
@@ -292,7 +293,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
             if kind == "source":
                 source = self.parameterAsSource(parameters, name, context)
                 if source is None:
-                    if given or not (d.flags() & d.FlagOptional):
+                    if given or not (d.flags() & QgsProcessingParameterDefinition.Flag.FlagOptional):
                         raise QgsProcessingException(f"{name}: layer not found")
                     continue
                 params[name] = self.export_source(source, name, context, feedback, temporary)
@@ -315,7 +316,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
             elif kind == "number":
                 if not given and d.defaultValue() is None:
                     params[name] = None
-                elif d.dataType() == QgsProcessingParameterNumber.Integer:
+                elif d.dataType() == QgsProcessingParameterNumber.Type.Integer:
                     params[name] = self.parameterAsInt(parameters, name, context)
                 else:
                     params[name] = self.parameterAsDouble(parameters, name, context)
@@ -339,7 +340,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
                 params[name] = self.parameterAsFileOutput(parameters, name, context) or None
             elif kind == "sink":
                 if (name in parameters and parameters[name] is None) or \
-                        (d.flags() & d.FlagOptional and parameters.get(name) in (None, "")):
+                        (d.flags() & QgsProcessingParameterDefinition.Flag.FlagOptional and parameters.get(name) in (None, "")):
                     continue  # an optional sink the user skipped
                 tmp = QgsProcessingUtils.generateTempFilename(f"{name.lower()}.gpkg")
                 temporary.append(tmp)
@@ -362,7 +363,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
                 fields.append(f)
         writer = QgsVectorFileWriter.create(path, fields, source.wkbType(), source.sourceCrs(),
                                             context.transformContext(), options)
-        if writer.hasError() != QgsVectorFileWriter.NoError:
+        if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
             raise QgsProcessingException(f"{name}: cannot export the layer for the engine: {writer.errorMessage()}")
         for feat in source.getFeatures():
             if feedback is not None and feedback.isCanceled():
@@ -370,7 +371,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
             out = QgsFeature(fields)
             out.setAttributes([feat[f.name()] for f in fields])
             out.setGeometry(feat.geometry())
-            writer.addFeature(out, QgsFeatureSink.FastInsert)
+            writer.addFeature(out, QgsFeatureSink.Flag.FastInsert)
         del writer
         return f"{path}|layername={name.lower()}"
 
@@ -394,7 +395,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
             out.setAttributes([attrs[i] for i in keep])
             if feat.hasGeometry():
                 out.setGeometry(feat.geometry())
-            if not sink.addFeature(out, QgsFeatureSink.FastInsert):
+            if not sink.addFeature(out, QgsFeatureSink.Flag.FastInsert):
                 raise QgsProcessingException(f"{name}: could not write a feature: {sink.lastError()}")
         del sink, layer
         return dest

@@ -31,8 +31,8 @@ class CrossValidateAlgorithm(GlacierMapperAlgorithm):
         add_training_parameters(self)
         self.addParameter(QgsProcessingParameterNumber("FOLDS", "Folds", defaultValue=5, minValue=2, maxValue=50))
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_TABLE", "Cross-validation metrics", QgsProcessing.TypeVector))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_INVENTORY", "Inventory with folds", QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_TABLE", "Cross-validation metrics", QgsProcessing.SourceType.TypeVector))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_INVENTORY", "Inventory with folds", QgsProcessing.SourceType.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputMultipleLayers("PREDICTIONS", "Out-of-fold probability rasters"))
 
 

@@ -31,9 +31,9 @@ class EvaluateSegmentationAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("PREDICTION", "Prediction"))
         self.add_inventory_parameters()
         self.addParameter(QgsProcessingParameterRasterLayer("QUALITY", "Quality (SCL) raster", optional=True))
-        self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold", QgsProcessingParameterNumber.Double, 0.5, False, 0.0, 1.0))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_TABLE", "Per-glacier metrics", QgsProcessing.TypeVector))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Inventory with metrics", QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold", QgsProcessingParameterNumber.Type.Double, 0.5, False, 0.0, 1.0))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_TABLE", "Per-glacier metrics", QgsProcessing.SourceType.TypeVector))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Inventory with metrics", QgsProcessing.SourceType.TypeVectorPolygon))
         self.add_dask_parameter()
         for name in ("ACCURACY", "IOU", "PRECISION", "RECALL", "F1"):
             self.addOutput(QgsProcessingOutputNumber(name, name.title()))

@@ -33,7 +33,7 @@ class InstallEngineAlgorithm(GlacierMapperAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         self.addParameter(QgsProcessingParameterFile("WHEELHOUSE", "Wheelhouse (offline install)",
-                                                     QgsProcessingParameterFile.Folder, optional=True))
+                                                     QgsProcessingParameterFile.Behavior.Folder, optional=True))
         self.addParameter(QgsProcessingParameterString("ENGINE_FOLDER", "Environment folder", optional=True))
         self.addOutput(QgsProcessingOutputString("ENGINE_PYTHON", "Engine Python"))
 

@@ -28,7 +28,7 @@ CLIMATE_HELP = {
 def add_climate_parameters(alg):
     # Several files (ERA5-Land comes one variable per file, plus an invariant file) or zips.
     alg.addParameter(QgsProcessingParameterMultipleLayers("CLIMATE", "Monthly climate (NetCDF files or zips)",
-                                                          QgsProcessing.TypeFile))
+                                                          QgsProcessing.SourceType.TypeFile))
     alg.addParameter(string_enum("HEMISPHERE", "Hemisphere (hydrological year and seasons)", ["auto", "north", "south"]))
     alg.addParameter(QgsProcessingParameterString("CLIMATE_VARIABLES", "Climate variable mapping", optional=True))
     alg.addParameter(QgsProcessingParameterString("CLIMATE_ELEVATION", "Climate elevation variable", optional=True))
@@ -81,31 +81,31 @@ class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
     })
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
-        self.addParameter(QgsProcessingParameterFeatureSource("OBSERVATIONS", "Observations", [QgsProcessing.TypeVector],
+        self.addParameter(QgsProcessingParameterFeatureSource("OBSERVATIONS", "Observations", [QgsProcessing.SourceType.TypeVector],
                                                               optional=True))
         # The release's zip, folder or one of its tables (a folder can be typed or given by one of its tables).
         self.addParameter(QgsProcessingParameterFile("WGMS", "WGMS Fluctuations of Glaciers release", optional=True,
                                                      fileFilter="WGMS FoG release (*.zip *.csv)"))
         self.addParameter(QgsProcessingParameterNumber("MAX_DATE_UNCERTAINTY", "Largest survey-date uncertainty (days)",
-                                                       QgsProcessingParameterNumber.Double, 5.0, False, 0.0, 366.0))
+                                                       QgsProcessingParameterNumber.Type.Double, 5.0, False, 0.0, 366.0))
         self.addParameter(string_enum("UNITS", "Balance units (w.e.)", ["m", "mm"]))
         self.addParameter(QgsProcessingParameterField("GLACIER_FIELD", "Glacier id field", parentLayerParameterName="OBSERVATIONS", optional=True))
         # Glacier-wide and elevation-band records are placed on these outlines' DEM cells.
         self.addParameter(QgsProcessingParameterFeatureSource("INVENTORY", "Inventory (for glacier-wide and band records)",
-                                                              [QgsProcessing.TypeVectorPolygon], optional=True))
+                                                              [QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterField("ID_FIELD", "Inventory id field", parentLayerParameterName="INVENTORY",
                                                       optional=True))
         self.add_glims_parameter()
         add_climate_parameters(self)
-        self.addParameter(QgsProcessingParameterNumber("LAPSE_RATE", "Lapse rate (deg C/m)", QgsProcessingParameterNumber.Double, -0.0065, False, -0.02, 0.02))
-        self.addParameter(QgsProcessingParameterNumber("PRECIPITATION_FACTOR", "Precipitation factor", QgsProcessingParameterNumber.Double, 1.0, False, 0.0, 10.0))
+        self.addParameter(QgsProcessingParameterNumber("LAPSE_RATE", "Lapse rate (deg C/m)", QgsProcessingParameterNumber.Type.Double, -0.0065, False, -0.02, 0.02))
+        self.addParameter(QgsProcessingParameterNumber("PRECIPITATION_FACTOR", "Precipitation factor", QgsProcessingParameterNumber.Type.Double, 1.0, False, 0.0, 10.0))
         self.addParameter(QgsProcessingParameterNumber("N_ESTIMATORS", "Boosting rounds", defaultValue=300, minValue=1, maxValue=20000))
         self.addParameter(QgsProcessingParameterNumber("MAX_DEPTH", "Tree depth", defaultValue=4, minValue=1, maxValue=20))
-        self.addParameter(QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate", QgsProcessingParameterNumber.Double, 0.05, False, 1e-4, 1.0))
+        self.addParameter(QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate", QgsProcessingParameterNumber.Type.Double, 0.05, False, 1e-4, 1.0))
         self.addParameter(QgsProcessingParameterNumber("SEED", "Seed", defaultValue=42, minValue=0))
         self.addParameter(QgsProcessingParameterNumber("FOLDS", "Cross-validation folds", defaultValue=5, minValue=2, maxValue=50))
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_MODEL", "Model file", "Mass balance model (*.json)"))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_METRICS", "Cross-validation metrics", QgsProcessing.TypeVector))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_METRICS", "Cross-validation metrics", QgsProcessing.SourceType.TypeVector))
 
 
 
@@ -139,7 +139,7 @@ class PredictMassBalanceAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("START_YEAR", "Start year", defaultValue=2000, minValue=1800, maxValue=2200))
         self.addParameter(QgsProcessingParameterNumber("END_YEAR", "End year", defaultValue=2020, minValue=1800, maxValue=2200))
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Glacier-wide balances", QgsProcessing.TypeVector))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Glacier-wide balances", QgsProcessing.SourceType.TypeVector))
         self.add_dask_parameter()
         self.addOutput(QgsProcessingOutputMultipleLayers("RASTERS", "Mass-balance rasters"))
         self.addOutput(QgsProcessingOutputHtml("PLOT", "Mass-balance plot"))

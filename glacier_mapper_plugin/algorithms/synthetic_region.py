@@ -31,7 +31,7 @@ class SyntheticRegionAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_FOLDER", "Output folder"))
         self.addParameter(QgsProcessingParameterNumber("SEED", "Seed", defaultValue=42, minValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            "SIZE_KM", "Region size (km)", QgsProcessingParameterNumber.Double, 4.0, False, 1.0, 60.0))
+            "SIZE_KM", "Region size (km)", QgsProcessingParameterNumber.Type.Double, 4.0, False, 1.0, 60.0))
         self.addParameter(QgsProcessingParameterNumber("N_GLACIERS", "Number of glaciers",
                                                        defaultValue=8, minValue=1, maxValue=500))
         self.addParameter(QgsProcessingParameterNumber("START_YEAR", "Inventory (start) year",

@@ -48,7 +48,7 @@ TRAINING_HELP = {
 
 
 def add_training_parameters(alg):
-    alg.addParameter(QgsProcessingParameterMultipleLayers("INPUT", "Imagery", QgsProcessing.TypeRaster))
+    alg.addParameter(QgsProcessingParameterMultipleLayers("INPUT", "Imagery", QgsProcessing.SourceType.TypeRaster))
     alg.add_inventory_parameters()
     alg.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM", optional=True))
     alg.addParameter(QgsProcessingParameterString("QUALITY", "Quality (SCL) band", defaultValue="auto"))
@@ -59,12 +59,12 @@ def add_training_parameters(alg):
                                                   defaultValue="none"))
     alg.addParameter(QgsProcessingParameterNumber("EPOCHS", "Epochs", defaultValue=30, minValue=1, maxValue=10000))
     alg.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", defaultValue=8, minValue=1, maxValue=1024))
-    alg.addParameter(QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate", QgsProcessingParameterNumber.Double, 1e-3, False, 1e-7, 1.0))
+    alg.addParameter(QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate", QgsProcessingParameterNumber.Type.Double, 1e-3, False, 1e-7, 1.0))
     alg.addParameter(string_enum("DEVICE", "Device", DEVICES))
     alg.addParameter(QgsProcessingParameterNumber("SEED", "Seed", defaultValue=42, minValue=0))
-    alg.addParameter(QgsProcessingParameterNumber("VAL_FRACTION", "Validation share of glaciers", QgsProcessingParameterNumber.Double, 0.2, False, 0.0, 0.9))
+    alg.addParameter(QgsProcessingParameterNumber("VAL_FRACTION", "Validation share of glaciers", QgsProcessingParameterNumber.Type.Double, 0.2, False, 0.0, 0.9))
     alg.addParameter(QgsProcessingParameterFile("PATCH_CACHE", "Patch cache folder",
-                                                QgsProcessingParameterFile.Folder, optional=True))
+                                                QgsProcessingParameterFile.Behavior.Folder, optional=True))
     alg.addParameter(QgsProcessingParameterBoolean("KEEP_PATCHES", "Keep the patch cache", defaultValue=False))
     alg.addParameter(QgsProcessingParameterNumber("MEMBERS", "Ensemble members", defaultValue=1, minValue=1, maxValue=100))
     alg.add_dask_parameter()
