@@ -5,9 +5,10 @@ from pathlib import Path
 from qgis.core import (QgsProcessingException, QgsProcessingOutputString, QgsProcessingParameterFile,
                        QgsProcessingParameterString)
 
-from ..engine import client
+from ..engine import client, platforms
 from ..engine.install import base_python
 from .base import FeedbackListener, GlacierMapperAlgorithm, profile_dir
+from .segment_glaciers import string_enum
 
 
 class InstallEngineAlgorithm(GlacierMapperAlgorithm):
@@ -29,12 +30,15 @@ class InstallEngineAlgorithm(GlacierMapperAlgorithm):
                       "glacier_mapper_plugin/engine/requirements.txt).",
         "ENGINE_FOLDER": "Optional folder for the environment (default: in the QGIS profile).",
         "ENGINE_PYTHON": "The engine's Python interpreter.",
+        "TORCH": "Which torch: default (CUDA on Linux, CPU-only on Windows, Apple GPUs on macOS), cuda (NVIDIA "
+                 "GPUs, also on Windows, from PyTorch's own index) or cpu (Linux: a fifth of the download).",
     }
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         self.addParameter(QgsProcessingParameterFile("WHEELHOUSE", "Wheelhouse (offline install)",
                                                      QgsProcessingParameterFile.Behavior.Folder, optional=True))
         self.addParameter(QgsProcessingParameterString("ENGINE_FOLDER", "Environment folder", optional=True))
+        self.addParameter(string_enum("TORCH", "Torch build", list(platforms.TORCH_CHOICES)))
         self.addOutput(QgsProcessingOutputString("ENGINE_PYTHON", "Engine Python"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
@@ -43,6 +47,7 @@ class InstallEngineAlgorithm(GlacierMapperAlgorithm):
         venv = Path(folder) if folder else client.default_engine_dir(profile) / "venv"
         cmd = [str(base_python()), "-m", "glacier_mapper_plugin.engine.install", "--json",
                "--profile", str(profile), "--venv", str(venv)]
+        cmd += ["--torch", self.parameterAsEnumString(parameters, "TORCH", context) or "default"]
         wheelhouse = self.parameterAsFile(parameters, "WHEELHOUSE", context)
         if wheelhouse:
             cmd += ["--wheelhouse", wheelhouse]

@@ -8,7 +8,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsUnitTypes,
 
 from .base import DASK_HELP, GlacierMapperAlgorithm, style_output
 
-DEVICES = ["auto", "cuda", "cpu"]
+DEVICES = ["auto", "cuda", "mps", "cpu"]  # the engine's core.segmentation.segment.DEVICES
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 PROBABILITY_FORMATS = ["float32", "uint8"]
 
@@ -38,7 +38,9 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         "DEM": "Elevation raster, reprojected and resampled on the fly onto the INPUT grid; "
                "needed when the model uses elevation and INPUT has no DEM band.",
         "MODEL": "Glacier Mapper model file (.gmm: safetensors + JSON header).",
-        "DEVICE": "auto uses CUDA when torch sees a GPU, else the CPU.",
+        "DEVICE": "auto uses a CUDA GPU when torch sees one, else an Apple GPU (mps, Apple silicon; operators "
+                  "it lacks run on the CPU and are named in the log), else the CPU. A device the engine's torch "
+                  "cannot use is refused, naming the torch installed (a CUDA torch: Install engine, TORCH=cuda).",
         "PRECISION": "auto: bf16 (or fp16) on CUDA, bf16 on CPUs with bf16 support, else fp32.",
         "TILE_SIZE": "Tile side in pixels (multiple of 32). Memory grows with it.",
         "OVERLAP": "Pixels shared by neighbouring tiles (at most half the tile size): the outer quarter "

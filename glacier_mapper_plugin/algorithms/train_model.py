@@ -35,7 +35,8 @@ TRAINING_HELP = {
     "EPOCHS": "Passes over the training patches.",
     "BATCH_SIZE": "Patches per optimisation step.",
     "LEARNING_RATE": "AdamW learning rate.",
-    "DEVICE": "auto uses CUDA (with mixed precision) when torch sees a GPU, else the CPU.",
+    "DEVICE": "auto uses a CUDA GPU (with mixed precision) when torch sees one, else an Apple GPU (mps, "
+              "Apple silicon, fp32), else the CPU; a device the engine's torch cannot use is refused, naming it.",
     "SEED": "Random seed: the same seed gives the same model on the CPU.",
     "VAL_FRACTION": "Share of glaciers (not patches) held out for validation and model selection.",
     "MEMBERS": "Ensemble members: models that differ only by their seed (SEED, SEED + 1, ...), as "

@@ -75,12 +75,13 @@ def say(message: str, fraction: float | None = None, as_json: bool = False) -> N
 
 
 def install(venv: Path, profile_dir: Path, wheelhouse: Path | None = None, extra: list[Path] = (),
-            python: Path | None = None, as_json: bool = False) -> Path:
+            python: Path | None = None, as_json: bool = False, torch: str = "default") -> Path:
     """Create/update the venv, install the requirements, check the engine starts, record it."""
     venv = Path(venv).resolve()
     requirements = [REQUIREMENTS, *map(Path, extra)]
     py = venv_python(venv)
-    stamp = _stamp(requirements)
+    index = platforms.torch_source(torch)
+    stamp = _stamp(requirements) + (f"-{torch}" if torch != "default" else "")
     if py.is_file() and (venv / STAMP).is_file() and (venv / STAMP).read_text().strip() == stamp:
         say(f"engine environment {venv} is up to date", 0.9, as_json)
     else:
@@ -91,6 +92,8 @@ def install(venv: Path, profile_dir: Path, wheelhouse: Path | None = None, extra
         cmd = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
         if wheelhouse:
             cmd += ["--no-index", "--find-links", str(wheelhouse)]
+        else:
+            cmd += index
         for r in requirements:
             cmd += ["-r", str(r)]
         say("installing " + ", ".join(r.name for r in requirements) + (f" from {wheelhouse}" if wheelhouse else ""),
@@ -134,12 +137,15 @@ def main(argv=None) -> int:
     ap.add_argument("--extra", type=Path, action="append", default=[], help="more requirements files")
     ap.add_argument("--python", type=Path, default=None, help="interpreter to create the venv with")
     ap.add_argument("--json", action="store_true", help="progress as JSON lines (for QGIS)")
+    ap.add_argument("--torch", choices=platforms.TORCH_CHOICES, default="default",
+                    help="torch build: default (PyPI's: CUDA on Linux, CPU on Windows, Apple GPUs on macOS), "
+                    "cuda (NVIDIA GPUs on Windows too) or cpu (Linux: a fifth of the download)")
     args = ap.parse_args(argv)
     profile = args.profile or default_profile_dir()
     venv = args.venv or platforms.default_engine_folder(profile) / "venv"
     try:
-        install(venv, profile, args.wheelhouse, args.extra, args.python, args.json)
-    except (RuntimeError, subprocess.CalledProcessError, OSError) as err:
+        install(venv, profile, args.wheelhouse, args.extra, args.python, args.json, args.torch)
+    except (RuntimeError, ValueError, subprocess.CalledProcessError, OSError) as err:
         if args.json:
             print(json.dumps({"error": str(err)}), flush=True)
         else:

@@ -19,11 +19,15 @@ QGIS_ENVIRONMENT = ("GDAL_DATA", "GDAL_DRIVER_PATH", "PROJ_LIB", "PROJ_DATA", "P
                     "OSGEO4W_ROOT", "PYTHONNOUSERSITE")
 
 
-def engine_environment(env: dict, plugin_parent: Path) -> dict:
+def engine_environment(env: dict, plugin_parent: Path, platform: str | None = None) -> dict:
     """The engine's environment: the caller's without QGIS's GDAL/PROJ/Python settings, the
     plugin's folder as its only path, and UTF-8 for everything it prints whatever the
-    console's code page (Windows' cp1252/cp850 would garble names like Mönchsjoch)."""
+    console's code page (Windows' cp1252/cp850 would garble names like Mönchsjoch). On macOS
+    operators Apple GPUs lack run on the CPU instead of stopping the run."""
+    platform = sys.platform if platform is None else platform
     out = {k: v for k, v in env.items() if k.upper() not in QGIS_ENVIRONMENT}
+    if platform == "darwin":
+        out.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
     out["PYTHONPATH"] = str(plugin_parent)
     out.setdefault("GDAL_PAM_ENABLED", "NO")  # no .aux.xml beside the user's inputs
     out["PYTHONUNBUFFERED"] = "1"
@@ -199,3 +203,24 @@ def interpreter_candidates(executable: str, prefix: str, base_prefix: str, platf
             if path not in out:
                 out.append(path)
     return out
+
+
+# PyTorch's own wheel indexes: PyPI's torch is the CUDA build on Linux but CPU-only on
+# Windows; the CUDA build for Windows (and the small CPU-only build for Linux) live here.
+TORCH_INDEX = {"cuda": "https://download.pytorch.org/whl/cu128", "cpu": "https://download.pytorch.org/whl/cpu"}
+TORCH_CHOICES = ("default", "cuda", "cpu")
+
+
+def torch_source(choice: str, platform: str | None = None) -> list[str]:
+    """pip arguments that bring the torch build asked for: default (PyPI's: CUDA on Linux,
+    CPU on Windows, Apple GPUs on macOS), cuda (NVIDIA GPUs: Windows needs PyTorch's index)
+    or cpu (Linux: PyTorch's CPU build, a fifth of the download)."""
+    platform = sys.platform if platform is None else platform
+    choice = (choice or "default").lower()
+    if choice not in TORCH_CHOICES:
+        raise ValueError(f"TORCH must be one of {', '.join(TORCH_CHOICES)}, not {choice!r}")
+    if choice == "cuda" and platform == "darwin":
+        raise ValueError("TORCH=cuda: Macs have no CUDA; the default torch uses Apple GPUs (DEVICE mps)")
+    if (choice == "cuda" and platform == "win32") or (choice == "cpu" and platform.startswith("linux")):
+        return ["--extra-index-url", TORCH_INDEX[choice]]
+    return []

@@ -249,3 +249,49 @@ def test_a_half_made_engine_is_made_again(tmp_path, monkeypatch):
     with pytest.raises(OSError):  # the faked venv has no pip to run: only the first call matters
         install.install(venv, tmp_path / "profile", wheelhouse=tmp_path / "none", python=Path(sys.executable))
     assert [str(sys.executable), "-m", "venv", "--clear", str(venv)] in calls
+
+
+def test_macos_engines_let_apple_gpus_fall_back_to_the_cpu():
+    assert platforms.engine_environment({}, ROOT, "darwin")["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"
+    assert "PYTORCH_ENABLE_MPS_FALLBACK" not in platforms.engine_environment({}, ROOT, "linux")
+
+
+@pytest.mark.parametrize("choice, platform, args", [
+    ("default", "win32", []), ("default", "linux", []), ("default", "darwin", []),
+    ("cuda", "win32", ["--extra-index-url", platforms.TORCH_INDEX["cuda"]]),  # PyPI's Windows torch is CPU-only
+    ("cuda", "linux", []),                                                    # PyPI's Linux torch is the CUDA build
+    ("cpu", "linux", ["--extra-index-url", platforms.TORCH_INDEX["cpu"]]),
+    ("cpu", "win32", []),
+])
+def test_the_torch_build_asked_for_per_platform(choice, platform, args):
+    assert platforms.torch_source(choice, platform) == args
+
+
+def test_cuda_on_a_mac_is_refused_with_what_to_do_instead():
+    with pytest.raises(ValueError, match="Macs have no CUDA.*DEVICE mps"):
+        platforms.torch_source("cuda", "darwin")
+
+
+def test_the_installer_asks_pip_for_the_cuda_build_on_windows(tmp_path, monkeypatch):
+    """install(torch='cuda') on Windows (simulated) gives pip PyTorch's CUDA index; the default
+    does not."""
+    from glacier_mapper_plugin.engine import install
+    monkeypatch.setattr(install.sys, "platform", "win32")
+    monkeypatch.setattr(install, "usable", lambda py: True)
+    commands = []
+
+    class Pip:
+        def __init__(self, cmd, **kw):
+            commands.append(cmd)
+            self.stdout, self.returncode = iter(()), 1
+
+        def wait(self):
+            return 1
+    monkeypatch.setattr(install.subprocess, "Popen", Pip)
+    venv = tmp_path / "venv"
+    with pytest.raises(RuntimeError, match="pip failed"):
+        install.install(venv, tmp_path / "profile", torch="cuda")
+    assert "--extra-index-url" in commands[0] and platforms.TORCH_INDEX["cuda"] in commands[0]
+    with pytest.raises(RuntimeError, match="pip failed"):
+        install.install(venv, tmp_path / "profile", torch="default")
+    assert platforms.TORCH_INDEX["cuda"] not in commands[1]

@@ -16,6 +16,7 @@ border, mirrored; rasters smaller than a tile are one tile.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +50,7 @@ class SegmentOptions:
     overlap: int = 128                      # context margin: half of it is never used (blend_weights)
     batch_size: int = 4
     threshold: float | None = None          # None: the model's own
-    device: str = "auto"                    # auto, cuda, cpu
+    device: str = "auto"                    # auto, cuda, mps, cpu
     precision: str = "auto"                 # auto, fp32, bf16, fp16
     probability_dtype: str = "float32"      # float32 (NaN = no data) or uint8 (0-100, 255)
     bands: dict[str, int] | None = None     # explicit model band -> raster band mapping
@@ -74,17 +75,66 @@ class SegmentResult:
     seconds: float
 
 
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
+
+def torch_build() -> str:
+    """Which torch the engine has, in words: version and whether it can use CUDA or Apple GPUs."""
+    import torch
+    cuda = torch.version.cuda
+    mps = getattr(torch.backends, "mps", None)
+    kind = (f"CUDA {cuda} build" if cuda else
+            "with Apple GPU (MPS) support" if mps is not None and mps.is_built() else "CPU-only build")
+    return f"torch {torch.__version__}, {kind}"
+
+
 def pick_device(device: str = "auto") -> str:
+    """auto: a CUDA GPU, else an Apple GPU (mps), else the CPU. A device asked for that this
+    torch or machine lacks is refused, saying which torch is installed."""
     import torch
     device = (device or "auto").lower()
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = mps is not None and mps.is_available()
+    if device not in DEVICES:
+        raise ValueError(f"DEVICE must be {', '.join(DEVICES)}, not {device!r}")
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("DEVICE is cuda but torch sees no CUDA GPU (torch "
-                         f"{torch.__version__}); use DEVICE auto or cpu")
-    if device not in ("cuda", "cpu"):
-        raise ValueError(f"DEVICE must be auto, cuda or cpu, not {device!r}")
+        hint = ("reinstall the engine with its CUDA torch (Install engine, TORCH=cuda)" if not torch.version.cuda
+                else "no NVIDIA GPU or driver is visible")
+        raise ValueError(f"DEVICE is cuda but torch sees no CUDA GPU ({torch_build()}): {hint}; use DEVICE auto or cpu")
+    if device == "mps" and not mps_ok:
+        raise ValueError(f"DEVICE is mps but torch sees no Apple GPU ({torch_build()}): mps needs a Mac with "
+                         "Apple silicon and macOS 12.3 or later; use DEVICE auto or cpu")
     return device
+
+
+@contextlib.contextmanager
+def named_fallbacks(progress):
+    """On Apple GPUs, operators torch has not implemented there run on the CPU (the engine
+    sets PYTORCH_ENABLE_MPS_FALLBACK=1 on macOS); torch warns once per operator, and each is
+    named once in the log. Other warnings go on as before."""
+    import warnings
+    seen: list[str] = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", message=r".*MPS.*")
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            found = re.search(r"operator '([^']+)'.*MPS", str(message))
+            if found:
+                if found.group(1) not in seen:
+                    seen.append(found.group(1))
+                return
+            shown(message, category, filename, lineno, file, line)
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            warnings.showwarning = shown
+            if seen and progress is not None:
+                progress.warning("DEVICE mps: operators not implemented on Apple GPUs ran on the CPU (slower): "
+                                 + ", ".join(seen))
 
 
 def cpu_supports_bf16() -> bool:
@@ -99,10 +149,14 @@ def pick_precision(precision: str, device: str) -> str:
     precision = (precision or "auto").lower()
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ValueError(f"PRECISION must be auto, fp32, bf16 or fp16, not {precision!r}")
+    if device == "mps" and precision not in ("auto", "fp32"):
+        raise ValueError(f"PRECISION {precision} is not used on Apple GPUs (mps): use fp32 or auto")
     if precision != "auto":
         if precision == "fp16" and device == "cpu":
             raise ValueError("PRECISION fp16 is for CUDA; on the CPU use bf16 or fp32")
         return precision
+    if device == "mps":
+        return "fp32"
     if device == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_supports_bf16() else "fp32"

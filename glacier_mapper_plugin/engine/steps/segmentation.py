@@ -28,7 +28,20 @@ def training_inputs(p, progress=None):
     return rasters, inv, layer, (p.get("DEM") or None), options
 
 
+def on_device(run):
+    """Steps that run the network: operators an Apple GPU lacks are named in the log."""
+    import functools
+
+    @functools.wraps(run)
+    def wrapped(p, progress):
+        from ...core.segmentation.segment import named_fallbacks
+        with named_fallbacks(progress):
+            return run(p, progress)
+    return wrapped
+
+
 @step("train_model")
+@on_device
 def train_model(p, progress: Progress):
     from ...core.segmentation.train import train_ensemble, train_model as train
     rasters, inv, _, dem, options = training_inputs(p, progress)
@@ -51,6 +64,7 @@ CV_TYPES = {"subregion": str, "patches": int, "glaciers": int, "accuracy": float
 
 
 @step("cross_validate")
+@on_device
 def cross_validate(p, progress: Progress):
     from ...core.segmentation.crossval import cross_validate as crossval
     rasters, inv, layer, dem, options = training_inputs(p, progress)
@@ -72,6 +86,7 @@ def cross_validate(p, progress: Progress):
 
 
 @step("segment_glaciers")
+@on_device
 def segment_glaciers(p, progress: Progress):
     from ...core.imagery.bands import parse_mapping
     from ...core.segmentation.segment import SegmentOptions, segment, segment_blocks

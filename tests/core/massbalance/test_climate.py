@@ -12,6 +12,7 @@ import pytest
 from glacier_mapper_plugin.core.massbalance.climate import read_climate
 
 HEF = (10.7584, 46.8003)  # Hintereisferner
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 
 
 def era5land(shared_data):
@@ -208,3 +209,31 @@ def test_a_zip_replaced_at_its_path_is_unpacked_anew(tmp_path, monkeypatch):
     assert temps[0] != temps[1]
     cached = sorted(p.name for p in (tmp_path / "cache" / "climate").iterdir())
     assert len(cached) == 2 and not [n for n in cached if n.startswith(".")]
+
+
+def test_without_netcdf4_as_on_macos_the_same_climate_is_read(shared_data, tmp_path):
+    """macOS's engine has no netCDF4 (no wheel for macOS 13 arm64): xarray reads classic NetCDF
+    with scipy and NetCDF4 with h5netcdf. The real ERA5-Land files, as delivered (classic) and
+    as the new CDS splits them (NetCDF4, expver, valid_time), read in a process where netCDF4
+    cannot be imported, give the same climate as with netCDF4."""
+    import subprocess
+    import sys
+
+    from tests.engine.steps.test_massbalance import split_as_the_cds_delivers
+    files = era5land(shared_data)
+    split = split_as_the_cds_delivers(files, tmp_path / "split")
+    for name, paths in (("classic", files), ("netcdf4", split)):
+        ours = read_climate(paths)
+        out = tmp_path / f"{name}.npz"
+        code = ("import sys; sys.modules['netCDF4'] = None; import numpy as np; "
+                "from glacier_mapper_plugin.core.massbalance.climate import read_climate; "
+                f"c = read_climate({[str(p) for p in paths]!r}); "
+                f"np.savez({str(out)!r}, t=c.variables['temperature'], p=c.variables['precipitation'], "
+                "z=c.elevation, months=np.array(c.months))")
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+        assert run.returncode == 0, run.stderr[-2000:]
+        theirs = np.load(out)
+        assert [tuple(m) for m in theirs["months"]] == ours.months, name
+        np.testing.assert_allclose(theirs["t"], ours.variables["temperature"], rtol=0, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(theirs["p"], ours.variables["precipitation"], rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(theirs["z"], ours.elevation, rtol=1e-6, err_msg=name)

@@ -365,3 +365,48 @@ def test_tile_size_changes_speed_not_the_map(region, barely_trained, tmp_path):
         ok = np.isfinite(x) & np.isfinite(y)
         agree, dp = np.mean((x[ok] >= 0.5) == (y[ok] >= 0.5)), np.mean(np.abs(x[ok] - y[ok]))
         assert agree >= 0.995 and dp <= 0.01, (a, b, agree, dp)
+
+
+def test_devices_by_what_torch_sees(monkeypatch):
+    """auto: CUDA, else an Apple GPU (mps), else the CPU; a device this torch or machine lacks
+    is refused naming the torch installed (simulated: what torch reports is patched)."""
+    import torch
+
+    from glacier_mapper_plugin.core.segmentation.segment import pick_device, pick_precision
+    for cuda, mps, expected in ((True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+        assert pick_device("auto") == expected
+    with pytest.raises(ValueError, match=r"DEVICE is mps but torch sees no Apple GPU \(torch .*\): mps needs a Mac"):
+        pick_device("mps")
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(ValueError, match=r"CPU-only build\): reinstall the engine with its CUDA torch"):
+        pick_device("cuda")
+    with pytest.raises(ValueError, match="DEVICE must be auto, cuda, mps, cpu"):
+        pick_device("gpu")
+    assert pick_precision("auto", "mps") == "fp32"
+    with pytest.raises(ValueError, match="not used on Apple GPUs"):
+        pick_precision("bf16", "mps")
+
+
+def test_operators_that_fall_back_to_the_cpu_on_apple_gpus_are_named():
+    """torch warns once per operator an Apple GPU lacks (its words, as torch 2.x writes them);
+    the log names each once; other warnings go on as warnings."""
+    import warnings
+
+    from glacier_mapper_plugin.core.progress import Progress
+    from glacier_mapper_plugin.core.segmentation.segment import named_fallbacks
+    said = []
+
+    class Log(Progress):
+        def warning(self, message):
+            said.append(message)
+    torch_says = ("The operator '{}' is not currently supported on the MPS backend and will fall back to run on "
+                  "the CPU. This may have performance implications.")
+    with pytest.warns(RuntimeWarning, match="something else"):
+        with named_fallbacks(Log()):
+            for op in ("aten::upsample_bilinear2d.out", "aten::_linalg_solve_ex.result", "aten::upsample_bilinear2d.out"):
+                warnings.warn(torch_says.format(op), UserWarning)
+            warnings.warn("something else", RuntimeWarning)
+    assert said == ["DEVICE mps: operators not implemented on Apple GPUs ran on the CPU (slower): "
+                    "aten::upsample_bilinear2d.out, aten::_linalg_solve_ex.result"]
