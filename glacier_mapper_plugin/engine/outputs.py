@@ -35,6 +35,18 @@ def _paths(value) -> list[Path]:
     return out
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """One file, however named: the same path as the system compares names (Windows ignores
+    case: DEM.tif is dem.tif), or two names of one existing file (macOS's case-insensitive
+    disks, links, a drive letter and a UNC path to one share)."""
+    if os.path.normcase(str(a)) == os.path.normcase(str(b)):
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _nearest_existing(path: Path) -> Path:
     p = path
     while not p.exists() and p != p.parent:
@@ -52,8 +64,9 @@ def check(step: str, params: dict) -> list[Path]:
         if t not in OUTPUT_TYPES:
             continue
         for path in _paths(params.get(name)):
-            if path in inputs:
-                raise ValueError(f"{name} is the same file as {inputs[path]} ({path}): an output never "
+            same = next((p for p in inputs if same_file(path, p)), None)
+            if same is not None:
+                raise ValueError(f"{name} is the same file as {inputs[same]} ({path}): an output never "
                                  "replaces an input; choose another file name")
             folder = path if t == "folderDestination" else path.parent
             if path.exists() and path.is_dir() and t != "folderDestination":

@@ -295,3 +295,60 @@ def test_the_installer_asks_pip_for_the_cuda_build_on_windows(tmp_path, monkeypa
     with pytest.raises(RuntimeError, match="pip failed"):
         install.install(venv, tmp_path / "profile", torch="default")
     assert platforms.TORCH_INDEX["cuda"] not in commands[1]
+
+
+def test_an_output_under_another_name_of_an_input_is_refused(tmp_path, monkeypatch):
+    """An output is never written over an input, whatever its name: a second name of the same
+    file (a hard link here, as a case-insensitive macOS disk or a UNC path to a mapped drive
+    gives one), or, on Windows, the same path in other letter case (ntpath's rules)."""
+    import ntpath
+
+    from glacier_mapper_plugin.engine import outputs
+    dem = tmp_path / "DEM.tif"
+    dem.write_bytes(b"not really a raster")
+    other = tmp_path / "other name.tif"
+    os.link(dem, other)
+    with pytest.raises(ValueError, match="OUTPUT_PROBABILITY is the same file as DEM"):
+        outputs.check("segment_glaciers", {"INPUT": str(tmp_path / "in.tif"), "DEM": str(dem),
+                                           "OUTPUT_PROBABILITY": str(other)})
+    assert not outputs.same_file(tmp_path / "dem.tif", dem)  # Linux: another file
+    monkeypatch.setattr(outputs.os.path, "normcase", ntpath.normcase)  # Windows compares names so
+    assert outputs.same_file(Path(r"C:\Glaciers\dem.tif"), Path(r"c:\glaciers\DEM.TIF"))
+    with pytest.raises(ValueError, match="OUTPUT_PROBABILITY is the same file as DEM"):
+        outputs.check("segment_glaciers", {"INPUT": str(tmp_path / "in.tif"), "DEM": str(dem),
+                                           "OUTPUT_PROBABILITY": str(tmp_path / "dem.TIF")})
+
+
+def test_windows_paths_resolve_as_windows_resolves_them(monkeypatch):
+    """Relative file parameters against the caller's folder (drive letters, UNC shares, names
+    with spaces and umlauts) with Windows' path rules (ntpath), as the engine does there."""
+    import ntpath
+
+    from glacier_mapper_plugin.engine import outputs
+    monkeypatch.setattr(outputs, "os", type("WindowsOs", (), {"path": ntpath, "PathLike": os.PathLike}))
+    cwd = r"C:\Users\Åsa Öberg\Glaciers"
+    assert outputs._absolute(r"chips\2023 Ötztal.tif", cwd) == r"C:\Users\Åsa Öberg\Glaciers\chips\2023 Ötztal.tif"
+    assert outputs._absolute(r"D:\data\dem.tif", cwd) == r"D:\data\dem.tif"
+    assert outputs._absolute(r"\\nas\share\rgi7.gpkg|layername=rgi", cwd) == r"\\nas\share\rgi7.gpkg|layername=rgi"
+    assert outputs._absolute(r"..\inventory.gpkg", cwd) == r"C:\Users\Åsa Öberg\inventory.gpkg"
+
+
+def test_names_with_spaces_and_umlauts_round_trip_through_the_engine(tmp_path, monkeypatch):
+    """The engine's messages and results are UTF-8 whatever the console's code page: a folder
+    named as glaciologists name them comes back unchanged, and so do messages naming it."""
+    monkeypatch.setenv(client.ENV_VAR, sys.executable)
+    monkeypatch.setenv("PYTHONIOENCODING", "cp1252")  # what a Windows console would set; replaced for the engine
+    folder = tmp_path / "Glaciers Ötztal" / "Mönchsjoch – Jökulsárlón"
+    listener = _Quiet()
+    said = []
+    listener.info = said.append
+    try:
+        out = client.run_step("synthetic_region", {"OUTPUT_FOLDER": str(folder), "SIZE_KM": 1.0, "N_GLACIERS": 1,
+                                                   "SEED": 3}, listener)
+        with pytest.raises(client.EngineError, match="Jökulsárlón"):
+            client.run_step("area_change", {"INVENTORY": str(folder / "nothing here.gpkg"),
+                                            "START": str(folder / "a.tif"), "END": str(folder / "b.tif"),
+                                            "OUTPUT": str(folder / "o.gpkg")}, _Quiet())
+    finally:
+        client.POOL.close()
+    assert Path(out["IMAGERY_END"]).parent == folder and Path(out["IMAGERY_END"]).is_file()
