@@ -49,7 +49,7 @@ def resolve() -> dict:
                 environment.setdefault("SSL_CERT_FILE", os.environ["PIP_CERT"])
             run = subprocess.run([uv(), "pip", "compile", str(REQUIREMENTS), "--python-platform", platform,
                                   "--python-version", PYTHON, "--only-binary", ":all:", "--no-header",
-                                  "--no-annotate", "--quiet", "-o", str(out)],
+                                  "--no-annotate", "--quiet", "--native-tls", "-o", str(out)],
                                  capture_output=True, text=True, env=environment, timeout=600)
             if run.returncode != 0:
                 raise SystemExit(f"{name}: the requirements do not resolve to wheels:\n{run.stderr}")
