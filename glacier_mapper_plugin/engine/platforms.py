@@ -224,3 +224,23 @@ def torch_source(choice: str, platform: str | None = None) -> list[str]:
     if (choice == "cuda" and platform == "win32") or (choice == "cpu" and platform.startswith("linux")):
         return ["--extra-index-url", TORCH_INDEX[choice]]
     return []
+
+
+def windows_peak_memory_mb(psapi=None, process=-1) -> float:
+    """Windows has neither /proc nor the resource module: the peak working set of this
+    process (GetProcessMemoryInfo on GetCurrentProcess's pseudo-handle, -1)."""
+    import ctypes
+    size = ctypes.c_size_t
+
+    class Counters(ctypes.Structure):  # PROCESS_MEMORY_COUNTERS
+        _fields_ = [("cb", ctypes.c_uint32), ("PageFaultCount", ctypes.c_uint32), ("PeakWorkingSetSize", size),
+                    ("WorkingSetSize", size), ("QuotaPeakPagedPoolUsage", size), ("QuotaPagedPoolUsage", size),
+                    ("QuotaPeakNonPagedPoolUsage", size), ("QuotaNonPagedPoolUsage", size),
+                    ("PagefileUsage", size), ("PeakPagefileUsage", size)]
+    if psapi is None:
+        psapi = ctypes.WinDLL("psapi", use_last_error=True)
+    counters = Counters()
+    counters.cb = ctypes.sizeof(counters)
+    if not psapi.GetProcessMemoryInfo(ctypes.c_void_p(process), ctypes.byref(counters), counters.cb):
+        return float("nan")
+    return counters.PeakWorkingSetSize / 1024.0 ** 2

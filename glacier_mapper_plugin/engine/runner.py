@@ -113,12 +113,12 @@ def peak_memory_mb() -> float:
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    try:
-        import resource
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return kb / 1024.0 if sys.platform != "darwin" else kb / 1024.0 ** 2
-    except ImportError:  # Windows
-        return float("nan")
+    if sys.platform == "win32":
+        from .platforms import windows_peak_memory_mb
+        return windows_peak_memory_mb()
+    import resource
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024.0 if sys.platform != "darwin" else rss / 1024.0 ** 2  # kB on Linux, bytes on macOS
 
 
 def run_step(name: str, params: dict, progress, cwd: str | None = None) -> dict:

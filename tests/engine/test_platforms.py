@@ -352,3 +352,37 @@ def test_names_with_spaces_and_umlauts_round_trip_through_the_engine(tmp_path, m
     finally:
         client.POOL.close()
     assert Path(out["IMAGERY_END"]).parent == folder and Path(out["IMAGERY_END"]).is_file()
+
+
+def test_windows_peak_memory_from_the_process_counters():
+    """The engine logs its peak memory on Windows too: GetProcessMemoryInfo's peak working set
+    (a recording psapi; PROCESS_MEMORY_COUNTERS is 72 bytes on 64-bit Windows)."""
+    calls = []
+
+    class Psapi:
+        def GetProcessMemoryInfo(self, process, counters, size):  # noqa: N802 (the Win32 name)
+            calls.append((process.value, size))
+            counters._obj.PeakWorkingSetSize = 1536 * 1024 ** 2
+            return 1
+    assert platforms.windows_peak_memory_mb(Psapi()) == 1536.0
+    assert calls == [(2 ** 64 - 1, 72)]  # GetCurrentProcess's pseudo-handle
+
+
+def test_peak_memory_on_macos_is_read_in_bytes(monkeypatch):
+    """ru_maxrss is kB on Linux and bytes on macOS: without /proc the macOS branch gives MB."""
+    import builtins
+
+    from glacier_mapper_plugin.engine import runner
+    real_open = builtins.open
+
+    def no_proc(path, *a, **k):
+        if str(path).startswith("/proc"):
+            raise OSError("no /proc on macOS")
+        return real_open(path, *a, **k)
+    monkeypatch.setattr(builtins, "open", no_proc)
+    rss = __import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss
+    monkeypatch.setattr(runner.sys, "platform", "darwin")
+    assert runner.peak_memory_mb() == pytest.approx(rss / 1024.0 ** 2, rel=0.05)
+    monkeypatch.setattr(runner.sys, "platform", "win32")  # the runner asks Windows' counters there
+    monkeypatch.setattr(platforms, "windows_peak_memory_mb", lambda: 1234.0)
+    assert runner.peak_memory_mb() == 1234.0
