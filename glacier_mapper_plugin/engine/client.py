@@ -110,9 +110,7 @@ class Engine:
 
     def __init__(self, python: Path):
         self.python = Path(python)
-        kwargs = {}
-        if os.name == "nt":
-            kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW
+        kwargs = {"creationflags": platforms.creation_flags()} if os.name == "nt" else {}
         self.proc = subprocess.Popen(
             [str(self.python), "-m", "glacier_mapper_plugin.engine.runner", "serve",
              "--idle-exit", str(IDLE_EXIT_S)],
@@ -141,11 +139,12 @@ class Engine:
         return self.proc.poll() is None
 
     def stop(self, grace: float = STOP_GRACE_S) -> None:
-        """SIGTERM (the engine removes its partial outputs and exits), SIGKILL if it hangs."""
+        """Ask it to stop (SIGTERM; Ctrl-Break on Windows): the engine removes its partial
+        outputs and exits; killed if it hangs."""
         if self.proc.poll() is not None:
             return
         try:
-            self.proc.terminate()
+            platforms.ask_to_stop(self.proc)
             self.proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             self.proc.kill()

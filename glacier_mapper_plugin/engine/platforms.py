@@ -244,3 +244,27 @@ def windows_peak_memory_mb(psapi=None, process=-1) -> float:
     if not psapi.GetProcessMemoryInfo(ctypes.c_void_p(process), ctypes.byref(counters), counters.cb):
         return float("nan")
     return counters.PeakWorkingSetSize / 1024.0 ** 2
+
+
+# The signals the engine treats as "cancel the job and clean up", each where the system has it:
+# Windows has no SIGTERM of its own to send (terminate() kills at once); it asks with Ctrl-Break,
+# which Python receives as SIGBREAK.
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGBREAK")
+CREATE_NO_WINDOW, CREATE_NEW_PROCESS_GROUP = 0x08000000, 0x00000200
+
+
+def creation_flags(platform: str | None = None) -> int:
+    """Windows: no console window for the engine, and a process group of its own, which
+    Ctrl-Break can be sent to."""
+    platform = sys.platform if platform is None else platform
+    return CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP if platform == "win32" else 0
+
+
+def ask_to_stop(proc, platform: str | None = None) -> None:
+    """Ask the engine to cancel its job cleanly (it removes its partial outputs): SIGTERM, or on
+    Windows Ctrl-Break to its process group."""
+    platform = sys.platform if platform is None else platform
+    if platform == "win32":
+        proc.send_signal(getattr(signal, "CTRL_BREAK_EVENT", 1))
+    else:
+        proc.terminate()

@@ -203,8 +203,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     quiet_gdal()
     _die_with_parent()
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    from .platforms import STOP_SIGNALS
+    for name in STOP_SIGNALS:  # each the system has (SIGBREAK: Windows' Ctrl-Break)
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _on_signal)
     if args.mode == "serve":
         return serve(args.idle_exit)
     with open(args.job, encoding="utf-8") as f:

@@ -386,3 +386,47 @@ def test_peak_memory_on_macos_is_read_in_bytes(monkeypatch):
     monkeypatch.setattr(runner.sys, "platform", "win32")  # the runner asks Windows' counters there
     monkeypatch.setattr(platforms, "windows_peak_memory_mb", lambda: 1234.0)
     assert runner.peak_memory_mb() == 1234.0
+
+
+def test_windows_asks_the_engine_to_stop_with_ctrl_break():
+    """terminate() on Windows kills at once (no cleanup): there the engine runs in a process
+    group of its own, without a console window, and is asked with Ctrl-Break."""
+    class Proc:
+        def __init__(self):
+            self.calls = []
+
+        def send_signal(self, sig):
+            self.calls.append(("signal", sig))
+
+        def terminate(self):
+            self.calls.append("terminate")
+    windows, linux = Proc(), Proc()
+    platforms.ask_to_stop(windows, "win32")
+    platforms.ask_to_stop(linux, "linux")
+    assert windows.calls == [("signal", getattr(signal, "CTRL_BREAK_EVENT", 1))] and linux.calls == ["terminate"]
+    assert platforms.creation_flags("win32") == 0x08000200 and platforms.creation_flags("darwin") == 0
+
+
+def test_the_engine_cancels_cleanly_on_sigbreak(tmp_path):
+    """The real engine where the system has SIGBREAK (Windows; here SIGUSR1 stands in for it):
+    the signal cancels the running job, its partial files are removed, the engine says so and
+    exits 130, as with SIGTERM."""
+    import json
+    code = ("import signal, sys; signal.SIGBREAK = signal.SIGUSR1; "
+            "from glacier_mapper_plugin.engine import runner; sys.exit(runner.main(['serve', '--idle-exit', '60']))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=client._engine_env(), cwd=str(tmp_path))
+    folder = tmp_path / "big"
+    assert json.loads(proc.stdout.readline()) == {"ready": True}
+    proc.stdin.write(json.dumps({"step": "synthetic_region", "params": {"OUTPUT_FOLDER": str(folder), "SIZE_KM": 30.0,
+                                                                        "N_GLACIERS": 50}, "cwd": str(tmp_path)}) + "\n")
+    proc.stdin.flush()
+    first = json.loads(proc.stdout.readline())  # the job has started
+    assert {"progress", "info"} & set(first), first
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGUSR1)
+    lines = [json.loads(line) for line in proc.stdout if line.startswith("{")]
+    assert proc.wait(timeout=30) == 130
+    assert any("cancelled" in json.dumps(m) and "SIGUSR1" in json.dumps(m) for m in lines), lines[-3:]
+    leftovers = [p.name for p in folder.rglob("*")] if folder.exists() else []
+    assert not [n for n in leftovers if "partial" in n or n.endswith(".tmp")], leftovers
