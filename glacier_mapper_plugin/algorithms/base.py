@@ -323,8 +323,9 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
             elif kind == "distance":
                 params[name] = self.parameterAsDouble(parameters, name, context)
             elif kind == "enum":
-                params[name] = (self.parameterAsEnumString(parameters, name, context) if d.usesStaticStrings()
-                                else d.options()[self.parameterAsEnum(parameters, name, context)])
+                named = d.option(parameters.get(name)) if hasattr(d, "option") and given else None
+                params[name] = named or (self.parameterAsEnumString(parameters, name, context) if d.usesStaticStrings()
+                                         else d.options()[self.parameterAsEnum(parameters, name, context)])
             elif kind in ("string", "field"):
                 params[name] = self.parameterAsString(parameters, name, context)
             elif kind == "datetime":  # a date widget; the engine gets ISO text (YYYY-MM-DD)

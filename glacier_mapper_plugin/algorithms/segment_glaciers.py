@@ -13,9 +13,27 @@ PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 PROBABILITY_FORMATS = ["float32", "uint8"]
 
 
+class OptionOrIndex(QgsProcessingParameterEnum):
+    """An enum whose values are its option strings (DEVICE=cpu on the command line) that also
+    takes an option's index (DEVICE=3), as `qgis_process help` lists them and every other QGIS
+    enum accepts them."""
+
+    def checkValueIsAcceptable(self, value, context=None):  # noqa: N802 (QGIS API name)
+        return self.option(value) is not None or super().checkValueIsAcceptable(value, context)
+
+    def option(self, value):
+        """The option a value names (its text or its index), or None."""
+        text = str(value).strip() if value is not None else ""
+        if text in self.options():
+            return text
+        if text.isdigit() and int(text) < len(self.options()):
+            return self.options()[int(text)]
+        return None
+
+
 def string_enum(name, description, options):
-    """An enum whose values are its option strings (DEVICE=cpu on the command line)."""
-    param = QgsProcessingParameterEnum(name, description, options, defaultValue=options[0])
+    """An enum whose values are its option strings, or their indexes (OptionOrIndex)."""
+    param = OptionOrIndex(name, description, options, defaultValue=options[0])
     param.setUsesStaticStrings(True)
     return param
 
@@ -41,7 +59,7 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         "DEVICE": "auto uses a CUDA GPU when torch sees one, else an Apple GPU (mps, Apple silicon; operators "
                   "it lacks run on the CPU and are named in the log), else the CPU. A device the engine's torch "
                   "cannot use is refused, naming the torch installed (a CUDA torch: Install engine, TORCH=cuda).",
-        "PRECISION": "auto: bf16 (or fp16) on CUDA, bf16 on CPUs with bf16 support, else fp32.",
+        "PRECISION": "auto: bf16 (or fp16) on CUDA, bf16 on CPUs with bf16 support, else fp32 (always on Apple GPUs).",
         "TILE_SIZE": "Tile side in pixels (multiple of 32). Memory grows with it.",
         "OVERLAP": "Pixels shared by neighbouring tiles (at most half the tile size): the outer quarter "
                    "of each overlap is ignored, so every pixel comes from a tile that sees enough "

@@ -247,3 +247,19 @@ def test_published_forms_through_qgis_process(tmp_path, shared_data):
     log = " ".join(json.loads(out.stdout)["log"]["info"])
     assert "FoG 2025+ layout" in log and "1 by RGI/GLIMS link" in log
     assert (tmp_path / "m.json").exists()
+
+
+def test_enumerations_take_their_index_as_qgis_process_help_lists_them(tmp_path, region, untrained_model):
+    """DEVICE=3 is DEVICE=cpu (the index `qgis_process help` shows); an index past the options
+    is refused naming DEVICE (issue 25, item 5)."""
+    common = [f"INPUT={region.imagery_end}", f"DEM={region.dem}", f"MODEL={untrained_model}", "TILE_SIZE=128",
+              "OVERLAP=32", f"OUTPUT_MASK={tmp_path / 'm.tif'}", f"OUTPUT_POLYGONS={tmp_path / 'g.gpkg'}"]
+    help_text = qgis_process("help", "glacier_mapper:segment_glaciers").stdout
+    assert "3: cpu" in help_text
+    out = qgis_process("--json", "run", "glacier_mapper:segment_glaciers", "--", *common, "DEVICE=3", "PRECISION=1",
+                       f"OUTPUT_PROBABILITY={tmp_path / 'p.tif'}")
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert json.loads(out.stdout)["results"]["DEVICE_USED"] == "cpu"
+    out = qgis_process("run", "glacier_mapper:segment_glaciers", "--", *common, "DEVICE=9",
+                       f"OUTPUT_PROBABILITY={tmp_path / 'q.tif'}")
+    assert out.returncode != 0 and "DEVICE" in out.stdout + out.stderr
