@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import csv
 import html
 import os
 from pathlib import Path
@@ -64,6 +65,21 @@ SHARED_HELP = {"GLIMS_ANALYSIS": (
     "intrnl_rock per glacier and analysis, debris_cov kept as glacier. Of a glacier's several analyses: "
     "empty or newest, the newest; a date YYYY-MM-DD, the one nearest it; all, every analysis as its own "
     "feature (id glac_id@date in the column glims_analysis).")}
+
+
+# OGR reads a CSV's columns as text unless a .csvt sidecar names their types.
+CSVT_TYPES = {"integer": "Integer", "integer64": "Integer64", "int8": "Integer64", "real": "Real",
+              "double": "Real", "date": "Date", "datetime": "DateTime", "boolean": "Integer(Boolean)"}
+
+
+def write_csvt(csv_path, fields) -> None:
+    """The .csvt beside a CSV output, so that QGIS and OGR read numbers as numbers (sorting,
+    statistics, expressions); a WKT geometry column is named as such."""
+    with open(csv_path, encoding="utf-8-sig") as f:
+        header = next(csv.reader(f), [])
+    types = {fld.name(): CSVT_TYPES.get(fld.typeName().lower(), "String") for fld in fields}
+    names = ["WKT" if name.upper() == "WKT" and name not in types else types.get(name, "String") for name in header]
+    Path(csv_path).with_suffix(".csvt").write_text(",".join(f'"{t}"' for t in names) + "\n", encoding="utf-8")
 
 
 @contextlib.contextmanager
@@ -399,6 +415,9 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
             if not sink.addFeature(out, QgsFeatureSink.Flag.FastInsert):
                 raise QgsProcessingException(f"{name}: could not write a feature: {sink.lastError()}")
         del sink, layer
+        path_out = str(dest).split("|")[0]
+        if path_out.lower().endswith(".csv") and os.path.isfile(path_out):
+            write_csvt(path_out, fields)
         return dest
 
     def load_on_completion(self, context, path, name, output_name, qml=None):

@@ -263,3 +263,27 @@ def test_enumerations_take_their_index_as_qgis_process_help_lists_them(tmp_path,
     out = qgis_process("run", "glacier_mapper:segment_glaciers", "--", *common, "DEVICE=9",
                        f"OUTPUT_PROBABILITY={tmp_path / 'q.tif'}")
     assert out.returncode != 0 and "DEVICE" in out.stdout + out.stderr
+
+
+def test_tables_written_as_csv_keep_their_types(tmp_path):
+    """A table output given as .csv gets a .csvt sidecar, so QGIS reads numbers as numbers
+    (sorting, statistics, expressions), not text (issue 25, item 2)."""
+    from qgis.core import QgsVectorLayer
+
+    from tests.algorithms.test_area_change import _inputs
+    inv, s, e = _inputs(tmp_path)
+    out = qgis_process("--json", "run", "glacier_mapper:area_change", "--", f"INVENTORY={inv}", f"START={s}",
+                       f"END={e}", "TRIM_PERCENT=0", f"OUTPUT={tmp_path / 'o.csv'}",
+                       f"OUTPUT_SUMMARY={tmp_path / 's.csv'}", f"OUTPUT_SIZE_CLASSES={tmp_path / 'c.csv'}",
+                       f"OUTPUT_REPORT={tmp_path / 'r.html'}")
+    assert out.returncode == 0, out.stderr + out.stdout
+    for name in ("o", "s", "c"):
+        assert (tmp_path / f"{name}.csvt").is_file(), name
+        layer = QgsVectorLayer(str(tmp_path / f"{name}.csv"), name, "ogr")
+        assert layer.isValid() and layer.featureCount() > 0
+        numeric = {f.name() for f in layer.fields() if f.isNumeric()}
+        assert numeric, (name, [f.typeName() for f in layer.fields()])
+    summary = QgsVectorLayer(str(tmp_path / "s.csv"), "s", "ogr")
+    kinds = {f.name(): f.typeName().lower() for f in summary.fields()}
+    assert any(k.startswith("n_") and v.startswith("integer") for k, v in kinds.items()), kinds
+    assert any(v == "real" for v in kinds.values()), kinds
