@@ -185,6 +185,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
     PARAM_HELP: dict[str, str] = {}
     NEEDS_ENGINE = True
     ADVANCED: frozenset = frozenset()  # parameter names shown under "Advanced parameters"
+    KEEP: frozenset = frozenset()      # outputs a user must keep: warned of when left temporary
 
     def tr(self, text):
         return QCoreApplication.translate("GlacierMapper", text)
@@ -265,6 +266,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
             with no_side_files():
                 params, sinks = self.engine_parameters(parameters, context, feedback, temporary)
             self.check_outputs(parameters, context, params)
+            self.warn_of_temporary(params, feedback)
             try:
                 result = client.run_step(self.ALG_ID, params, FeedbackListener(feedback), profile_dir())
             except client.EngineError as err:
@@ -280,6 +282,16 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
                 for leftover in (path, path + "-wal", path + "-shm"):
                     with contextlib.suppress(OSError):
                         os.remove(leftover)
+
+    def warn_of_temporary(self, params, feedback) -> None:
+        """Outputs a user must keep (a trained model) left at QGIS's default, a temporary file:
+        QGIS deletes its temporary folder when it closes, so say so before the work starts."""
+        temp = os.path.realpath(QgsProcessingUtils.tempFolder())
+        for name in self.KEEP:
+            path = params.get(name)
+            if path and os.path.realpath(str(path)).startswith(temp + os.sep):
+                feedback.pushWarning(f"{name} goes to a temporary file ({path}) that QGIS deletes when it closes: "
+                                     f"give {name} a file name to keep it")
 
     def check_outputs(self, parameters, context, params) -> None:
         """No output may be one of the inputs as the user named them (the engine only sees

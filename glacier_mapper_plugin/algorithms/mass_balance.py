@@ -38,6 +38,7 @@ def add_climate_parameters(alg):
 class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
     ADVANCED = frozenset({"N_ESTIMATORS", "MAX_DEPTH", "LEARNING_RATE", "SEED", "CLIMATE_VARIABLES",
                           "CLIMATE_ELEVATION", "HEMISPHERE", "MAX_DATE_UNCERTAINTY"})
+    KEEP = frozenset({"OUTPUT_MODEL"})
     ALG_ID = "train_mass_balance"
     DISPLAY = "Train mass-balance model (Mass Balance Machine)"
     GROUP, GROUP_ID = "Mass balance", "mass_balance"

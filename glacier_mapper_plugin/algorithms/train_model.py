@@ -74,6 +74,7 @@ def add_training_parameters(alg):
 class TrainModelAlgorithm(GlacierMapperAlgorithm):
     ADVANCED = frozenset({"DEVICE", "LEARNING_RATE", "SEED", "QUALITY", "VAL_FRACTION", "BANDS", "BATCH_SIZE",
                           "PATCH_CACHE", "KEEP_PATCHES"})
+    KEEP = frozenset({"OUTPUT_MODEL"})
     ALG_ID = "train_model"
     DISPLAY = "Train glacier model"
     GROUP, GROUP_ID = "Segmentation", "segmentation"

@@ -287,3 +287,18 @@ def test_tables_written_as_csv_keep_their_types(tmp_path):
     kinds = {f.name(): f.typeName().lower() for f in summary.fields()}
     assert any(k.startswith("n_") and v.startswith("integer") for k, v in kinds.items()), kinds
     assert any(v == "real" for v in kinds.values()), kinds
+
+
+def test_a_model_left_in_a_temporary_file_is_warned_of(small_region, tmp_path):
+    """OUTPUT_MODEL left at QGIS's default (a temporary file QGIS deletes when it closes) is
+    warned of before training; a named file is not (issue 25, item 6)."""
+    common = [f"INPUT={small_region.imagery_start}", f"INVENTORY={small_region.inventory}|layername=inventory",
+              "ID_FIELD=id", f"DEM={small_region.dem}", "PATCH_SIZE=64", "ENCODER=resnet18", "EPOCHS=1",
+              "BATCH_SIZE=2", "DEVICE=cpu", "SEED=1"]
+    warned = "OUTPUT_MODEL goes to a temporary file"
+    out = qgis_process("--json", "run", "glacier_mapper:train_model", "--", *common, "OUTPUT_MODEL=TEMPORARY_OUTPUT")
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert warned in out.stdout + out.stderr
+    out = qgis_process("--json", "run", "glacier_mapper:train_model", "--", *common,
+                       f"OUTPUT_MODEL={tmp_path / 'kept.gmm'}")
+    assert out.returncode == 0 and warned not in out.stdout + out.stderr
