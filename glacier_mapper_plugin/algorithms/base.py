@@ -15,7 +15,7 @@ from pathlib import Path
 from qgis.core import (QgsApplication, QgsFeature, QgsFeatureSink, QgsFields, QgsProcessing,
                        QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingLayerPostProcessorInterface, QgsProcessingParameterDefinition,
-                       QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterEnum, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterNumber,
                        QgsProcessingParameterString, QgsProcessingUtils,
                        QgsVectorFileWriter, QgsVectorLayer)
@@ -57,6 +57,31 @@ class FeedbackListener:
 
     def cancelled(self):
         return self.feedback is not None and self.feedback.isCanceled()
+
+
+class OptionOrIndex(QgsProcessingParameterEnum):
+    """An enum whose values are its option strings (DEVICE=cpu on the command line) that also
+    takes an option's index (DEVICE=3), as `qgis_process help` lists them and every other QGIS
+    enum accepts them."""
+
+    def checkValueIsAcceptable(self, value, context=None):  # noqa: N802 (QGIS API name)
+        return self.option(value) is not None or super().checkValueIsAcceptable(value, context)
+
+    def option(self, value):
+        """The option a value names (its text or its index), or None."""
+        text = str(value).strip() if value is not None else ""
+        if text in self.options():
+            return text
+        if text.isdigit() and int(text) < len(self.options()):
+            return self.options()[int(text)]
+        return None
+
+
+def string_enum(name, description, options):
+    """An enum whose values are its option strings, or their indexes (OptionOrIndex)."""
+    param = OptionOrIndex(name, description, options, defaultValue=options[0])
+    param.setUsesStaticStrings(True)
+    return param
 
 
 # Help of the parameters several algorithms share.
@@ -351,9 +376,11 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
             elif kind == "distance":
                 params[name] = self.parameterAsDouble(parameters, name, context)
             elif kind == "enum":
-                named = d.option(parameters.get(name)) if hasattr(d, "option") and given else None
-                params[name] = named or (self.parameterAsEnumString(parameters, name, context) if d.usesStaticStrings()
-                                         else d.options()[self.parameterAsEnum(parameters, name, context)])
+                if isinstance(d, OptionOrIndex) and given:
+                    params[name] = d.option(parameters.get(name))
+                else:
+                    params[name] = (self.parameterAsEnumString(parameters, name, context) if d.usesStaticStrings()
+                                    else d.options()[self.parameterAsEnum(parameters, name, context)])
             elif kind in ("string", "field"):
                 params[name] = self.parameterAsString(parameters, name, context)
             elif kind == "datetime":  # a date widget; the engine gets ISO text (YYYY-MM-DD)

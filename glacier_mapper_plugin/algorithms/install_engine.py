@@ -7,8 +7,7 @@ from qgis.core import (QgsProcessingException, QgsProcessingOutputString, QgsPro
 
 from ..engine import client, platforms
 from ..engine.install import base_python
-from .base import FeedbackListener, GlacierMapperAlgorithm, profile_dir
-from .segment_glaciers import string_enum
+from .base import FeedbackListener, GlacierMapperAlgorithm, profile_dir, string_enum
 
 
 class InstallEngineAlgorithm(GlacierMapperAlgorithm):

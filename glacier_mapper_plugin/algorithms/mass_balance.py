@@ -7,8 +7,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputHtml, QgsProcessingOutp
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
 
-from .base import DASK_HELP, GlacierMapperAlgorithm
-from .segment_glaciers import string_enum
+from .base import DASK_HELP, GlacierMapperAlgorithm, string_enum
 
 CLIMATE_HELP = {
     "HEMISPHERE": "Hydrological year and seasons: north (October-September, winter October-April), "

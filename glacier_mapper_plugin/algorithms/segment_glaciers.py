@@ -1,41 +1,16 @@
 """glacier_mapper:segment_glaciers (engine step segment_glaciers)."""
 from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsUnitTypes,
                        QgsProcessingOutputString, QgsProcessingParameterDistance,
-                       QgsProcessingParameterEnum, QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterFile, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
-from .base import DASK_HELP, GlacierMapperAlgorithm, style_output
+from .base import DASK_HELP, GlacierMapperAlgorithm, string_enum, style_output
 
 DEVICES = ["auto", "cuda", "mps", "cpu"]  # the engine's core.segmentation.segment.DEVICES
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 PROBABILITY_FORMATS = ["float32", "uint8"]
-
-
-class OptionOrIndex(QgsProcessingParameterEnum):
-    """An enum whose values are its option strings (DEVICE=cpu on the command line) that also
-    takes an option's index (DEVICE=3), as `qgis_process help` lists them and every other QGIS
-    enum accepts them."""
-
-    def checkValueIsAcceptable(self, value, context=None):  # noqa: N802 (QGIS API name)
-        return self.option(value) is not None or super().checkValueIsAcceptable(value, context)
-
-    def option(self, value):
-        """The option a value names (its text or its index), or None."""
-        text = str(value).strip() if value is not None else ""
-        if text in self.options():
-            return text
-        if text.isdigit() and int(text) < len(self.options()):
-            return self.options()[int(text)]
-        return None
-
-
-def string_enum(name, description, options):
-    """An enum whose values are its option strings, or their indexes (OptionOrIndex)."""
-    param = OptionOrIndex(name, description, options, defaultValue=options[0])
-    param.setUsesStaticStrings(True)
-    return param
 
 
 class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):

@@ -4,8 +4,8 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingPa
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
 
-from .base import DASK_HELP, GlacierMapperAlgorithm
-from .segment_glaciers import DEVICES, string_enum
+from .base import DASK_HELP, GlacierMapperAlgorithm, string_enum
+from .segment_glaciers import DEVICES
 
 ENCODERS = ["resnet34", "resnet18", "resnet50"]
 

@@ -10,9 +10,9 @@ import math
 import re
 
 # (column, what publishes it), in the order they are looked for (case-insensitive).
-ID_COLUMNS = (("glims_analysis", "GLIMS, every analysis"), ("rgi_id", "RGI 7"), ("RGIId", "RGI 6"), ("glac_id", "GLIMS"), ("RGI_ID", "RGI"),
-              ("RGI60_ID", "RGI 6"), ("GLIMSId", "GLIMS (RGI 6 link)"), ("glims_id", "GLIMS"),
-              ("WGMS_ID", "WGMS"), ("id", "an id column"))
+ID_COLUMNS = (("glims_analysis", "GLIMS, every analysis"), ("rgi_id", "RGI 7"), ("RGIId", "RGI 6"),
+              ("glac_id", "GLIMS"), ("RGI_ID", "RGI"), ("RGI60_ID", "RGI 6"), ("GLIMSId", "GLIMS (RGI 6 link)"),
+              ("glims_id", "GLIMS"), ("WGMS_ID", "WGMS"), ("id", "an id column"))
 DATE_COLUMNS = (("src_date", "RGI 7 / GLIMS source date"), ("BgnDate", "RGI 6"),
                 ("anlys_time", "GLIMS analysis time"), ("date", "date"))
 NAME_COLUMNS = ("glac_name", "Name", "NAME", "name")

@@ -11,8 +11,9 @@ Default location: <QGIS profile>/python/glacier_mapper_engine/venv (Windows:
 is recorded in <QGIS profile>/python/glacier_mapper_engine.json, where the plugin looks for it.
 Remove the engine by deleting both. Re-running is fast when nothing changed (a stamp of the
 requirements is written only once pip has finished); an install that was stopped half-way
-is finished, or its venv made afresh, by running it again. --wheelhouse installs offline from a folder of wheels
-(`pip download -r requirements.txt -d wheels` on a machine with internet).
+is finished, or its venv made afresh, by running it again. --wheelhouse installs offline
+from a folder of wheels (`pip download -r requirements.txt -d wheels` on a machine with
+internet).
 """
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .stakes import PERIOD_CODES, Observation, _period_from_dates, check_units, observations_from_rows, parse_date
+from .stakes import PERIOD_CODES, Observation, _float as _f, _period_from_dates, check_units, observations_from_rows, \
+    parse_date
 from .wgms import WHOLE_GLACIER, season_dates
 
 NEW, OLD = "FoG 2025+", "FoG before 2025"
@@ -101,13 +102,6 @@ def _rows(data: bytes) -> list[dict]:
     except UnicodeDecodeError:  # the releases before 2025 were Latin-1
         text = data.decode("latin-1")
     return list(csv.DictReader(io.StringIO(text)))
-
-
-def _f(v) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def _id(v) -> str:
@@ -244,37 +238,40 @@ def observations(release: Release, glacier_of, place_of, hemisphere_of) -> tuple
     return out, unmatched
 
 
-def match_glaciers(glaciers: dict, inventory_ids, outlines_lonlat) -> dict:
-    """WGMS id -> (inventory id, how): by glacier.csv's RGI/GLIMS links where one names an
-    inventory glacier, otherwise by the WGMS glacier's position inside an outline (lon/lat)."""
+def _locator(inventory_ids, outlines_lonlat):
+    """(lon, lat) -> the id of the inventory outline holding the position, or None."""
     from shapely import STRtree
     from shapely.geometry import Point
     ids = [str(i) for i in inventory_ids]
-    known = set(ids)
     tree = STRtree(outlines_lonlat)
+
+    def locate(lon, lat):
+        if lat != lat or lon != lon:
+            return None
+        hits = tree.query(Point(lon, lat), predicate="within")
+        return ids[int(hits[0])] if len(hits) else None
+    return locate
+
+
+def match_glaciers(glaciers: dict, inventory_ids, outlines_lonlat) -> dict:
+    """WGMS id -> (inventory id, how): by glacier.csv's RGI/GLIMS links where one names an
+    inventory glacier, otherwise by the WGMS glacier's position inside an outline (lon/lat)."""
+    known = {str(i) for i in inventory_ids}
+    locate = _locator(inventory_ids, outlines_lonlat)
     out = {}
     for gid, g in glaciers.items():
         linked = [i for i in g.links if i in known]
         if linked:
             out[gid] = (linked[0], "link")
-        elif g.lat == g.lat and g.lon == g.lon:
-            hits = tree.query(Point(g.lon, g.lat), predicate="within")
-            if len(hits):
-                out[gid] = (ids[int(hits[0])], "location")
+        elif locate(g.lon, g.lat) is not None:
+            out[gid] = (locate(g.lon, g.lat), "location")
     return out
 
 
 def point_glaciers(points, matches: dict, inventory_ids, outlines_lonlat) -> list:
     """Each point on the inventory glacier its position lies in, else the one its WGMS
     glacier is linked to, else its WGMS id (a point needs no outline to be learnt from)."""
-    from shapely import STRtree
-    from shapely.geometry import Point
-    ids = [str(i) for i in inventory_ids]
-    tree = STRtree(outlines_lonlat)
-    out = []
-    for o in points:
-        hits = tree.query(Point(o.lon, o.lat), predicate="within") if o.lat == o.lat else []
-        glacier = ids[int(hits[0])] if len(hits) else (matches.get(o.glacier, (None,))[0] or f"WGMS {o.glacier}")
-        out.append(Observation(glacier, o.point_id, o.lat, o.lon, o.elevation, o.from_date, o.to_date, o.balance,
-                               o.period, dict(o.extra, wgms_id=o.glacier)))
-    return out
+    locate = _locator(inventory_ids, outlines_lonlat)
+    return [Observation(locate(o.lon, o.lat) or matches.get(o.glacier, (None,))[0] or f"WGMS {o.glacier}",
+                        o.point_id, o.lat, o.lon, o.elevation, o.from_date, o.to_date, o.balance, o.period,
+                        dict(o.extra, wgms_id=o.glacier)) for o in points]
