@@ -8,7 +8,11 @@ exec_(), QRegExp, QVariant type constants, qApp and compiled resources, all gone
 QGIS's own scanner (scripts/pyqt5_to_pyqt6 in QGIS's sources) resolves enums from PyQt6 and
 QGIS 4's bindings, or from its enums.json; neither is installable here, so this check asks
 this machine's QGIS (PyQt5), whose sip enums carry the same scoping. Run it with QGIS's
-Python: python3 scripts/qt6_check.py [folder]; exit 1 when something is found."""
+Python: python3 scripts/qt6_check.py [folder]; exit 1 when something is found.
+
+`--pyqt6` asks the real PyQt6 instead (a dev requirement of the engine's venv): every name
+imported from qgis.PyQt and every attribute path reached from it (`Qt.DateFormat.ISODate`)
+must exist in PyQt6, which is what QGIS 4's qgis.PyQt re-exports."""
 from __future__ import annotations
 
 import ast
@@ -83,10 +87,59 @@ def check(folder: Path) -> list[str]:
     return out
 
 
+def _attribute_path(node) -> list[str] | None:
+    """['Qt', 'DateFormat', 'ISODate'] for Qt.DateFormat.ISODate; None when not rooted at a name."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return [node.id] + parts[::-1] if isinstance(node, ast.Name) else None
+
+
+def check_file_pyqt6(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    bound, found = {}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("qgis.PyQt."):
+            module_name = "PyQt6." + node.module.split(".", 2)[2]
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as error:
+                found.append(f"{path}:{node.lineno}: {module_name} does not import in PyQt6 ({error})")
+                continue
+            for alias in node.names:
+                if hasattr(module, alias.name):
+                    bound[alias.asname or alias.name] = getattr(module, alias.name)
+                else:
+                    found.append(f"{path}:{node.lineno}: {alias.name} is not in {module_name}")
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        parts = _attribute_path(node)
+        if not parts or parts[0] not in bound:
+            continue
+        owner = bound[parts[0]]
+        for depth, part in enumerate(parts[1:], start=1):
+            if not hasattr(owner, part):
+                found.append(f"{path}:{node.lineno}: {'.'.join(parts[:depth + 1])} does not exist in PyQt6")
+                break
+            owner = getattr(owner, part)
+    return sorted(set(found))
+
+
+def check_pyqt6(folder: Path) -> list[str]:
+    out = []
+    for path in sorted(Path(folder).rglob("*.py")):
+        out += check_file_pyqt6(path)
+    return out
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    pyqt6 = "--pyqt6" in argv
+    argv = [a for a in argv if a != "--pyqt6"]
     folder = Path(argv[0]) if argv else Path(__file__).resolve().parent.parent / "glacier_mapper_plugin"
-    found = check(folder)
+    found = check_pyqt6(folder) if pyqt6 else check(folder)
     print("\n".join(found) if found else f"nothing for Qt 6 to refuse in {folder}")
     return 1 if found else 0
 
