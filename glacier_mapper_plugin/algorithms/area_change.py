@@ -18,7 +18,8 @@ class AreaChangeAlgorithm(GlacierMapperAlgorithm):
             "the recall seen on the unmasked ones; rate in km2/yr and %/yr of the start area; "
             "glaciers with recall < MIN_RECALL or a masked share > MAX_MASKED at either date, "
             "and the TRIM_PERCENT most extreme rates, are flagged (kept = false) with the "
-            "reason, never dropped. With ensembles (several predictions per date) each rate "
+            "reason, never dropped. Clouds and shadow are masked with the imagery's own SCL band "
+            "when the predictions come from segment_glaciers (or with START_QUALITY/END_QUALITY). With ensembles (several predictions per date) each rate "
             "gets sigma = sqrt(s0² + s1²)/dt (DL4GAM) and an optional signal-to-noise filter. "
             "Writes the inventory with all columns (styled by rate), a regional summary, the "
             "Paul et al. (2020) size-class table and an HTML report with the paper's plots.")
@@ -33,7 +34,10 @@ class AreaChangeAlgorithm(GlacierMapperAlgorithm):
         "START_YEAR": "Start year (decimal allowed); empty: the rasters' DATE tag, else DATE_FIELD.",
         "END_YEAR": "End year; empty: the rasters' DATE tag.",
         "START_QUALITY": "Rasters with an SCL/QUALITY band on the grids of START, same order "
-                         "(e.g. the imagery): cloud, shadow and no-data pixels are masked.",
+                         "(e.g. the imagery): cloud, shadow and no-data pixels are masked. Empty: the "
+                         "imagery each START prediction was made from (segment_glaciers records it) "
+                         "when it has such a band, as acquire_imagery writes it; the log and the "
+                         "report say which was used, and warn when clouds could not be masked.",
         "END_QUALITY": "As START_QUALITY for END.",
         "START_ENSEMBLE": "Optional ensemble members at the start date (one raster per member).",
         "END_ENSEMBLE": "Optional ensemble members at the end date (one raster per member).",

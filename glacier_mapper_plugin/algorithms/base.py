@@ -350,6 +350,9 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
                         raise QgsProcessingException(f"{name}: layer not found")
                     continue
                 params[name] = self.export_source(source, name, context, feedback, temporary)
+                layer = self.parameterAsVectorLayer(parameters, name, context)
+                if layer is not None:  # reports name the user's layer, not the temporary export
+                    params.setdefault("_NAMES", {})[name] = f"{layer.name()} ({layer.publicSource()})"
             elif kind == "raster":
                 # A file path goes to the engine as it is: loading it as a QGIS layer would
                 # compute statistics and write an .aux.xml beside the user's input.

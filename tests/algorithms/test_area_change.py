@@ -79,3 +79,19 @@ def test_only_output_is_needed(processing, tmp_path):
         "OUTPUT_REPORT": None})
     assert QgsVectorLayer(res["OUTPUT"], "o", "ogr").featureCount() == 3
     assert not res.get("OUTPUT_SUMMARY") and not list(tmp_path.glob("*.html"))
+
+
+def test_the_report_names_the_users_layer(processing, tmp_path):
+    """INVENTORY given as a layer of the project: the report names it (not the temporary
+    export QGIS hands the engine), its id column and the software."""
+    inv, s, e = _inputs(tmp_path)
+    layer = QgsVectorLayer(f"{inv}|layername=glaciers", "Ötztal inventory 2015", "ogr")
+    assert layer.isValid()
+    processing.run("glacier_mapper:area_change", {
+        "INVENTORY": layer, "START": [s], "END": [e], "TRIM_PERCENT": 0, "OUTPUT": str(tmp_path / "out.gpkg"),
+        "OUTPUT_REPORT": str(tmp_path / "report.html")})
+    report = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Ötztal inventory 2015" in report and "processing_" not in report.split("<h2>Parameters")[0]
+    assert "glaciers identified by its column rgi_id" in report
+    assert "none: clouds and shadow not masked" in report  # these predictions name no imagery
+    assert "Glacier Mapper" in report and "GDAL" in report

@@ -118,6 +118,48 @@ class AreaChange:
     size_classes: list[dict]
     options: AreaChangeOptions
     filter_counts: dict = field(default_factory=dict)
+    quality_sources: dict = field(default_factory=dict)  # START/END -> how clouds were masked
+
+
+def source_imagery(prediction) -> str | None:
+    """The imagery a prediction was made from (segment_glaciers tags SOURCE_PATH and SOURCE),
+    when it carries a quality (SCL) band on the prediction's grid; else None."""
+    with rasterio.open(prediction) as src:
+        tags, grid = src.tags(), (src.height, src.width, src.transform)
+    candidates = [tags.get("SOURCE_PATH"), tags.get("SOURCE") and Path(prediction).parent / tags["SOURCE"]]
+    for candidate in filter(None, candidates):
+        path = Path(candidate)
+        if not path.is_file() or path.resolve() == Path(prediction).resolve():
+            continue
+        try:
+            with rasterio.open(path) as q:
+                if (q.height, q.width, q.transform) == grid and quality_band(q) is not None:
+                    return str(path)
+        except (rasterio.RasterioIOError, ValueError):
+            continue
+    return None
+
+
+def implied_quality(rasters, given, label, progress: Progress):
+    """(quality list or None, how the clouds of `label` are masked): the given rasters, else
+    the quality band of the imagery each prediction was made from, so that a cloud over a
+    glacier is masked, not measured as retreat, without the user having to know the option."""
+    if given:
+        return given, f"{label}_QUALITY ({len(given)} raster(s))"
+    found = [source_imagery(r) for r in rasters]
+    n = sum(q is not None for q in found)
+    if n == 0:
+        progress.warning(f"{label}_QUALITY not given and the {label} predictions name no imagery with a "
+                         f"quality (SCL) band: clouds and shadow are measured as predicted. Give "
+                         f"{label}_QUALITY (the imagery the predictions were made from) to mask them.")
+        return None, "none: clouds and shadow not masked"
+    how = f"the SCL band of the imagery each prediction was made from ({n} of {len(rasters)} raster(s))"
+    progress.info(f"{label}_QUALITY not given: masking clouds, shadow and no data with {how}")
+    if n < len(rasters):
+        missing = [Path(r).name for r, q in zip(rasters, found) if q is None]
+        progress.warning(f"{label}: no quality band found for {', '.join(missing[:5])}"
+                         f"{' ...' if len(missing) > 5 else ''}: clouds there are measured as predicted")
+    return found, how
 
 
 def raster_year(src) -> float | None:
@@ -254,6 +296,8 @@ def area_change(inventory: Inventory, start, end, start_quality=None, end_qualit
         best.source[best.source == "\uffff"] = ""
         return best
 
+    start_quality, start_how = implied_quality(start, start_quality, "START", progress)
+    end_quality, end_how = implied_quality(end, end_quality, "END", progress)
     progress.update(0.05, f"measuring {len(start)} start and {len(end)} end prediction raster(s)")
     c0 = measure(start, start_quality, "START", progress.sub(0.05, 0.2))
     c1 = measure(end, end_quality, "END", progress.sub(0.2, 0.35))
@@ -307,7 +351,8 @@ def area_change(inventory: Inventory, start, end, start_quality=None, end_qualit
     regional = _regional(rows)
     progress.update(1.0, f"{regional['n_kept']} of {n} glaciers kept ({regional['area_share_kept']:.1%} "
                          f"of the inventory area); regional rate {regional['rate_pct_yr']:.3f} %/yr")
-    return AreaChange(rows, regional, size_class_table(rows), opts, reasons)
+    return AreaChange(rows, regional, size_class_table(rows), opts, reasons,
+                      {"START": start_how, "END": end_how})
 
 
 def _perimeter_km(geom, crs) -> float:

@@ -99,12 +99,30 @@ def _uncertainty_source(parameters: dict) -> str:
     return " and ".join(parts) or "uncertainty"
 
 
-def write_report(path, result, parameters: dict, title="Glacier area change") -> Path:
+def _sources(provenance: dict, result) -> str:
+    """What was measured: the inventory and its id column, the predictions with their dates,
+    imagery and model, how clouds were masked, the software."""
+    lines = [f"<p><b>Inventory:</b> {html.escape(str(provenance.get('inventory', '')))}; glaciers "
+             f"identified by {html.escape(str(provenance.get('id_column', '')))}.</p>"]
+    masking = "".join(f"<li>{label}: {html.escape(how)}</li>" for label, how in result.quality_sources.items())
+    if masking:
+        lines.append(f"<p><b>Clouds, shadow and no data masked with</b></p><ul>{masking}</ul>")
+    parts = [_table(provenance.get("predictions", []))]
+    if provenance.get("models"):
+        parts.append("<p><b>Model(s)</b></p>" + _table(provenance["models"]))
+    parts.append("<p><b>Software</b></p>" + _table(provenance.get("software", [])))
+    return "\n".join(lines + parts)
+
+
+def write_report(path, result, parameters: dict, title="Glacier area change", provenance=None) -> Path:
     reg = result.regional
+    provenance = provenance or {}
     summary = [dict(quantity=k, value=v) for k, v in reg.items()]
     filters = [dict(outcome=k, glaciers=v) for k, v in sorted(result.filter_counts.items())]
-    params = [dict(parameter=k, value=v) for k, v in parameters.items()]
-    cols = ["id", "area_inventory_km2", "area_start_km2", "area_end_km2", "recall", "masked_start",
+    params = [dict(parameter=k, value=v) for k, v in parameters.items() if not k.startswith("_")]
+    names = provenance.get("glacier_names") or {}
+    glaciers = [dict(r, name=names.get(str(r["id"]), "")) for r in result.glaciers] if names else result.glaciers
+    cols = ["id"] + (["name"] if names else []) + ["area_inventory_km2", "area_start_km2", "area_end_km2", "recall", "masked_start",
             "masked_end", "rate_km2_yr", "rate_pct_yr"]
     if result.glaciers and "rate_sigma_pct_yr" in result.glaciers[0]:
         cols.append("rate_sigma_pct_yr")
@@ -123,9 +141,10 @@ outlines, recall correction of masked pixels, filters below.</p>
 {_table(result.size_classes)}
 <h2>Predicted versus inventory area (Figure A3)</h2><img src="data:image/png;base64,{area_scatter_plot(result)}">
 <h2>Regional summary</h2>{_table(summary)}
+<h2>What was measured</h2>{_sources(provenance, result)}
 <h2>Filters</h2>{_table(filters)}
 <h2>Parameters</h2>{_table(params)}
-<h2>Glaciers</h2>{_table(result.glaciers, cols)}
+<h2>Glaciers</h2>{_table(glaciers, cols)}
 </body></html>"""
     with atomic_output(path) as tmp:
         Path(tmp).write_text(doc, encoding="utf-8")

@@ -555,7 +555,9 @@ def _check_options(opts: SegmentOptions) -> None:
 
 
 def _tags(src, model_path, threshold, input_path) -> dict:
+    # SOURCE_PATH lets area_change find the imagery's own quality (SCL) band without being told.
     return dict(MODEL=Path(model_path).name, THRESHOLD=str(threshold), SOURCE=Path(input_path).name,
+                SOURCE_PATH=str(Path(input_path).resolve()), MODEL_PATH=str(Path(model_path).resolve()),
                 **{k: v for k, v in src.tags().items() if k in ("DATE", "DATETIME", "SCENE_ID")})
 
 

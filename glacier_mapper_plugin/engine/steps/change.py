@@ -71,8 +71,24 @@ def area_change(p, progress: Progress):
     report = p.get("OUTPUT_REPORT") or None
     if report:
         used = {k: v for k, v in p.items() if not k.startswith("OUTPUT")}
-        write_report(report, result, used)
+        write_report(report, result, used, provenance=_provenance(p, layer, inv, result))
         out["OUTPUT_REPORT"] = report
     for reason, count in sorted(result.filter_counts.items()):
         progress.info(f"{count:5d} glaciers: {reason}")
     return out
+
+
+def _provenance(p, layer, inv, result) -> dict:
+    """The report's account of what was measured (the user's layer name from QGIS in _NAMES)."""
+    from ...core.inventories import NAME_COLUMNS, find_column
+    from ...core.change.provenance import model_rows, prediction_rows, software_versions
+    given = p.get("_NAMES") or {}
+    id_column = getattr(layer, "id_field", None)
+    name = find_column(list(layer.records[0]), NAME_COLUMNS) if layer.records else None
+    names = {str(i): str(r.get(name[0]) or "") for i, r in zip(inv.ids, layer.records)} if name else {}
+    start, end = paths(p, "START"), paths(p, "END")
+    return dict(inventory=given.get("INVENTORY") or p.get("INVENTORY"),
+                id_column=f"its column {id_column}" if id_column else
+                "feature number (no id column found: set ID_FIELD to name one)",
+                glacier_names=names, predictions=prediction_rows(start, "START") + prediction_rows(end, "END"),
+                models=model_rows(start + end), software=software_versions())

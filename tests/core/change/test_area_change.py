@@ -410,3 +410,57 @@ def test_chip_choice_never_depends_on_the_order(scene, chips, order):
             assert r["masked_start"] == pytest.approx(min(scene[g], chips[g]) / 20)
             if scene[g] != chips[g]:
                 assert r["chip_start"] == ("scene_2015.tif" if scene[g] < chips[g] else f"G{g}_2015.tif")
+
+
+def _with_source(path, source):
+    """A prediction tagged as segment_glaciers tags it: the imagery it was made from."""
+    with rasterio.open(path, "r+") as dst:
+        dst.update_tags(SOURCE=Path(source).name, SOURCE_PATH=str(Path(source).resolve()))
+    return path
+
+
+def test_the_imagery_quality_band_masks_clouds_without_being_asked(tmp_path):
+    """A cloud over G2 at the end date (predicted as not glacier, as a cloud is): told by
+    END_QUALITY or found through the prediction's SOURCE_PATH, the same result, and the
+    cloudy glacier is filtered, not measured as retreat."""
+    from glacier_mapper_plugin.core.progress import Progress
+    inv, sl = squares(3)
+    start = np.zeros((40, 100), np.uint8)
+    for s in sl:
+        start[s] = 1
+    end = start.copy()
+    end[sl[2][0].start:sl[2][0].start + 8, sl[2][1]] = 0      # cloud read as bare ground
+    scl = np.full(start.shape, 4, np.uint8)
+    scl[sl[2][0].start:sl[2][0].start + 8, sl[2][1]] = 9      # ... which the SCL band knows
+    chip = write(tmp_path / "chip_2023.tif", scl, "2023-08-28", scl=True)
+    s = write(tmp_path / "s.tif", start, "2015-08-28")
+    e = _with_source(write(tmp_path / "e.tif", end, "2023-08-28"), chip)
+    opts = AreaChangeOptions(trim_percent=0)
+    told = area_change(inv, [s], [e], None, [chip], opts)
+    messages = []
+
+    class Log(Progress):
+        def info(self, message):
+            messages.append(message)
+
+        def warning(self, message):
+            messages.append("WARNING " + message)
+
+    found = area_change(inv, [s], [e], options=opts, progress=Log())
+    assert found.glaciers == told.glaciers and found.regional == told.regional
+    assert found.glaciers[2]["masked_end"] == pytest.approx(0.4) and not found.glaciers[2]["kept"]
+    assert found.quality_sources["END"].startswith("the SCL band of the imagery")
+    assert any("END_QUALITY not given: masking clouds" in m for m in messages)
+    assert any(m.startswith("WARNING START_QUALITY not given") for m in messages)  # s.tif names none
+    # Moved together with its chip (another folder, SOURCE_PATH stale): found by its SOURCE name.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for f in ("chip_2023.tif", "e.tif"):
+        (tmp_path / f).rename(moved / f)
+    again = area_change(inv, [s], [str(moved / "e.tif")], options=opts)
+    assert again.glaciers[2]["masked_end"] == pytest.approx(0.4)
+    # Without the SCL, the cloud is measured as retreat: what the default now prevents.
+    (moved / "chip_2023.tif").unlink()
+    blind = area_change(inv, [s], [str(moved / "e.tif")], options=opts)
+    assert blind.glaciers[2]["kept"] and blind.glaciers[2]["rate_pct_yr"] < -4
+    assert blind.quality_sources["END"].startswith("none")

@@ -96,3 +96,41 @@ def test_relative_paths_on_the_command_line(tmp_path):
     assert runs["relative"][0]["OUTPUT"] == str(tmp_path / "rel.gpkg")
     assert runs["relative"][0]["REGIONAL_RATE"] == runs["absolute"][0]["REGIONAL_RATE"]
     assert runs["relative"][1] == runs["absolute"][1]
+
+
+def test_clouds_are_masked_with_the_imagery_the_predictions_were_made_from(tmp_path, region, untrained_model):
+    """Predictions from `glacier-mapper segment` name their imagery; `area-change` without
+    --start-quality/--end-quality masks clouds with its SCL band and says so: the same table
+    as when the imagery is given as quality, from another working folder."""
+    import json
+    import subprocess
+    from glacier_mapper_plugin.core.vector import read_layer
+    predictions = {}
+    for date, imagery in (("start", region.imagery_start), ("end", region.imagery_end)):
+        predictions[date] = tmp_path / f"{date}.tif"
+        seg = subprocess.run([str(EXE), "segment", "--input", imagery, "--dem", region.dem, "--model",
+                              untrained_model, "--tile-size", "128", "--overlap", "16", "--device", "cpu",
+                              "--output-probability", predictions[date]], capture_output=True, text=True, timeout=600)
+        assert seg.returncode == 0, seg.stderr
+    runs = {}
+    for form, extra in (("found", []), ("told", ["--start-quality", region.imagery_start,
+                                                 "--end-quality", region.imagery_end])):
+        out = subprocess.run([str(EXE), "area-change", "--inventory", region.inventory, "--start", predictions["start"],
+                              "--end", predictions["end"], *map(str, extra), "--output", tmp_path / f"{form}.gpkg",
+                              "--output-report", tmp_path / f"{form}.html", "--json"],
+                             capture_output=True, text=True, cwd="/", timeout=600)
+        assert out.returncode == 0, out.stderr
+        runs[form] = (out.stderr, json.loads(out.stdout), read_layer(tmp_path / f"{form}.gpkg").records)
+    assert "START_QUALITY not given: masking clouds, shadow and no data with the SCL band" in runs["found"][0]
+    assert "not given" not in runs["told"][0]
+    assert runs["found"][1]["REGIONAL_RATE"] == runs["told"][1]["REGIONAL_RATE"]
+    assert runs["found"][2] == runs["told"][2]
+    assert any(r["masked_end"] > 0 or r["masked_start"] > 0 for r in runs["found"][2])  # the region has clouds
+    # The report says what was measured: inventory, id column, each prediction's date, imagery
+    # and model (with its training summary), how clouds were masked, the software.
+    report = (tmp_path / "found.html").read_text()
+    for expected in (str(region.inventory), "glaciers identified by its column", Path(region.imagery_end).name,
+                     "untrained.gmm", "resnet18", "the SCL band of the imagery each prediction was made from",
+                     "GDAL", "Glacier Mapper", str(region.end_date)[:4]):
+        assert expected in report, expected
+    assert "not tagged" not in report
