@@ -119,6 +119,36 @@ class AreaChange:
     options: AreaChangeOptions
     filter_counts: dict = field(default_factory=dict)
     quality_sources: dict = field(default_factory=dict)  # START/END -> how clouds were masked
+    warnings: list = field(default_factory=list)
+
+
+# Relative area change rates glaciers have: regions shrink by up to a few %/yr (the fastest
+# inventories, e.g. the Alps 2015-2023 or the tropics, -2 to -4 %/yr) and hardly grow; one
+# glacier can lose a fifth of its area a year when it breaks up, not more, and does not
+# double. Beyond these the maps, dates or inputs are wrong.
+PLAUSIBLE_REGIONAL_PCT_YR = (-6.0, 2.0)
+PLAUSIBLE_GLACIER_PCT_YR = (-20.0, 10.0)
+
+
+def rate_warnings(rows, regional) -> list[str]:
+    """What a glaciologist would question before citing the numbers."""
+    out = []
+    kept = [r for r in rows if r["kept"] and np.isfinite(r["rate_pct_yr"])]
+    if len(kept) >= 2 and all(r["area_end_km2"] == r["area_start_km2"] for r in kept):
+        out.append(f"all {len(kept)} kept glaciers have exactly the same area at both dates: START and END "
+                   "are the same map (or maps of the same scene); give the prediction of the end date as END")
+    lo, hi = PLAUSIBLE_REGIONAL_PCT_YR
+    rate = regional.get("rate_pct_yr", float("nan"))
+    if np.isfinite(rate) and not lo <= rate <= hi:
+        out.append(f"regional rate {rate:.2f} %/yr is outside what glacier regions show ({lo:g} to {hi:g} %/yr): "
+                   "check the dates (START_YEAR/END_YEAR, the rasters' DATE tags), the threshold and the maps")
+    lo, hi = PLAUSIBLE_GLACIER_PCT_YR
+    odd = [r for r in kept if not lo <= r["rate_pct_yr"] <= hi]
+    if odd:
+        ids = ", ".join(str(r["id"]) for r in odd[:10]) + (" ..." if len(odd) > 10 else "")
+        out.append(f"{len(odd)} kept glacier(s) change faster than a glacier can ({lo:g} to {hi:g} %/yr): {ids}; "
+                   "look at their maps (clouds, snow, shadow) before citing them")
+    return out
 
 
 def source_imagery(prediction) -> str | None:
@@ -349,10 +379,13 @@ def area_change(inventory: Inventory, start, end, start_quality=None, end_qualit
     for r in rows:
         reasons[r["filter_reason"] or "kept"] = reasons.get(r["filter_reason"] or "kept", 0) + 1
     regional = _regional(rows)
+    warnings_ = rate_warnings(rows, regional)
+    for w in warnings_:
+        progress.warning(w)
     progress.update(1.0, f"{regional['n_kept']} of {n} glaciers kept ({regional['area_share_kept']:.1%} "
                          f"of the inventory area); regional rate {regional['rate_pct_yr']:.3f} %/yr")
     return AreaChange(rows, regional, size_class_table(rows), opts, reasons,
-                      {"START": start_how, "END": end_how})
+                      {"START": start_how, "END": end_how}, warnings_)
 
 
 def _perimeter_km(geom, crs) -> float:

@@ -132,6 +132,7 @@ def write_report(path, result, parameters: dict, title="Glacier area change", pr
 table{{border-collapse:collapse;font-size:12px;margin:0.5em 0}}td,th{{border:1px solid #bbb;padding:2px 6px;text-align:right}}
 th{{background:#eef}}h2{{border-bottom:1px solid #ccc}}</style></head><body>
 <h1>{html.escape(title)}</h1>
+{"".join(f'<p style="color:#a00"><b>Warning:</b> {html.escape(w)}</p>' for w in getattr(result, "warnings", []))}
 <p><b>Regional rate: {_fmt(reg['rate_pct_yr'])} %/yr</b>
 {f"(± {_fmt(reg['rate_sigma_pct_yr'])} %/yr: {html.escape(_uncertainty_source(parameters))})" if 'rate_sigma_pct_yr' in reg else ''}
 from {reg['n_kept']} of {reg['n_glaciers']} glaciers covering {_fmt(100 * reg['area_share_kept'])} %

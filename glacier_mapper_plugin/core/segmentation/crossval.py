@@ -20,6 +20,7 @@ from ..io import GTIFF_PROFILE, atomic_output, remove_partials
 from ..labels import Inventory, rasterize_ids
 from .metrics import add, confusion, mean_std, scores
 from .patches import extract_patches
+from .plausibility import map_check, out_of_fold_warning
 from ..progress import Progress
 from .segment import PROBABILITY_BAND, SegmentOptions, pick_device, segment
 from .train import TrainOptions, default_bands, member_path, split_glaciers, standardise, train_member
@@ -68,6 +69,7 @@ class CrossValidation:
     mean: dict
     std: dict
     predictions: list = field(default_factory=list)  # out-of-fold probability raster per input
+    warnings: list = field(default_factory=list)
 
     def table(self) -> list[dict]:
         """Rows in the layout of the paper's Table 1, then mean and std."""
@@ -183,6 +185,12 @@ def cross_validate(rasters, inventory: Inventory, output_folder, dem_path=None, 
         if predict:
             cv.predictions = _out_of_fold(rasters, inventory, folds, results, dem_path, opts, output_folder,
                                           progress.sub(share, 1.0), pool)
+            from .model_file import read_header
+            threshold = read_header(results[0].model).threshold
+            warning = out_of_fold_warning(mean["iou"], _map_confusion(cv.predictions, inventory, threshold))
+            if warning:
+                cv.warnings.append(warning)
+                progress.warning(warning)
     finally:
         if not opts.keep_patches:
             shutil.rmtree(ps.folder, ignore_errors=True)
@@ -246,6 +254,18 @@ def _out_of_fold(rasters, inventory, folds, results, dem_path, opts, output_fold
         return predictions
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _map_confusion(predictions, inventory: Inventory, threshold: float) -> dict:
+    """The out-of-fold maps against the inventory (decimated reads), summed over the rasters."""
+    total = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    for path in predictions:
+        near, crs = _near(inventory, path, 0.0)
+        check = map_check(path, threshold, inventory.subset(near).to_crs(crs).geometries)
+        if check["reference"] is not None:
+            total = add(total, check)
+    total["iou"] = scores(total)["iou"] if any(total.values()) else float("nan")
+    return total
 
 
 def _near(inventory: Inventory, raster, buffer_m: float):

@@ -70,10 +70,12 @@ def kind_of_range(src, lo: float, hi: float, parameter="PREDICTION") -> str:
                      "segment_glaciers wrote")
 
 
-def read_prediction(src, threshold: float = 0.5, parameter="PREDICTION", kind=None, window=None):
+def read_prediction(src, threshold: float = 0.5, parameter="PREDICTION", kind=None, window=None,
+                    out_shape=None):
     """(glacier bool, no-data bool) from a probability (0-1 float or 0-100 uint8) or mask;
-    `kind` (decided beforehand over the whole raster) lets a window be read alone."""
-    band = src.read(1, masked=True, window=window)
+    `kind` (decided beforehand over the whole raster) lets a window be read alone;
+    `out_shape` reads it decimated (nearest)."""
+    band = src.read(1, masked=True, window=window, out_shape=out_shape)
     nodata = np.ma.getmaskarray(band)
     values = band.filled(0)
     if np.issubdtype(values.dtype, np.floating):

@@ -26,6 +26,7 @@ import rasterio
 from ..imagery.bands import canonical
 from ..io import atomic_output, cache_dir, remove_partials
 from ..imagery.quality import QUALITY_NAMES
+from .plausibility import validation_warning
 from ..labels import Inventory
 from .metrics import add, confusion, scores
 from .model_file import ModelHeader, build_network, save_model
@@ -430,6 +431,10 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
     if len(val_idx):
         _, conf = evaluate_patches(network, val_loader, val_glaciers, device, amp_dtype)
         metrics["validation"] = scores(conf)
+    warning = validation_warning(best_iou if len(val_idx) and best_iou >= 0 else None)
+    if warning:
+        metrics["warnings"] = [warning]  # travels with the model: segment_glaciers repeats it
+        progress.warning(warning)
     header.metrics = metrics
     busy = timing["step"] / max(timing["step"] + timing["wait"], 1e-9)
     header.training = dict(

@@ -85,6 +85,20 @@ def cross_validate(p, progress: Progress):
     return out
 
 
+def _say_if_implausible(model, probability, options, outlines, progress) -> None:
+    """The model's own warnings (from its training) and a map whose glacier share cannot be right."""
+    from ...core.segmentation.model_file import read_header
+    from ...core.segmentation.plausibility import map_check, share_warning
+    header = read_header(model)
+    for warning in header.metrics.get("warnings", []):
+        progress.warning(f"MODEL: {warning}")
+    check = map_check(probability, header.threshold if options.threshold is None else options.threshold,
+                      outlines)
+    warning = share_warning(check["predicted"], check["reference"], "the glacier map")
+    if warning:
+        progress.warning(warning)
+
+
 @step("segment_glaciers")
 @on_device
 def segment_glaciers(p, progress: Progress):
@@ -133,6 +147,7 @@ def segment_glaciers(p, progress: Progress):
             result = segment(p["INPUT"], p["MODEL"], prob, mask, poly, p.get("DEM") or None, options, progress)
     except ModelFileError as err:
         raise ValueError(f"MODEL: {err}") from None
+    _say_if_implausible(p["MODEL"], prob, options, mask_geoms, progress)
     return {"OUTPUT_PROBABILITY": prob, "OUTPUT_MASK": mask, "OUTPUT_POLYGONS": poly,
             "GLACIER_AREA_KM2": result.glacier_area_km2, "DEVICE_USED": result.device,
             "PRECISION_USED": result.precision}

@@ -464,3 +464,30 @@ def test_the_imagery_quality_band_masks_clouds_without_being_asked(tmp_path):
     blind = area_change(inv, [s], [str(moved / "e.tif")], options=opts)
     assert blind.glaciers[2]["kept"] and blind.glaciers[2]["rate_pct_yr"] < -4
     assert blind.quality_sources["END"].startswith("none")
+
+
+def test_implausible_rates_are_said_in_the_result_and_the_report(tmp_path):
+    """The same map as START and END (issue 25: '0.00 %/yr for everything'), and a glacier
+    that loses half its area a year: said in the log, the result and the report."""
+    from glacier_mapper_plugin.core.change.report import write_report
+    inv, sl = squares(3)
+    start = np.zeros((40, 100), np.uint8)
+    for s_ in sl:
+        start[s_] = 1
+    same = write(tmp_path / "s.tif", start, "2022-08-28")
+    twice = area_change(inv, [same], [write(tmp_path / "e.tif", start, "2023-08-28")],
+                        options=AreaChangeOptions(trim_percent=0))
+    assert any("exactly the same area at both dates" in w for w in twice.warnings)
+    end = start.copy()
+    shrink(end, sl[0], 10)  # half of G0 in one year
+    fast = area_change(inv, [same], [write(tmp_path / "e2.tif", end, "2023-08-28")],
+                       options=AreaChangeOptions(trim_percent=0))
+    assert any("1 kept glacier(s) change faster than a glacier can" in w and "G0" in w for w in fast.warnings)
+    assert any("regional rate" in w for w in fast.warnings)  # -16.7 %/yr for the region
+    report = write_report(tmp_path / "r.html", fast, {}).read_text()
+    assert report.count("<b>Warning:</b>") == len(fast.warnings) == 2
+    slow = start.copy()
+    shrink(slow, sl[0], 2)  # a tenth of G0 in eight years
+    plausible = area_change(inv, [same], [write(tmp_path / "e3.tif", slow, "2023-08-28")],
+                            options=AreaChangeOptions(trim_percent=0, start_year=2015.0))
+    assert plausible.warnings == []

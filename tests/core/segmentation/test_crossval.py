@@ -58,6 +58,11 @@ def test_cross_validation_end_to_end(small_region, tmp_path):
         prob, truth = src.read(1), t.read(1)
     assert np.isfinite(prob[truth > 0]).mean() > 0.9
     assert not list(tmp_path.glob("*_fold[0-9]*_probability.tif"))  # per-fold scratch removed
+    # The out-of-fold map is judged against the fold scores: warned exactly when the rule says.
+    from glacier_mapper_plugin.core.segmentation.crossval import _map_confusion
+    from glacier_mapper_plugin.core.segmentation.plausibility import out_of_fold_warning
+    expected = out_of_fold_warning(cv.mean["iou"], _map_confusion(cv.predictions, inv, 0.5))
+    assert cv.warnings == ([expected] if expected else [])
 
 
 def test_out_of_fold_composite_in_blocks_equals_one_distance_map(region, tmp_path):

@@ -86,6 +86,11 @@ def test_same_seed_same_model(small_region, tmp_path):
     a, b = _weights(tmp_path / "a.gmm"), _weights(tmp_path / "b.gmm")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert read_header(tmp_path / "a.gmm").training["history"] == read_header(tmp_path / "b.gmm").training["history"]
+    # A validation IoU below the plausible floor travels with the model as a warning.
+    from glacier_mapper_plugin.core.segmentation.plausibility import validation_warning
+    metrics = read_header(tmp_path / "a.gmm").metrics
+    expected = validation_warning(metrics["val_iou_per_glacier"])
+    assert metrics.get("warnings", []) == ([expected] if expected else [])
 
 
 class _StopAtEpoch(Progress):
