@@ -137,18 +137,63 @@ def natural_colour_style(path):
         layer.saveNamedStyle(str(path))
 
 
+def _rules(path, fields, classes, outline="60,60,60,255"):
+    """A polygon layer's rule-based renderer: (filter, label, fill colour, fill style) each."""
+    from qgis.core import QgsRuleBasedRenderer
+    layer = QgsVectorLayer(f"Polygon?crs=EPSG:32632&{fields}", "x", "memory")
+    root = QgsRuleBasedRenderer.Rule(None)
+    for expression, label, colour, style in classes:
+        symbol = QgsFillSymbol.createSimple({"color": colour, "outline_color": outline,
+                                             "outline_width": "0.3", "style": style})
+        root.appendChild(QgsRuleBasedRenderer.Rule(symbol, 0, 0, expression, label))
+    layer.setRenderer(QgsRuleBasedRenderer(root))
+    layer.saveNamedStyle(str(path))
+
+
+def evaluation_style(path):
+    """Glaciers by the recall of the map inside their outline: the paper's filter (0.75) is a
+    class edge; glaciers the map never saw (no valid pixel) grey and hatched."""
+    _rules(path, "field=recall:double", [
+        ('"recall" >= 0.9', "recall >= 0.9", "26,152,80,170", "solid"),
+        ('"recall" >= 0.75 AND "recall" < 0.9', "0.75 to 0.9", "166,217,106,170", "solid"),
+        ('"recall" >= 0.5 AND "recall" < 0.75', "0.5 to 0.75 (below the paper's 0.75)", "253,174,97,170", "solid"),
+        ('"recall" < 0.5', "recall < 0.5", "215,48,39,170", "solid"),
+        ('"recall" IS NULL', "not seen (no valid pixel)", "150,150,150,120", "b_diagonal")])
+
+
+FOLD_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+                "#ff9da7", "#9c755f", "#bab0ac")  # Tableau 10: folds told apart at a glance
+
+
+def folds_style(path):
+    """One colour per fold; folds beyond ten reuse the colours (fold 11 as fold 1)."""
+    _rules(path, "field=fold:integer", [
+        (f'"fold" % 10 = {k % 10}', f"fold {k}",
+         ",".join(map(str, QColor(c).getRgb()[:3])) + ",170", "solid")
+        for k, c in enumerate(FOLD_COLOURS, start=1)])
+
+
+STYLES_MADE = {
+    "inventory.qml": lambda p: outline_style(p, "0,180,255,255", "name"),
+    "s2_natural_colour.qml": natural_colour_style,
+    "probability.qml": lambda p: probability_style(p, 1.0),
+    "probability_percent.qml": lambda p: probability_style(p, 100.0),
+    "mask.qml": mask_style,
+    "glacier_polygons.qml": lambda p: outline_style(p, "255,120,0,255"),
+    "area_change.qml": rate_style,
+    "dem.qml": dem_style,
+    "evaluation.qml": evaluation_style,
+    "folds.qml": folds_style,
+}
+
 if __name__ == "__main__":
+    # make styles [NAME.qml ...]: all styles, or the ones named (the others keep their keys)
     app = QgsApplication([], False)
     app.initQgis()
     STYLES.mkdir(parents=True, exist_ok=True)
-    outline_style(STYLES / "inventory.qml", "0,180,255,255", "name")
-    natural_colour_style(STYLES / "s2_natural_colour.qml")
-    probability_style(STYLES / "probability.qml", 1.0)
-    probability_style(STYLES / "probability_percent.qml", 100.0)
-    mask_style(STYLES / "mask.qml")
-    outline_style(STYLES / "glacier_polygons.qml", "255,120,0,255")
-    rate_style(STYLES / "area_change.qml")
-    dem_style(STYLES / "dem.qml")
+    for name, make in STYLES_MADE.items():
+        if len(sys.argv) < 2 or name in sys.argv[1:]:
+            make(STYLES / name)
     print("styles written to", STYLES)
     app.exitQgis()
     sys.exit(0)

@@ -7,7 +7,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputMultipleLayers, QgsProc
 
 from qgis.PyQt.QtCore import QDate
 
-from .base import DASK_HELP, GlacierMapperAlgorithm
+from .base import DASK_HELP, GlacierMapperAlgorithm, present, run_name
 
 class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
     ADVANCED = frozenset({"MAX_CANDIDATES", "MAX_WORKERS", "COLLECTION", "SELECTION"})
@@ -78,4 +78,7 @@ class AcquireImageryAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputMultipleLayers("FILES", "Acquired rasters"))
         self.addOutput(QgsProcessingOutputNumber("N_OK", "Glaciers with imagery"))
 
-
+    def finish(self, parameters, context, outputs, params):
+        inventory = self.subject(parameters, context, "INVENTORY")
+        present(context, outputs, run_name("Imagery acquired", inventory),
+                [("OUTPUT", None, f"Acquisition table - {inventory}")])

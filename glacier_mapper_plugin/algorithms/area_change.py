@@ -4,7 +4,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputNumber,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber)
 
-from .base import DASK_HELP, GlacierMapperAlgorithm, style_output
+from .base import DASK_HELP, GlacierMapperAlgorithm, present, run_name
 
 
 class AreaChangeAlgorithm(GlacierMapperAlgorithm):
@@ -85,4 +85,8 @@ class AreaChangeAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("N_KEPT", "Glaciers kept"))
 
     def finish(self, parameters, context, outputs, params):
-        style_output(context, outputs.get("OUTPUT"), "area_change.qml")
+        inventory = self.subject(parameters, context, "INVENTORY")
+        present(context, outputs, run_name("Area change", inventory), [
+            ("OUTPUT", "area_change.qml", f"Area change - {inventory}"),
+            ("OUTPUT_SUMMARY", None, f"Regional summary - {inventory}"),
+            ("OUTPUT_SIZE_CLASSES", None, f"Size classes - {inventory}")])

@@ -18,7 +18,7 @@ from qgis.core import (QgsApplication, QgsFeature, QgsFeatureSink, QgsFields, Qg
                        QgsProcessingParameterEnum, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterNumber,
                        QgsProcessingParameterString, QgsProcessingUtils,
-                       QgsVectorFileWriter, QgsVectorLayer)
+                       QgsMapLayer, QgsVectorFileWriter, QgsVectorLayer)
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
@@ -149,17 +149,45 @@ def profile_dir() -> Path | None:
     return Path(path) if path else None
 
 
-class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
-    """Applies a QML style from resources/styles when an output loads into the project."""
+RANK = "glacier_mapper/rank"  # a layer-tree property: the layer's place in its run's group
 
-    def __init__(self, qml: str):
+
+class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
+    """Applies a QML style from resources/styles when an output loads into the project, and
+    puts the layer in its run's group at its rank (0 on top)."""
+
+    def __init__(self, qml: str | None, group: str | None = None, rank: int = 0, opacity: float | None = None):
         super().__init__()
-        self.qml = str(STYLES / qml)
+        self.qml = str(STYLES / qml) if qml else None
+        self.group, self.rank, self.opacity = group, rank, opacity
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
-        if layer is not None and layer.isValid():
+        if layer is None or not layer.isValid():
+            return
+        if self.qml:
             layer.loadNamedStyle(self.qml)
-            layer.triggerRepaint()
+        if self.opacity is not None:
+            layer.setOpacity(self.opacity)
+        layer.triggerRepaint()
+        project = context.project()
+        if self.group and project is not None:
+            place_in_group(project.layerTreeRoot(), layer, self.group, self.rank)
+
+
+def place_in_group(root, layer, group_name: str, rank: int) -> None:
+    """Move `layer` into the group `group_name` (made at the top of the tree when new), above
+    the layers of a higher rank. QGIS before 3.32 puts every loaded output at the top of the
+    tree, in the order the outputs happen to load; QGIS 3.32 and later place it themselves
+    from the details' groupName and layerSortKey (then the layer is not in the tree yet)."""
+    node = root.findLayer(layer.id())
+    if node is None:
+        return
+    group = root.findGroup(group_name) or root.insertGroup(0, group_name)
+    position = sum(1 for child in group.children() if (child.customProperty(RANK) or 0) < rank)
+    clone = node.clone()
+    clone.setCustomProperty(RANK, rank)
+    group.insertChildNode(position, clone)
+    node.parent().removeChildNode(node)
 
 
 # QGIS takes ownership of a post-processor and runs a *clone* of the algorithm: a Python
@@ -168,8 +196,8 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
 _LIVE_STYLERS: collections.deque = collections.deque(maxlen=512)
 
 
-def styler(qml: str) -> StyleOnLoad:
-    post = StyleOnLoad(qml)
+def styler(qml: str | None, group: str | None = None, rank: int = 0, opacity: float | None = None) -> StyleOnLoad:
+    post = StyleOnLoad(qml, group, rank, opacity)
     _LIVE_STYLERS.append(post)
     return post
 
@@ -180,15 +208,31 @@ def layer_hint(path):
     return QgsProcessingUtils.LayerHint.Raster if raster else QgsProcessingUtils.LayerHint.Vector
 
 
-def style_output(context, path, qml: str, name: str | None = None) -> None:
-    """Style (and name, e.g. after its input) a destination output that QGIS will load when
-    the algorithm completes."""
+def style_output(context, path, qml: str | None, name: str | None = None, group: str | None = None,
+                 rank: int = 0, opacity: float | None = None) -> None:
+    """Style, name and place (in `group`, at `rank`) a destination output that QGIS will load
+    when the algorithm completes."""
     if path and context.willLoadLayerOnCompletion(path):
         details = context.layerToLoadOnCompletionDetails(path)
-        details.setPostProcessor(styler(qml))
+        details.setPostProcessor(styler(qml, group, rank, opacity))
         details.layerTypeHint = layer_hint(path)  # QGIS then tries no other provider (no OGR warnings)
         if name:
             details.name = name
+        if group and hasattr(details, "groupName"):  # QGIS >= 3.32 places the layer itself
+            details.groupName, details.layerSortKey = group, rank
+
+
+def present(context, outputs, run: str, layers) -> None:
+    """All of one run's loaded outputs in one group named after the run, top to bottom in the
+    order of `layers`: (output name, QML or None, layer name[, opacity]) each."""
+    for rank, (key, qml, name, *opacity) in enumerate(layers):
+        style_output(context, outputs.get(key), qml, name, run, rank, opacity[0] if opacity else None)
+
+
+def run_name(what: str, subject: str) -> str:
+    """A group name that tells the runs apart: what was done, to what, when."""
+    import datetime
+    return f"{what}: {subject} ({datetime.datetime.now():%H:%M:%S})"
 
 
 DASK_HELP = ("Address of a Dask scheduler (tcp://host:8786, or the .json scheduler file that "
@@ -462,9 +506,28 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
             write_csvt(path_out, fields)
         return dest
 
-    def load_on_completion(self, context, path, name, output_name, qml=None):
-        """Load a file output into the project when the algorithm finishes (and style it)."""
+    def load_on_completion(self, context, path, name, output_name, qml=None, group=None, rank=0, opacity=None):
+        """Load a file output into the project when the algorithm finishes (style and place it)."""
         details = QgsProcessingContext.LayerDetails(name, context.project(), output_name, layer_hint(path))
-        if qml:
-            details.setPostProcessor(styler(qml))
+        if qml or group:
+            details.setPostProcessor(styler(qml, group, rank, opacity))
+        if group and hasattr(details, "groupName"):  # QGIS >= 3.32 places the layer itself
+            details.groupName, details.layerSortKey = group, rank
         context.addLayerToLoadOnCompletion(str(path), details)
+
+    def subject(self, parameters, context, name) -> str:
+        """What a run worked on, for its group's name: the layer's name, else the file's."""
+        value = parameters.get(name)
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        if hasattr(value, "source") and hasattr(value.source, "staticValue"):  # selected features
+            value = value.source.staticValue()
+        layer = None
+        if isinstance(value, QgsMapLayer):
+            layer = value
+        elif isinstance(value, str) and context.project() is not None:
+            layer = context.project().mapLayer(value)
+        if layer is not None:
+            return layer.name()
+        path = file_path(value)
+        return Path(path.split("|")[0]).stem if path else name.lower()

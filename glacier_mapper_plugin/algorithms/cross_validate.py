@@ -1,10 +1,14 @@
 """glacier_mapper:cross_validate (engine step cross_validate)."""
+from pathlib import Path
+
 from qgis.core import (QgsProcessing, QgsProcessingOutputMultipleLayers,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber)
 
-from .base import GlacierMapperAlgorithm
+from .base import GlacierMapperAlgorithm, present, run_name
+from .segment_glaciers import PROBABILITY_OPACITY
 from .train_model import TRAINING_HELP, add_training_parameters
+
 
 class CrossValidateAlgorithm(GlacierMapperAlgorithm):
     ADVANCED = frozenset({"DEVICE", "LEARNING_RATE", "SEED", "QUALITY", "VAL_FRACTION", "BANDS", "BATCH_SIZE",
@@ -35,4 +39,12 @@ class CrossValidateAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_INVENTORY", "Inventory with folds", QgsProcessing.SourceType.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputMultipleLayers("PREDICTIONS", "Out-of-fold probability rasters"))
 
-
+    def finish(self, parameters, context, outputs, params):
+        inventory = self.subject(parameters, context, "INVENTORY")
+        run = run_name("Cross-validation", inventory)
+        present(context, outputs, run, [("OUTPUT_INVENTORY", "folds.qml", f"Inventory by fold - {inventory}"),
+                                        ("OUTPUT_TABLE", None, f"Fold metrics - {inventory}")])
+        if context.project() is not None:  # the out-of-fold maps, below the folds
+            for path in outputs.get("PREDICTIONS") or []:
+                self.load_on_completion(context, path, f"Out-of-fold probability - {Path(path).stem}",
+                                        "PREDICTIONS", "probability.qml", run, 2, PROBABILITY_OPACITY)

@@ -2,7 +2,7 @@
 from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
 
-from .base import DASK_HELP, GlacierMapperAlgorithm
+from .base import DASK_HELP, GlacierMapperAlgorithm, present, run_name
 
 
 class EvaluateSegmentationAlgorithm(GlacierMapperAlgorithm):
@@ -38,4 +38,8 @@ class EvaluateSegmentationAlgorithm(GlacierMapperAlgorithm):
         for name in ("ACCURACY", "IOU", "PRECISION", "RECALL", "F1"):
             self.addOutput(QgsProcessingOutputNumber(name, name.title()))
 
-
+    def finish(self, parameters, context, outputs, params):
+        prediction = self.subject(parameters, context, "PREDICTION")
+        present(context, outputs, run_name("Evaluation", prediction), [
+            ("OUTPUT", "evaluation.qml", f"Glaciers by recall - {prediction}"),
+            ("OUTPUT_TABLE", None, f"Per-glacier metrics - {prediction}")])

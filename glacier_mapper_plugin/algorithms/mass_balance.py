@@ -1,4 +1,6 @@
 """glacier_mapper:train_mass_balance and predict_mass_balance (engine steps of the same names)."""
+from pathlib import Path
+
 from qgis.core import (QgsProcessing, QgsProcessingOutputHtml, QgsProcessingOutputMultipleLayers,
                        QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
@@ -7,7 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputHtml, QgsProcessingOutp
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
 
-from .base import DASK_HELP, GlacierMapperAlgorithm, string_enum
+from .base import DASK_HELP, GlacierMapperAlgorithm, present, run_name, string_enum
 
 CLIMATE_HELP = {
     "HEMISPHERE": "Hydrological year and seasons: north (October-September, winter October-April), "
@@ -107,7 +109,10 @@ class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_MODEL", "Model file", "Mass balance model (*.json)"))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_METRICS", "Cross-validation metrics", QgsProcessing.SourceType.TypeVector))
 
-
+    def finish(self, parameters, context, outputs, params):
+        model = Path(str(params.get("OUTPUT_MODEL") or "model")).stem
+        present(context, outputs, run_name("Mass-balance training", model),
+                [("OUTPUT_METRICS", None, f"Mass-balance cross-validation - {model}")])
 
 
 class PredictMassBalanceAlgorithm(GlacierMapperAlgorithm):
@@ -144,4 +149,7 @@ class PredictMassBalanceAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputMultipleLayers("RASTERS", "Mass-balance rasters"))
         self.addOutput(QgsProcessingOutputHtml("PLOT", "Mass-balance plot"))
 
-
+    def finish(self, parameters, context, outputs, params):
+        inventory = self.subject(parameters, context, "INVENTORY")
+        present(context, outputs, run_name("Mass balance", inventory),
+                [("OUTPUT", None, f"Glacier-wide balances - {inventory}")])

@@ -6,11 +6,12 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsUnitTypes,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
-from .base import DASK_HELP, GlacierMapperAlgorithm, string_enum, style_output
+from .base import DASK_HELP, GlacierMapperAlgorithm, present, run_name, string_enum
 
 DEVICES = ["auto", "cuda", "mps", "cpu"]  # the engine's core.segmentation.segment.DEVICES
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 PROBABILITY_FORMATS = ["float32", "uint8"]
+PROBABILITY_OPACITY = 0.6  # the imagery shows through where the model is unsure
 
 
 class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
@@ -84,10 +85,10 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputString("PRECISION_USED", "Precision used"))
 
     def finish(self, parameters, context, outputs, params):
-        from pathlib import Path
         prob_qml = "probability_percent.qml" if params.get("PROBABILITY_FORMAT") == "uint8" else "probability.qml"
-        source = Path(str(params["INPUT"]).split("|")[0]).stem
-        for key, qml, label in (("OUTPUT_PROBABILITY", prob_qml, "Glacier probability"),
-                                ("OUTPUT_MASK", "mask.qml", "Glacier mask"),
-                                ("OUTPUT_POLYGONS", "glacier_polygons.qml", "Glacier polygons")):
-            style_output(context, outputs.get(key), qml, f"{label} - {source}")
+        source = self.subject(parameters, context, "INPUT")
+        # Polygons over the mask over the probability (translucent) over the imagery below.
+        present(context, outputs, run_name("Glaciers mapped", source), [
+            ("OUTPUT_POLYGONS", "glacier_polygons.qml", f"Glacier polygons - {source}"),
+            ("OUTPUT_MASK", "mask.qml", f"Glacier mask - {source}"),
+            ("OUTPUT_PROBABILITY", prob_qml, f"Glacier probability - {source}", PROBABILITY_OPACITY)])

@@ -3,7 +3,7 @@ from qgis.core import (QgsProcessingOutputNumber, QgsProcessingOutputRasterLayer
                        QgsProcessingOutputVectorLayer, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber)
 
-from .base import GlacierMapperAlgorithm
+from .base import GlacierMapperAlgorithm, run_name
 
 
 class SyntheticRegionAlgorithm(GlacierMapperAlgorithm):
@@ -48,8 +48,10 @@ class SyntheticRegionAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("TRUE_REGIONAL_RATE", "True regional rate (%/yr)"))
 
     def finish(self, parameters, context, outputs, params):
-        self.load_on_completion(context, outputs["DEM"], "DEM (hillshade)", "DEM", "dem.qml")
-        for key, date in (("IMAGERY_START", outputs["START_DATE"]), ("IMAGERY_END", outputs["END_DATE"])):
+        group = run_name("Synthetic region", f"seed {params.get('SEED')}")
+        self.load_on_completion(context, outputs["INVENTORY"], "Inventory", "INVENTORY", "inventory.qml", group, 0)
+        self.load_on_completion(context, outputs["DEM"], "DEM (hillshade)", "DEM", "dem.qml", group, 1)
+        for rank, (key, date) in enumerate((("IMAGERY_END", outputs["END_DATE"]),
+                                            ("IMAGERY_START", outputs["START_DATE"])), start=2):
             self.load_on_completion(context, outputs[key], f"Sentinel-2 L2A {date}", key,
-                                    "s2_natural_colour.qml")
-        self.load_on_completion(context, outputs["INVENTORY"], "Inventory", "INVENTORY", "inventory.qml")
+                                    "s2_natural_colour.qml", group, rank)

@@ -1,136 +1,83 @@
 """Tier 5: the QGIS desktop itself, under Xvfb with Mesa's GL driver (not offscreen: the
 offscreen platform loads no GL driver and hides the crash this tier exists for: torch's
-bundled LLVM colliding with the LLVM of Mesa's driver). `qgis --code` runs a script in the
-desktop that calls processing.run as the toolbox dialog does (synthetic_region, train_model,
-segment_glaciers), loads the outputs, takes a screenshot and reports what it saw."""
-import json
+bundled LLVM colliding with the LLVM of Mesa's driver). scripts/desktop_walk.py runs the whole
+chain in `qgis --code` as the toolbox dialog does (synthetic_region, train_model,
+cross_validate, segment_glaciers, evaluate_segmentation, area_change), with a screenshot per
+step; this test asserts on what the user sees after each: groups, layer order, opacity, styles."""
 import os
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-QGIS = shutil.which("qgis")
-
-SCRIPT = r'''
-import json, os, sys, traceback
-from qgis.core import QgsApplication, QgsProject
-from qgis.utils import iface
-from qgis.PyQt.QtCore import QTimer
-OUT = {out!r}
-report = {{"alive": True}}
-try:
-    import processing
-    from processing.core.Processing import Processing
-    report["provider"] = QgsApplication.processingRegistry().providerById("glacier_mapper") is not None
-    region = processing.runAndLoadResults("glacier_mapper:synthetic_region", {{
-        "OUTPUT_FOLDER": os.path.join(OUT, "region"), "SEED": 5, "SIZE_KM": 2, "N_GLACIERS": 3}})
-    inventory = region["INVENTORY"]
-    model = processing.run("glacier_mapper:train_model", {{
-        "INPUT": [region["IMAGERY_START"]], "INVENTORY": inventory, "ID_FIELD": "id", "DEM": region["DEM"],
-        "PATCH_SIZE": 64, "ENCODER": "resnet18", "EPOCHS": 1, "BATCH_SIZE": 4, "DEVICE": "cpu", "SEED": 1,
-        "OUTPUT_MODEL": os.path.join(OUT, "model.gmm")}})
-    seg = processing.runAndLoadResults("glacier_mapper:segment_glaciers", {{
-        "INPUT": region["IMAGERY_END"], "DEM": region["DEM"], "MODEL": model["OUTPUT_MODEL"],
-        "TILE_SIZE": 128, "OVERLAP": 32, "OUTPUT_PROBABILITY": os.path.join(OUT, "probability.tif"),
-        "OUTPUT_MASK": os.path.join(OUT, "mask.tif"), "OUTPUT_POLYGONS": os.path.join(OUT, "glaciers.gpkg")}})
-    report["outputs"] = {{k: str(v) for k, v in seg.items()}}
-    report["layers"] = sorted(l.name() for l in QgsProject.instance().mapLayers().values())
-    report["renderers"] = {{l.name(): l.renderer().type() for l in QgsProject.instance().mapLayers().values()
-                           if l.type() == l.RasterLayer}}
-    report["probability_legend"] = [item[0] for l in QgsProject.instance().mapLayersByName(
-        [n for n in report["layers"] if n.startswith("Glacier probability")][0]) for item in l.legendSymbologyItems()]
-    # The Sentinel-2 scene alone on the canvas, rendered as the user sees it: not black.
-    from qgis.core import QgsMapRendererParallelJob, QgsMapSettings
-    scene = [l for l in QgsProject.instance().mapLayers().values() if l.name().startswith("Sentinel-2")][0]
-    settings = QgsMapSettings()
-    settings.setLayers([scene])
-    settings.setDestinationCrs(scene.crs())
-    settings.setExtent(scene.extent())
-    settings.setOutputSize(iface.mapCanvas().size())
-    job = QgsMapRendererParallelJob(settings)
-    job.start()
-    job.waitForFinished()
-    image = job.renderedImage()
-    image.save(os.path.join(OUT, "scene.png"))
-    grey = [image.pixelColor(x, y).value() for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)]
-    report["scene_mean_value"] = sum(grey) / len(grey)
-    iface.mapCanvas().zoomToFullExtent()
-    iface.mapCanvas().refreshAllLayers()
-except Exception:
-    report["error"] = traceback.format_exc()
-report["engine_packages_in_qgis"] = sorted(m for m in ("torch", "torchvision", "segmentation_models_pytorch",
-    "xgboost", "pystac_client", "dask", "pyogrio", "triton") if m in sys.modules)
-with open("/proc/self/maps") as f:
-    maps = f.read()
-report["gl_driver_loaded"] = any(n in maps for n in ("swrast_dri", "libGLX_mesa", "libgallium", "kms_swrast"))
-report["llvm_loaded"] = "libLLVM" in maps
-
-def finish():
-    iface.mainWindow().grab().save(os.path.join(OUT, "desktop.png"))
-    with open(os.path.join(OUT, "report.json"), "w") as f:
-        json.dump(report, f)
-    QgsProject.instance().setDirty(False)
-    QgsApplication.exit(0)
-
-QTimer.singleShot(3000, finish)
-'''
-
-
-def free_display():
-    for n in range(90, 140):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            return n
-    raise RuntimeError("no free X display")
+from scripts.desktop_walk import Xvfb, walk
 
 
 @pytest.fixture()
 def xvfb():
-    if not shutil.which("Xvfb"):
-        pytest.fail("Xvfb not found: run `make setup`")
-    n = free_display()
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1600x1000x24", "+extension", "GLX", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(50):
-        if Path(f"/tmp/.X11-unix/X{n}").exists():
-            break
-        time.sleep(0.1)
-    yield f":{n}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with Xvfb() as display:
+        yield display
 
 
-def test_desktop_runs_the_toolbox_without_loading_the_engine(xvfb, tmp_path):
-    if QGIS is None:
-        pytest.fail("qgis not found: run `make setup`")
-    script = tmp_path / "script.py"
-    script.write_text(SCRIPT.format(out=str(tmp_path)))
-    env = dict(os.environ, DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", LIBGL_ALWAYS_SOFTWARE="1")
-    env.pop("QGIS_CUSTOM_CONFIG_PATH", None)  # the user's profile, where the plugin is installed
-    env.pop("GLACIER_MAPPER_ENGINE", None)     # ... and its record of the engine
-    proc = subprocess.run([QGIS, "--nologo", "--noversioncheck", "--code", str(script)], env=env,
-                          capture_output=True, text=True, timeout=600)
-    report_path = tmp_path / "report.json"
-    assert report_path.exists(), f"QGIS died (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-    report = json.loads(report_path.read_text())
+def _group(tree, prefix):
+    groups = [n for n in tree if "group" in n and n["group"].startswith(prefix)]
+    assert len(groups) == 1, (prefix, [n.get("group", n.get("layer")) for n in tree])
+    return groups[0]
+
+
+def _names(group):
+    return [n["layer"] for n in group["children"]]
+
+
+def test_desktop_walk(xvfb, tmp_path):
+    report, proc = walk(tmp_path, xvfb)
     assert "error" not in report, report["error"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert report["provider"] and report["engine_packages_in_qgis"] == []
     assert report["gl_driver_loaded"], "no GL driver in the QGIS process: the test would prove nothing"
-    for key in ("OUTPUT_PROBABILITY", "OUTPUT_MASK", "OUTPUT_POLYGONS"):
-        assert Path(report["outputs"][key].split("|")[0]).exists()
-    assert any("Glacier probability" in name or "probability" in name.lower() for name in report["layers"])
-    assert any("Sentinel-2" in name for name in report["layers"])
+    steps = report["steps"]
+    assert list(steps) == ["synthetic_region", "train_model", "cross_validate", "segment_glaciers",
+                           "evaluate_segmentation", "area_change"]
+    for step in steps.values():
+        shot = tmp_path / step["screenshot"]
+        assert shot.exists() and shot.stat().st_size > 20_000, shot
+    # 1. The region in its own group: outlines over the translucent hillshade over the scenes.
+    region = _group(steps["synthetic_region"]["tree"], "Synthetic region: seed 5")
+    names = _names(region)
+    assert names[:2] == ["Inventory", "DEM (hillshade)"] and all(n.startswith("Sentinel-2 L2A") for n in names[2:])
+    assert len(names) == 4 and region["children"][1]["renderer"] == "hillshade"
+    # 3. Cross-validation: the inventory by fold over the out-of-fold probability, translucent.
+    folds = _group(steps["cross_validate"]["tree"], "Cross-validation: ")
+    names = _names(folds)
+    assert names[0].startswith("Inventory by fold") and names[1].startswith("Fold metrics")
+    assert names[2].startswith("Out-of-fold probability") and folds["children"][2]["opacity"] == pytest.approx(0.6)
+    assert folds["children"][0]["renderer"] == "RuleRenderer"
+    # 4. Each segmentation run in a group above the rest: polygons over mask over probability
+    # (translucent), so the scene shows through (issue 25: 'the map is a dark square').
+    tree = steps["segment_glaciers"]["tree"]
+    assert tree[0]["group"].startswith("Glaciers mapped: ") and tree[1]["group"].startswith("Glaciers mapped: ")
+    mapped = tree[0]
+    names = _names(mapped)
+    assert [n.split(" - ")[0] for n in names] == ["Glacier polygons", "Glacier mask", "Glacier probability"]
+    assert all(n.endswith(" - " + Path(steps["segment_glaciers"]["outputs"]["OUTPUT_PROBABILITY"]).stem)
+               or "S2_L2A_" in n for n in names)
+    assert [c["opacity"] for c in mapped["children"]] == pytest.approx([1.0, 1.0, 0.6])
+    assert mapped["children"][1]["renderer"] == "paletted" and mapped["children"][2]["renderer"] == "singlebandpseudocolor"
+    assert any(n.get("group", "").startswith("Synthetic region") for n in tree[2:])  # the imagery below
+    # 5. Evaluation: glaciers coloured by recall, the paper's 0.75 a class edge.
+    evaluation = _group(steps["evaluate_segmentation"]["tree"], "Evaluation: ")
+    assert _names(evaluation)[0].startswith("Glaciers by recall") and evaluation["children"][0]["renderer"] == "RuleRenderer"
+    # 6. Area change: the styled inventory over its two tables, named after the inventory.
+    change = _group(steps["area_change"]["tree"], "Area change: Inventory")
+    assert [n.split(" - ")[0] for n in _names(change)] == ["Area change", "Regional summary", "Size classes"]
+    assert change["children"][0]["renderer"] == "RuleRenderer"
+    report_html = (tmp_path / "area_change.html").read_text(encoding="utf-8")
+    assert "Inventory (" in report_html  # the user's layer, by name
     # Styles: the scene shows reflectance (not black), the probability legend reads 0 to 1.
     assert report["scene_mean_value"] > 60, report["scene_mean_value"]
     assert "nan" not in " ".join(report["probability_legend"]).lower(), report["probability_legend"]
-    assert report["renderers"]["DEM (hillshade)"] == "hillshade"
-    assert any(n.startswith("Glacier probability - S2_L2A_") for n in report["layers"])
-    shot = tmp_path / "desktop.png"
-    assert shot.exists() and shot.stat().st_size > 20_000
     keep = os.environ.get("GLACIER_MAPPER_SCREENSHOTS")
     if keep:
-        shutil.copy(shot, Path(keep) / "desktop_segmentation.png")
+        for step in steps.values():
+            shutil.copy(tmp_path / step["screenshot"], Path(keep) / step["screenshot"])
         shutil.copy(tmp_path / "scene.png", Path(keep) / "desktop_scene.png")

@@ -102,7 +102,6 @@ def test_clouds_are_masked_with_the_imagery_the_predictions_were_made_from(tmp_p
     """Predictions from `glacier-mapper segment` name their imagery; `area-change` without
     --start-quality/--end-quality masks clouds with its SCL band and says so: the same table
     as when the imagery is given as quality, from another working folder."""
-    import json
     import subprocess
     from glacier_mapper_plugin.core.vector import read_layer
     predictions = {}
