@@ -107,7 +107,8 @@ class TrainMassBalanceAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("SEED", "Seed", defaultValue=42, minValue=0))
         self.addParameter(QgsProcessingParameterNumber("FOLDS", "Cross-validation folds", defaultValue=5, minValue=2, maxValue=50))
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_MODEL", "Model file", "Mass balance model (*.json)"))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_METRICS", "Cross-validation metrics", QgsProcessing.SourceType.TypeVector))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_METRICS", "Cross-validation metrics", QgsProcessing.SourceType.TypeVector,
+                                                            optional=True, createByDefault=True))
 
     def finish(self, parameters, context, outputs, params):
         model = Path(str(params.get("OUTPUT_MODEL") or "model")).stem

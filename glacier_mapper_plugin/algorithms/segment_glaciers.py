@@ -50,7 +50,8 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         "PROBABILITY_FORMAT": "float32 (0-1, NaN = no data) or uint8 (0-100, 255 = no data).",
         "MIN_AREA": "Polygons smaller than this (km2) are dropped from OUTPUT_POLYGONS.",
         "SIMPLIFY": "Douglas-Peucker tolerance (m) for OUTPUT_POLYGONS; 0 keeps pixel edges.",
-        "OUTPUT_PROBABILITY": "Glacier probability raster (tiled, compressed GeoTIFF).",
+        "OUTPUT_PROBABILITY": "Glacier probability raster (tiled, compressed GeoTIFF). Optional when "
+                              "OUTPUT_MASK is given: skipped, it is made in a temporary file beside the mask.",
         "OUTPUT_MASK": "Glacier mask raster (uint8: 1 glacier, 0 not, 255 no data).",
         "OUTPUT_POLYGONS": "Glacier polygons (GeoPackage) with area_km2 on the ellipsoid.",
         "DASK_SCHEDULER": DASK_HELP + " Here: the raster in blocks of tile rows, one task each "
@@ -76,7 +77,7 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(string_enum("PROBABILITY_FORMAT", "Probability format", PROBABILITY_FORMATS))
         self.addParameter(QgsProcessingParameterNumber("MIN_AREA", "Minimum polygon area (km2)", QgsProcessingParameterNumber.Type.Double, 0.01, False, 0.0))
         self.addParameter(QgsProcessingParameterNumber("SIMPLIFY", "Simplification tolerance (m)", QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0))
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_PROBABILITY", "Glacier probability"))
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_PROBABILITY", "Glacier probability", optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MASK", "Glacier mask", optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT_POLYGONS", "Glacier polygons", QgsProcessing.SourceType.TypeVectorPolygon, optional=True, createByDefault=True))
         self.add_dask_parameter()

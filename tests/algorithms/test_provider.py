@@ -72,3 +72,13 @@ def test_help_is_escaped_html_with_labels_and_ids(provider):
     assert not flags["INPUT"] and not flags["MODEL"] and not flags["OUTPUT_PROBABILITY"]
     acq = QgsApplication.processingRegistry().createAlgorithmById("glacier_mapper:acquire_imagery")
     assert acq.parameterDefinition("DATE").type() == "datetime"
+
+
+def test_secondary_outputs_are_optional_but_made_by_default(provider):
+    """A user keeps the outputs that matter and may skip the rest (issue 25, item 6)."""
+    from qgis.core import QgsProcessingParameterDefinition
+    for alg_id, name in (("segment_glaciers", "OUTPUT_PROBABILITY"), ("segment_glaciers", "OUTPUT_MASK"),
+                         ("train_mass_balance", "OUTPUT_METRICS"), ("area_change", "OUTPUT_SUMMARY")):
+        d = provider.algorithm(alg_id).parameterDefinition(name)
+        assert d.flags() & QgsProcessingParameterDefinition.Flag.FlagOptional, (alg_id, name)
+        assert d.createByDefault(), (alg_id, name)

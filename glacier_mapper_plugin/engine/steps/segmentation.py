@@ -1,6 +1,9 @@
 """Segmentation steps: training, cross-validation, inference and evaluation."""
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from ...core.progress import Progress
@@ -104,7 +107,10 @@ def _say_if_implausible(model, probability, options, outlines, progress) -> None
 def segment_glaciers(p, progress: Progress):
     from ...core.imagery.bands import parse_mapping
     from ...core.segmentation.segment import SegmentOptions, segment, segment_blocks
-    require(p, "INPUT", "MODEL", "OUTPUT_PROBABILITY")
+    require(p, "INPUT", "MODEL")
+    if not (p.get("OUTPUT_PROBABILITY") or p.get("OUTPUT_MASK")):
+        raise ValueError("OUTPUT_PROBABILITY and OUTPUT_MASK are both skipped: give at least one of them "
+                         "(the polygons are made from the mask)")
     mask_geoms = []
     if p.get("MASK_LAYER"):
         import rasterio
@@ -132,22 +138,29 @@ def segment_glaciers(p, progress: Progress):
         bands=parse_mapping(p.get("BANDS")) or None, mask_geometries=mask_geoms,
         mask_buffer_m=float(p.get("MASK_BUFFER", 500.0)), min_area_km2=float(p.get("MIN_AREA", 0.01)),
         simplify_m=float(p.get("SIMPLIFY", 0.0)))
-    prob, mask, poly = p["OUTPUT_PROBABILITY"], p.get("OUTPUT_MASK") or None, p.get("OUTPUT_POLYGONS") or None
+    prob, mask, poly = p.get("OUTPUT_PROBABILITY") or None, p.get("OUTPUT_MASK") or None, p.get("OUTPUT_POLYGONS") or None
     if poly and not str(poly).lower().endswith(".gpkg"):
         raise ValueError(f"OUTPUT_POLYGONS must be a GeoPackage (.gpkg), not {poly}")
     if poly and not mask:
         raise ValueError("OUTPUT_POLYGONS is made from the mask: set OUTPUT_MASK too")
     from ...core.segmentation.model_file import ModelFileError
+    # The probability is where the tiles are blended: without OUTPUT_PROBABILITY it is made
+    # in a hidden folder beside the mask (same disk) and removed with it.
+    scratch = None if prob else tempfile.mkdtemp(prefix=".probability-", dir=os.path.dirname(os.path.abspath(mask)))
+    written = prob or os.path.join(scratch, "probability.tif")
     try:
         if p.get("DASK_SCHEDULER"):
             with pool_of(p, progress) as pool:
-                result = segment_blocks(p["INPUT"], p["MODEL"], prob, mask, poly, p.get("DEM") or None,
+                result = segment_blocks(p["INPUT"], p["MODEL"], written, mask, poly, p.get("DEM") or None,
                                         options, progress, pool)
         else:
-            result = segment(p["INPUT"], p["MODEL"], prob, mask, poly, p.get("DEM") or None, options, progress)
+            result = segment(p["INPUT"], p["MODEL"], written, mask, poly, p.get("DEM") or None, options, progress)
+        _say_if_implausible(p["MODEL"], written, options, mask_geoms, progress)
     except ModelFileError as err:
         raise ValueError(f"MODEL: {err}") from None
-    _say_if_implausible(p["MODEL"], prob, options, mask_geoms, progress)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     return {"OUTPUT_PROBABILITY": prob, "OUTPUT_MASK": mask, "OUTPUT_POLYGONS": poly,
             "GLACIER_AREA_KM2": result.glacier_area_km2, "DEVICE_USED": result.device,
             "PRECISION_USED": result.precision}

@@ -27,3 +27,24 @@ def test_float32_dns_segment_like_the_uint16_scene(region, untrained_model, tmp_
         if name == "float32":
             assert "hold digital numbers" in out.stderr
     np.testing.assert_allclose(probs["float32"], probs["uint16"], atol=1e-5, equal_nan=True)
+
+
+def test_the_probability_is_optional_when_the_mask_is_asked_for(region, untrained_model, tmp_path):
+    """`segment` with only --output-mask (and polygons): the same mask as with the probability,
+    no probability file and no hidden scratch left; with neither, an error naming both."""
+    common = [str(EXE), "segment", "--input", str(region.imagery_end), "--dem", str(region.dem), "--model",
+              str(untrained_model), "--tile-size", "128", "--overlap", "16", "--device", "cpu"]
+    both = subprocess.run(common + ["--output-probability", str(tmp_path / "p.tif"), "--output-mask",
+                                    str(tmp_path / "with.tif")], capture_output=True, text=True, timeout=600)
+    assert both.returncode == 0, both.stderr
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    only = subprocess.run(common + ["--output-mask", str(alone / "mask.tif"), "--output-polygons",
+                                    str(alone / "glaciers.gpkg")], capture_output=True, text=True, timeout=600)
+    assert only.returncode == 0, only.stderr
+    assert sorted(p.name for p in alone.iterdir()) == ["glaciers.gpkg", "mask.tif"]
+    with rasterio.open(tmp_path / "with.tif") as a, rasterio.open(alone / "mask.tif") as b:
+        assert np.array_equal(a.read(), b.read())
+    none = subprocess.run(common, capture_output=True, text=True, timeout=600)
+    assert none.returncode != 0 and "OUTPUT_PROBABILITY and OUTPUT_MASK are both skipped" in none.stderr
+    assert "Traceback" not in none.stderr
