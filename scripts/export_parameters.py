@@ -27,6 +27,20 @@ def plain_default(value):
     return str(value)
 
 
+# What the engine writes for each kind of destination: a file named otherwise would be a
+# GeoTIFF under .gpkg, a model under .txt (refused by engine/outputs.check).
+WRITTEN = {"rasterDestination": ["tif", "tiff"], "vectorDestination": ["gpkg"]}
+
+
+def output_extensions(d) -> list[str]:
+    if d.type() in WRITTEN:
+        return WRITTEN[d.type()]
+    if d.type() == "fileDestination":
+        import re
+        return sorted({e.lower() for e in re.findall(r"\*\.(\w+)", d.fileFilter())})
+    return []
+
+
 def describe(alg) -> dict:
     params = []
     for d in alg.parameterDefinitions():
@@ -35,6 +49,9 @@ def describe(alg) -> dict:
                  "default": plain_default(d.defaultValue())}
         if d.type() == "number":
             entry["integer"] = d.dataType() == d.Integer
+        extensions = output_extensions(d)
+        if extensions:
+            entry["extensions"] = extensions
         if d.type() == "enum":
             entry["options"] = list(d.options())
             entry["static_strings"] = bool(d.usesStaticStrings())

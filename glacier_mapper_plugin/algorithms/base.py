@@ -18,7 +18,8 @@ from qgis.core import (QgsApplication, QgsFeature, QgsFeatureSink, QgsFields, Qg
                        QgsProcessingParameterEnum, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterNumber,
                        QgsProcessingParameterString, QgsProcessingUtils,
-                       QgsMapLayer, QgsVectorFileWriter, QgsVectorLayer)
+                       QgsMapLayer, QgsProcessingOutputLayerDefinition, QgsVectorFileWriter,
+                       QgsVectorLayer)
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
@@ -142,6 +143,16 @@ def file_path(value) -> str | None:
     if isinstance(value, (str, Path)) and str(value) and os.path.exists(str(value).split("|")[0]):
         return str(value)
     return None
+
+
+def sink_file(value, context) -> str | None:
+    """The file a feature sink will write, or None for memory and database outputs."""
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        value = value.sink.valueAsString(context.expressionContext())[0]
+    text = str(value or "")
+    if not text or text == QgsProcessing.TEMPORARY_OUTPUT or text.startswith(("memory:", "postgres:", "ogr:", "spatialite:")):
+        return None
+    return text
 
 
 def profile_dir() -> Path | None:
@@ -372,6 +383,10 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
                 value = parameters.get(d.name())
                 layer = None if file_path(value) else self.parameterAsVectorLayer(parameters, d.name(), context)
                 originals[d.name()] = file_path(value) or (layer.source() if layer is not None else None)
+            elif d.type() == "sink" and d.name() in params:
+                # The engine writes a temporary GeoPackage that QGIS copies into the user's file
+                # at the end: that file is checked now, before any work, not after it.
+                originals[d.name()] = sink_file(parameters.get(d.name()), context)
         try:
             outputs.check(self.ALG_ID, originals)
         except ValueError as err:

@@ -12,15 +12,30 @@ def safe_name(value) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(value))
 
 
-def file_names(ids, parameter="ID_FIELD") -> list[str]:
-    """One distinct, file-system-safe name per glacier id, in order."""
+def check_ids(ids, parameter="ID_FIELD", column=None, layer="INVENTORY") -> None:
+    """Every glacier has an id and no two share one, whatever the algorithm: an id that is
+    NULL or repeated cannot join a result back to its outline."""
+    where = f"{layer}'s column {column!r}" if column else layer
+    missing = [k for k, i in enumerate(ids, start=1) if i is None or str(i).strip() == ""]
+    if missing and len(missing) == len(ids):
+        raise ValueError(f"{parameter}: {where} is empty (NULL) for every glacier: choose the column that "
+                         f"holds the glacier ids, or leave {parameter} empty to number the glaciers")
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise ValueError(f"{parameter}: {len(missing)} glacier(s) have no id in {where} (features {shown}): "
+                         f"fill them in, or choose another column")
     counts = Counter(str(i) for i in ids)
     dup = [i for i, n in counts.items() if n > 1]
     if dup:
         shown = ", ".join(repr(d) for d in sorted(dup)[:10]) + (" ..." if len(dup) > 10 else "")
-        raise ValueError(f"{parameter}: {len(dup)} glacier id(s) occur more than once ({shown}): each "
-                         "glacier needs its own id (choose a unique field such as the RGI id, or leave "
-                         "ID_FIELD empty to use feature ids)")
+        raise ValueError(f"{parameter}: {len(dup)} glacier id(s) occur more than once in {where} ({shown}): each "
+                         f"glacier needs its own id (choose a unique field such as the RGI id, or leave "
+                         f"{parameter} empty to use feature numbers)")
+
+
+def file_names(ids, parameter="ID_FIELD") -> list[str]:
+    """One distinct, file-system-safe name per glacier id, in order."""
+    check_ids(ids, parameter)
     groups: dict[str, list[str]] = defaultdict(list)
     for i in ids:
         groups[safe_name(i)].append(str(i))

@@ -15,11 +15,15 @@ INPUT_TYPES = ("source", "raster", "multilayer", "file")
 OUTPUT_TYPES = ("sink", "rasterDestination", "vectorDestination", "fileDestination", "folderDestination")
 
 
-def _types(step: str) -> dict[str, str]:
+def _parameters(step: str) -> dict[str, dict]:
     for s in json.loads(SPEC.read_text())["steps"]:
         if s["id"] == step:
-            return {p["name"]: p["type"] for p in s["parameters"]}
+            return {p["name"]: p for p in s["parameters"]}
     return {}
+
+
+def _types(step: str) -> dict[str, str]:
+    return {name: p["type"] for name, p in _parameters(step).items()}
 
 
 def _paths(value) -> list[Path]:
@@ -57,13 +61,20 @@ def _nearest_existing(path: Path) -> Path:
 def check(step: str, params: dict) -> list[Path]:
     """Refuse outputs that are inputs or cannot be written; returns the folders that do not
     exist yet (to be removed again if the run fails and leaves them empty)."""
-    types = _types(step)
+    spec = _parameters(step)
+    types = {name: p["type"] for name, p in spec.items()}
     inputs = {p: name for name, t in types.items() if t in INPUT_TYPES for p in _paths(params.get(name))}
     missing: list[Path] = []
     for name, t in types.items():
         if t not in OUTPUT_TYPES:
             continue
         for path in _paths(params.get(name)):
+            extensions = spec[name].get("extensions")
+            # (no extension at all: the step adds its own)
+            if extensions and path.suffix and path.suffix.lower().lstrip(".") not in extensions:
+                kind = KIND_OF.get(t) or spec[name].get("description", "file").lower()
+                raise ValueError(f"{name}: {path.name} would hold a {kind} under another file type's name: "
+                                 f"end it with .{' or .'.join(extensions)}")
             same = next((p for p in inputs if same_file(path, p)), None)
             if same is not None:
                 raise ValueError(f"{name} is the same file as {inputs[same]} ({path}): an output never "
@@ -78,13 +89,19 @@ def check(step: str, params: dict) -> list[Path]:
                 with tempfile.NamedTemporaryFile(dir=existing, prefix=".glacier_mapper_probe_"):
                     pass
             except OSError as err:
-                raise ValueError(f"{name}: cannot write to {existing} ({err.strerror.lower()}): "
-                                 "choose a folder you can write to") from None
+                raise ValueError(f"{name}: cannot write to {existing}: the folder is read-only for you "
+                                 f"({err.strerror.lower()}); choose a folder you can write to") from None
+            if path.exists() and t != "folderDestination" and not os.access(path, os.W_OK):
+                raise ValueError(f"{name}: {path} exists and is read-only: choose another file name, "
+                                 "or make it writable to replace it")
             p = folder
             while not p.exists():
                 missing.append(p)
                 p = p.parent
     return missing
+
+
+KIND_OF = {"rasterDestination": "GeoTIFF", "vectorDestination": "GeoPackage"}
 
 
 def remove_created(folders: list[Path]) -> None:

@@ -6,7 +6,7 @@ from glacier_mapper_plugin.core.identity import file_names, fingerprint
 
 
 def test_duplicate_ids_are_refused_with_the_offenders():
-    with pytest.raises(ValueError, match=r"ID_FIELD: 1 glacier id\(s\) occur more than once \('G2'\)"):
+    with pytest.raises(ValueError, match=r"ID_FIELD: 1 glacier id\(s\) occur more than once in INVENTORY \('G2'\)"):
         file_names(["G1", "G2", "G2"])
 
 

@@ -124,7 +124,35 @@ def a_prediction(region, path):
     return path
 
 
+def _null_ids(region, t):
+    """The region's inventory with an id column that is NULL for every glacier."""
+    from tests.conftest import in_engine
+    path = t / "null_ids.gpkg"
+    in_engine("from glacier_mapper_plugin.core.vector import read_layer, write_gpkg; "
+              f"l = read_layer({str(region.inventory)!r}, 'inventory'); "
+              "types = dict(l.field_types(), glacier_code=str); "
+              "l.records = [dict(r, glacier_code=None) for r in l.records]; l.fields = types; "
+              f"write_gpkg({str(path)!r}, [l]); print('null')")
+    return f"{path}|layername=inventory"
+
+
 CASES.update({
+    "segment: a GeoTIFF named .gpkg": ("segment_glaciers", lambda r, m, o, t: dict(
+        INPUT=r.imagery_end, DEM=r.dem, MODEL=m, OUTPUT_PROBABILITY=o / "p.tif", OUTPUT_MASK=o / "m.gpkg"),
+        "OUTPUT_MASK: m.gpkg would hold a GeoTIFF under another file type's name: end it with .tif"),
+    "train: a model named .txt": ("train_model", lambda r, m, o, t: dict(
+        INPUT=r.imagery_start, INVENTORY=f"{r.inventory}|layername=inventory", DEM=r.dem, OUTPUT_MODEL=o / "m.txt"),
+        "OUTPUT_MODEL: m.txt would hold a model file under another file type's name: end it with .gmm"),
+    "area change: OUTPUT in a folder that is read-only": ("area_change", lambda r, m, o, t: dict(
+        INVENTORY=f"{r.inventory}|layername=inventory", START=r.truth_start, END=r.truth_end,
+        OUTPUT="/sys/area_change.gpkg", OUTPUT_REPORT=o / "r.html"),
+        "OUTPUT: cannot write to /sys: the folder is read-only for you"),
+    "area change: ID_FIELD empty for every glacier": ("area_change", lambda r, m, o, t: dict(
+        INVENTORY=_null_ids(r, t), ID_FIELD="glacier_code", START=r.truth_start, END=r.truth_end,
+        OUTPUT=o / "a.gpkg"), "ID_FIELD: INVENTORY's column 'glacier_code' is empty (NULL) for every glacier"),
+    "train: two INPUT rasters, one without the model's bands": ("train_model", lambda r, m, o, t: dict(
+        INPUT=[r.imagery_start, r.dem], INVENTORY=f"{r.inventory}|layername=inventory",
+        OUTPUT_MODEL=o / "m.gmm"), "the raster dem.tif has no band for"),
     "segment: MASK_LAYER 200 km away": ("segment_glaciers", lambda r, m, o, t: dict(
         INPUT=r.imagery_end, DEM=r.dem, MODEL=m, MASK_LAYER=_moved_layer(r, t, "far"), OUTPUT_PROBABILITY=o / "p.tif",
         OUTPUT_MASK=o / "m.tif"), "MASK_LAYER: none of its"),

@@ -7,6 +7,8 @@ file's metadata and its pixels: core.imagery.reflectance), so that scenes from b
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import re
 from dataclasses import dataclass
 
@@ -47,7 +49,7 @@ def parse_mapping(text: str | None) -> dict[str, int]:
 
 
 def match_bands(descriptions, wanted, mapping: dict[str, int] | None = None,
-                external: tuple[str, ...] = ()) -> dict[str, int | None]:
+                external: tuple[str, ...] = (), source: str = "the raster") -> dict[str, int | None]:
     """Model band name -> 1-based raster band (None when supplied by an external raster)."""
     count = len(descriptions)
     found = {canonical(d): i for i, d in enumerate(descriptions, start=1) if canonical(d)}
@@ -57,7 +59,7 @@ def match_bands(descriptions, wanted, mapping: dict[str, int] | None = None,
         key = canonical(name)
         if mapping and key in mapping:
             if not 1 <= mapping[key] <= count:
-                raise ValueError(f"BANDS: {key}={mapping[key]} but the raster has {count} bands")
+                raise ValueError(f"BANDS: {key}={mapping[key]} but {source} has {count} bands")
             result[name] = mapping[key]
         elif key in found:
             result[name] = found[key]
@@ -68,8 +70,8 @@ def match_bands(descriptions, wanted, mapping: dict[str, int] | None = None,
     if missing:
         have = ", ".join(canonical(d) or f"band {i} (no name)" for i, d in
                          enumerate(descriptions, start=1))
-        raise ValueError(f"the raster has no band for {', '.join(missing)} (the model expects "
-                         f"{', '.join(wanted)}; the raster has {have}). Name the bands in the "
+        raise ValueError(f"{source} has no band for {', '.join(missing)} (the model expects "
+                         f"{', '.join(wanted)}; it has {have}). Name the bands in the "
                          "file or give a BANDS mapping such as B2=1,B3=2,B4=3,B8=4,B12=5"
                          + ("" if "DEM" not in [canonical(m) for m in missing] else
                             ", and give a DEM raster"))
@@ -198,7 +200,8 @@ def band_readers(stack, src, wanted, mapping=None, dem_path=None, progress=None)
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
 
-    index = match_bands(src.descriptions, wanted, mapping, ("DEM",) if dem_path else ())
+    index = match_bands(src.descriptions, wanted, mapping, ("DEM",) if dem_path else (),
+                        f"the raster {Path(str(src.name)).name}")
     readers, dem_vrt = [], None
     offset, dn_bands = offset_decision(src, index, progress)
     for name in wanted:

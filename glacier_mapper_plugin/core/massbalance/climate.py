@@ -146,12 +146,36 @@ def _unzipped(path: Path) -> list[Path]:
     return sorted(folder.iterdir())
 
 
+# The first bytes of what users give as CLIMATE: NetCDF is classic (CDF) or NetCDF-4 (HDF5).
+SIGNATURES = ((b"CDF", "NetCDF"), (b"\x89HDF", "NetCDF"), (b"GRIB", "GRIB"), (b"II*\x00", "GeoTIFF"),
+              (b"MM\x00*", "GeoTIFF"), (b"PK", "zip archive"))
+
+
+def _kind_of_file(path) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return "unreadable"
+    return next((kind for magic, kind in SIGNATURES if head.startswith(magic)), "unknown")
+
+
 def _open(path):
     import xarray as xr
+    kind = _kind_of_file(path)
+    if kind not in ("NetCDF", "unknown"):
+        raise ValueError(f"CLIMATE: {Path(path).name} is a {kind} file, not NetCDF: give the ERA5-Land monthly "
+                         "means as NetCDF, as the Copernicus Climate Data Store delivers them (a zip of them "
+                         "is fine when downloaded as one)" if kind != "unreadable" else
+                         f"CLIMATE: {path} cannot be read (missing, or no permission)")
     try:
         ds = xr.open_dataset(path, mask_and_scale=True, decode_times=True)
-    except Exception as err:  # not a NetCDF file, or one netCDF4 cannot read
-        raise ValueError(f"CLIMATE: cannot read {path} as NetCDF ({err})") from None
+    except Exception as err:  # noqa: BLE001 (xarray's error advises installing backends: not the user's fix)
+        reason = str(err).splitlines()[0] if kind == "NetCDF" else "it is not a NetCDF file"
+        if "backends" in reason or "engine" in reason:
+            reason = "it is not a NetCDF file"
+        raise ValueError(f"CLIMATE: cannot read {Path(path).name} as NetCDF ({reason}): give the ERA5-Land "
+                         "monthly means as NetCDF") from None
     renames = {k: v for k, v in (("valid_time", "time"), ("longitude", "lon"), ("latitude", "lat"),
                                   ("x", "lon"), ("y", "lat")) if k in ds.dims or k in ds.coords}
     ds = ds.rename(renames)

@@ -75,6 +75,21 @@ class Topography:
         r, c = self._rc(lon, lat)
         return float(self.window(r, r + 1, c, c + 1)[0][0, 0])
 
+    def why_no_cell(self, outline, outline_crs) -> str:
+        """Why an outline has no DEM cell: off the DEM, smaller than a cell, or over no data."""
+        from shapely.geometry import box
+        from shapely.ops import transform as shp_transform
+        tr = Transformer.from_crs(outline_crs, self.crs, always_xy=True)
+        geom = shp_transform(tr.transform, outline)
+        if geom.area == 0:
+            return "the outline has no area (a line or a point): fix the outline in INVENTORY"
+        if not geom.intersects(box(*self._src.bounds)):
+            return "the outline lies outside DEM: give a DEM that covers the glacier"
+        if geom.area < self._dx * self._dy:
+            return (f"the outline ({geom.area:.0f} m2) is smaller than one DEM cell ({self._dx * self._dy:.0f} m2): "
+                    "give a finer DEM, or leave the glacier out")
+        return "DEM is no data under the whole outline: give a DEM with elevations there"
+
     def cells(self, outline, outline_crs, max_sites=None, seed=0):
         """(sites, (rows, cols)) of the DEM cells inside an outline (all, or a seeded sample)."""
         from shapely.ops import transform as shp_transform

@@ -39,9 +39,18 @@ def train_mbm(observations, climate_path, dem_path, output_model, options: MBMOp
     progress = progress or Progress()
     if not observations:
         raise ValueError("OBSERVATIONS: no usable observation (check dates and balances)")
+    short = sorted({o.year for o in observations if o.year < 1000})
+    if short:  # 98 for 1998: read as the year 98, it would only miss every climate month
+        raise ValueError(f"OBSERVATIONS: year(s) {', '.join(map(str, short[:5]))} are not four-digit years: "
+                         "write years in full (1998, not 98)")
     climate = read_climate(climate_path, climate_variables, climate_elevation)
     topo = Topography(dem_path) if dem_path else None
     usable = [o for o in observations if o.months() and all(climate.has(*ym) for ym in o.months())]
+    if not usable:
+        years = sorted(o.year for o in observations)
+        raise ValueError(f"CLIMATE covers {climate.months[0]} to {climate.months[-1]}, but none of the "
+                         f"{len(observations)} observations ({years[0]} to {years[-1]}) falls within it: give "
+                         "climate files for the observation years (each period needs all its months)")
     if len(usable) < len(observations):
         progress.warning(f"{len(observations) - len(usable)} observations fall outside the climate "
                          f"data ({climate.months[0]} to {climate.months[-1]}) and are left out")
@@ -56,7 +65,8 @@ def train_mbm(observations, climate_path, dem_path, output_model, options: MBMOp
                          + (" ..." if len(lost) > 20 else ""))
     usable = placed
     if not usable:
-        raise ValueError("no observation period is covered by CLIMATE")
+        raise ValueError("no observation could be placed on a DEM cell: check that DEM covers INVENTORY's "
+                         "glaciers and the stakes' positions")
     # ERA5-Land's radiation and heat fluxes and albedo join the features when the file has them.
     extra = [v for v in ("slhf", "sshf", "ssrd", "fal", "str") if v in climate.variables]
     splits, kind = cv_splits(usable, folds)
@@ -202,11 +212,11 @@ def predict_glacier(inputs: PredictionInputs, years, gid, geom, crs, hemi, raste
     booster, header, options, climate, topo = inputs.open()
     years = list(years)
     if geom is None or geom.is_empty:
-        progress.warning(f"{gid}: no outline")
+        progress.warning(f"{gid}: no balance: the feature has no outline (empty geometry in INVENTORY)")
         return GlacierSeries(gid, [], None, [])
     sites, (rows, cols) = topo.cells(geom, crs)
     if not sites:
-        progress.warning(f"{gid}: no DEM cell inside the outline")
+        progress.warning(f"{gid}: no balance: {topo.why_no_cell(geom, crs)}")
         return GlacierSeries(gid, [], None, [])
     months = [ym for y in years for ym in hydro_year_months(y, hemi)]
     winter_index, summer_index = season_index(hemi)

@@ -270,10 +270,10 @@ def _load_resume(path, network, optimizer, config_hash, device):
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads(f.metadata()["resume"])
         if meta.get("config") != config_hash:
-            return None
+            return "belongs to other settings (other inputs, bands or options)"
         tensors = load_file(str(path), device=str(device))
-    except Exception:  # an unreadable resume file is ignored, never trusted
-        return None
+    except Exception as err:  # noqa: BLE001 (an unreadable resume file is ignored, never trusted)
+        return f"cannot be read ({type(err).__name__}: a run stopped while writing it, or not a resume file)"
     network.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     best = {k[5:]: v.cpu() for k, v in tensors.items() if k.startswith("best.")}
     state: dict = {}
@@ -370,13 +370,13 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
     best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
     if resume.exists():
         loaded = _load_resume(resume, network, optimizer, config, device)
-        if loaded is not None:
+        if not isinstance(loaded, str):
             meta, best_state = loaded
             history, best_iou, best_epoch = meta["history"], meta["best_iou"], meta["best_epoch"]
             start = meta["epoch"] + 1
             progress.info(f"resuming after epoch {meta['epoch']} from {resume.name}")
         else:
-            progress.warning(f"{resume.name} belongs to other settings: starting afresh")
+            progress.warning(f"{resume.name} {loaded}: starting afresh")
 
     workers = default_workers(device) if opts.workers is None else int(opts.workers)
     batches = EpochBatches(train_idx, opts.batch_size, opts.seed)

@@ -61,6 +61,8 @@ def inventory(p, key="INVENTORY", id_key="ID_FIELD", progress=None):
         id_field = _published_id(lyr.records, names, key, id_key, progress)
     lyr.id_field = id_field  # the column the ids came from (None: feature numbers)
     ids = [r[id_field] for r in lyr.records] if id_field else list(range(1, len(lyr.records) + 1))
+    from ...core.identity import check_ids
+    check_ids(ids, id_key, id_field, key)
     from shapely import make_valid
     from shapely.geometry import MultiPolygon
     geometries = list(lyr.geometries)

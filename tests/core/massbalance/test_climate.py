@@ -106,8 +106,11 @@ def test_missing_pieces_are_named(tmp_path, shared_data):
         read_climate(files[:2])
     bad = tmp_path / "not.nc"
     bad.write_text("hello")
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match=r"cannot read not.nc as NetCDF \(it is not a NetCDF file\)") as err:
         read_climate([bad])
+    assert "backend" not in str(err.value)  # not xarray's advice to install IO backends
+    with pytest.raises(ValueError, match="CLIMATE: hef_srtm.tif is a GeoTIFF file, not NetCDF"):
+        read_climate([shared_data / "oggm_hef" / "hef_srtm.tif"])
 
 
 def test_histalp_single_file_still_works(shared_data):

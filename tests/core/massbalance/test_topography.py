@@ -59,3 +59,23 @@ def test_the_same_dem_in_4326_and_utm(tmp_path, shared_data):
           f"aspect: median |d| {np.median(d_aspect):.1f} deg")
     assert abs(d_slope.mean()) < 0.5                   # no bias: the metric spacing is right
     assert np.median(np.abs(d_slope)) < 2.5 and np.median(d_aspect) < 10.0  # cell to cell: resampling
+
+
+def test_why_an_outline_has_no_cell_is_told(shared_data):
+    """An outline is never 'no DEM cell' without the reason: no area, off the DEM, smaller
+    than a cell, or over no data (it once blamed the DEM for an empty outline)."""
+    import rasterio
+    from shapely.geometry import Polygon, box
+
+    from glacier_mapper_plugin.core.massbalance.topography import Topography
+    dem_path = shared_data / "oggm_hef" / "hef_srtm.tif"
+    topo = Topography(dem_path)
+    with rasterio.open(dem_path) as src:
+        crs, (left, bottom, right, top), dx = src.crs.to_wkt(), src.bounds, abs(src.transform.a)
+    x, y = (left + right) / 2, (bottom + top) / 2
+    flat = Polygon([(x, y), (x + 100, y), (x + 200, y)])
+    assert "no area" in topo.why_no_cell(flat, crs)
+    assert "outside DEM" in topo.why_no_cell(box(right + 1000, top + 1000, right + 2000, top + 2000), crs)
+    tiny = box(x + 0.1 * dx, y + 0.1 * dx, x + 0.3 * dx, y + 0.3 * dx)
+    assert topo.cells(tiny, crs)[0] == [] and "smaller than one DEM cell" in topo.why_no_cell(tiny, crs)
+    topo.close()

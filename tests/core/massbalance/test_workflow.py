@@ -39,3 +39,31 @@ def test_a_model_replaced_at_its_path_is_read_anew(shared_data, tmp_path):
     assert first == series(a, "a")
     shutil.copy(b, used)
     assert series(used, "second") == series(b, "b") != first
+
+
+def _rewrite_dates(src, dst, change):
+    import csv
+    with open(src, newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(dst, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows[:-1]:  # the fixture's last row is its impossible date
+            w.writerow(dict(r, FROM_DATE=change(r["FROM_DATE"]), TO_DATE=change(r["TO_DATE"])))
+    return dst
+
+
+def test_years_and_climate_that_cannot_meet_are_told_as_such(shared_data, tmp_path):
+    """Dates written d/m/yy (year 98) and observations beyond the climate: each refused
+    with what was found and what to do (it once read 'no observation period is covered')."""
+    from tests.core.massbalance.test_model import hef_band_csv
+    folder = shared_data / "oggm_hef"
+    csv = hef_band_csv(folder, tmp_path / "hef.csv")
+    short = _rewrite_dates(csv, tmp_path / "short.csv", lambda d: f"{int(d[6:8])}/{int(d[4:6])}/{d[2:4]}")
+    with pytest.raises(ValueError, match=r"OBSERVATIONS: year\(s\) 2, 3, 80, 81, 82 are not four-digit years: write years in full"):
+        _train(folder, short, tmp_path / "short.json", 10)
+    old = _rewrite_dates(csv, tmp_path / "old.csv", lambda d: str(int(d[:4]) + 100) + d[4:])
+    with pytest.raises(ValueError, match=r"CLIMATE covers .* but none of the \d+ observations \(208\d to 210\d\) "
+                                         r"falls within it"):
+        _train(folder, old, tmp_path / "old.json", 10)
+    assert not list(tmp_path.glob("*.json"))

@@ -265,3 +265,22 @@ def test_training_without_pread_as_on_windows_gives_the_same_model(small_region,
                     TrainOptions(**options, workers=workers))
         a, b = _weights(tmp_path / "pread.gmm"), _weights(tmp_path / f"{name}.gmm")
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_an_unreadable_resume_file_is_told_as_unreadable(small_region, tmp_path):
+    """A resume file cut short (a run killed while writing it): said to be unreadable, not to
+    'belong to other settings', and training starts afresh."""
+    from glacier_mapper_plugin.core.segmentation.train import resume_path
+    said = []
+
+    class Log(Progress):
+        def warning(self, message):
+            said.append(message)
+
+    resume = resume_path(tmp_path / "m.gmm")
+    resume.parent.mkdir(parents=True, exist_ok=True)
+    resume.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{\"__met")
+    train_model([small_region.imagery_start], _inventory(small_region), tmp_path / "m.gmm", small_region.dem,
+                TrainOptions(**dict(FAST, epochs=1)), progress=Log())
+    assert any(m.startswith(f"{resume.name} cannot be read") and m.endswith("starting afresh") for m in said), said
+    assert (tmp_path / "m.gmm").exists() and not resume.exists()
