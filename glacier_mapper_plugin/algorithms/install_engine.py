@@ -22,7 +22,10 @@ class InstallEngineAlgorithm(GlacierMapperAlgorithm):
             "profile folder's python/glacier_mapper_engine (on Windows %LOCALAPPDATA%\\GlacierMapper, "
             "short enough for torch's files); remove that folder and the profile's "
             "python/glacier_mapper_engine.json to uninstall. About 1-6 GB depending on the torch "
-            "build; a second run only checks it, and a run that was stopped is finished by running again.")
+            "build (the log says how much for this computer, and a disk too small is refused before any "
+            "download); a second run only checks it, and a run that was stopped is finished by running "
+            "again. It ends with a self-test: a U-Net run on the device the algorithms will use (a CUDA "
+            "GPU, an Apple GPU or the CPU), named in the log.")
     PARAM_HELP = {
         "WHEELHOUSE": "Optional folder of wheels for a machine without internet (made elsewhere "
                       "with `pip download -r requirements.txt -d wheels`, requirements.txt being "

@@ -13,6 +13,7 @@ import atexit
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import tempfile
@@ -42,13 +43,6 @@ class EngineMissing(EngineError):
     pass
 
 
-def install_hint() -> str:
-    return ("Install it from Processing > Toolbox > Glacier Mapper > Install engine "
-            "(glacier_mapper:install_engine; also `qgis_process run glacier_mapper:install_engine`), "
-            "or from a shell: python3 -m glacier_mapper_plugin.engine.install "
-            "(run in the QGIS plugins folder).")
-
-
 def default_engine_dir(profile_dir: Path) -> Path:
     return platforms.default_engine_folder(profile_dir)
 
@@ -76,10 +70,10 @@ def engine_python(profile_dir: Path | None) -> Path:
     for c in candidates:
         if c.is_file():
             return c
-    raise EngineMissing("The Glacier Mapper engine (its own Python environment with torch, "
-                        "rasterio and the other packages the algorithms need) is not installed"
-                        + (f" (looked for {', '.join(map(str, candidates))})" if candidates else "")
-                        + ". " + install_hint())
+    raise EngineMissing("Glacier Mapper's engine (its own Python with torch and rasterio) is not installed"
+                        + (f" (looked for {candidates[0]})" if candidates else "")
+                        + ": run Processing Toolbox > Glacier Mapper > Set-up > Install engine "
+                        "(glacier_mapper:install_engine) once, then this algorithm again.")
 
 
 def _engine_env() -> dict:
@@ -105,6 +99,9 @@ def relay(line: str, listener) -> dict | None:
     return msg
 
 
+STARTING = "before it started the job"
+
+
 class Engine:
     """One engine process in serve mode: jobs in on stdin, JSON lines out on stdout."""
 
@@ -121,9 +118,11 @@ class Engine:
             bufsize=1, **kwargs)
         platforms.tie_to_this_process(self.proc)  # Windows: the engine ends with QGIS
         self.lines: queue.Queue = queue.Queue()
-        self.stderr: deque = deque(maxlen=40)
+        self.stderr: deque = deque(maxlen=40)  # relayed to the log as debug lines
+        self.recent: deque = deque(maxlen=40)
         threading.Thread(target=self._pump, args=(self.proc.stdout, True), daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.proc.stderr, False), daemon=True).start()
+        self._stderr_pump = threading.Thread(target=self._pump, args=(self.proc.stderr, False), daemon=True)
+        self._stderr_pump.start()
 
     def _pump(self, stream, is_stdout):
         for line in stream:
@@ -131,6 +130,7 @@ class Engine:
                 self.lines.put(line)
             else:
                 self.stderr.append(line.rstrip())
+                self.recent.append(line.rstrip())  # kept for the message if the engine dies
                 self.lines.put(None)  # wake the reader: it may be waiting for an exit
         if is_stdout:
             self.lines.put("")  # EOF
@@ -159,7 +159,7 @@ class Engine:
             self.proc.stdin.write(json.dumps({"step": step, "params": params, "cwd": os.getcwd()}) + "\n")
             self.proc.stdin.flush()
         except OSError:
-            raise EngineError(self._death_message("before it started the job")) from None
+            raise EngineError(self._death_message(STARTING)) from None
         last = "starting"
         while True:
             if listener.cancelled():
@@ -175,7 +175,7 @@ class Engine:
                 continue
             if line == "":
                 self.proc.wait()
-                raise EngineError(self._death_message(f"while {last}"))
+                raise EngineError(self._death_message(STARTING if last == "starting" else f"while {last}"))
             msg = relay(line, listener)
             if msg is None:
                 continue
@@ -190,9 +190,16 @@ class Engine:
     def _death_message(self, when: str) -> str:
         code = self.proc.poll()
         code = self.proc.wait() if code is None else code
-        tail = "\n".join(list(self.stderr)[-12:])
+        self._stderr_pump.join(timeout=2)  # its last lines (the traceback) belong in the message
+        tail = "\n".join(list(self.recent)[-12:])
+        log = f"\nEngine log:\n{tail}" if tail else ""
+        if when == STARTING:  # a broken install: one sentence that says how to repair it
+            reason = next((line.strip() for line in reversed(self.recent)
+                           if re.match(r"^\s*\w+(Error|Exception): ", line)), platforms.describe_exit(code))
+            return (f"Glacier Mapper's engine ({self.python}) does not start ({reason}): run Processing Toolbox > "
+                    f"Glacier Mapper > Set-up > Install engine (glacier_mapper:install_engine) again to repair it." + log)
         return (f"The Glacier Mapper engine stopped {when}: {platforms.describe_exit(code)}. QGIS is not "
-                f"affected; no partial output was kept." + (f"\nEngine log:\n{tail}" if tail else ""))
+                f"affected; no partial output was kept." + log)
 
 
 class _Pool:

@@ -75,6 +75,22 @@ def say(message: str, fraction: float | None = None, as_json: bool = False) -> N
         print(message, flush=True)
 
 
+def check_disk(venv: Path, torch: str = "default") -> str:
+    """Where the engine goes and how large it will be; refused before any download when the
+    disk cannot hold it."""
+    need = platforms.install_size_gb(torch)
+    folder = Path(venv)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free / 1e9
+    if free < need:
+        raise RuntimeError(f"not enough disk space for the engine in {venv}: it needs about {need:g} GB (torch "
+                           f"build '{torch}') and {free:.1f} GB are free there; free some space, or choose "
+                           "ENGINE_FOLDER on another disk")
+    return (f"installing the engine into {venv}: about {need:g} GB with the torch build '{torch}' "
+            f"({free:.0f} GB free there); pip downloads the packages once")
+
+
 def install(venv: Path, profile_dir: Path, wheelhouse: Path | None = None, extra: list[Path] = (),
             python: Path | None = None, as_json: bool = False, torch: str = "default") -> Path:
     """Create/update the venv, install the requirements, check the engine starts, record it."""
@@ -87,6 +103,7 @@ def install(venv: Path, profile_dir: Path, wheelhouse: Path | None = None, extra
         say(f"engine environment {venv} is up to date", 0.9, as_json)
     else:
         if not usable(py):  # none yet, or a half-made one: made afresh (--clear)
+            say(check_disk(venv, torch), 0.01, as_json)
             creator = Path(python) if python else base_python()
             say(f"creating the engine environment {venv} with {creator}", 0.02, as_json)
             subprocess.run([str(creator), "-m", "venv", "--clear", str(venv)], check=True)
@@ -118,13 +135,15 @@ def install(venv: Path, profile_dir: Path, wheelhouse: Path | None = None, extra
     if check.returncode != 0:
         raise RuntimeError("the engine's environment was installed but does not start:\n"
                            + (check.stdout + check.stderr)[-3000:])
-    say(check.stdout.strip(), None, as_json)
+    for line in check.stdout.strip().splitlines():  # versions, then the self-test and its device
+        say(line, None, as_json)
     config = Path(profile_dir) / "python" / CONFIG_NAME
     config.parent.mkdir(parents=True, exist_ok=True)
     tmp = config.with_name(config.name + ".tmp")
     tmp.write_text(json.dumps({"python": str(py), "venv": str(venv)}, indent=1))
     os.replace(tmp, config)
-    say(f"engine ready: {py} (recorded in {config})", 1.0, as_json)
+    device = next((line for line in check.stdout.splitlines() if line.startswith("self-test")), "")
+    say(f"engine ready: {py} (recorded in {config}); {device}", 1.0, as_json)
     return py
 
 

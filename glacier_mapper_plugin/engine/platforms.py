@@ -211,6 +211,21 @@ TORCH_INDEX = {"cuda": "https://download.pytorch.org/whl/cu128", "cpu": "https:/
 TORCH_CHOICES = ("default", "cuda", "cpu")
 
 
+# The engine's installed size by platform and torch build (GB), for the installer to say and
+# to check the disk against: measured on Linux x86_64 with PyPI's (CUDA) torch, 6.2 GB, of it
+# 3.2 NVIDIA's libraries and 0.9 triton, which the CPU and Apple builds lack; Windows' CUDA
+# build carries its CUDA libraries inside torch.
+INSTALL_GB = {("linux", "default"): 6.2, ("linux", "cuda"): 6.2, ("linux", "cpu"): 1.8,
+              ("win32", "default"): 1.8, ("win32", "cuda"): 5.0, ("win32", "cpu"): 1.8,
+              ("darwin", "default"): 1.2, ("darwin", "cpu"): 1.2}
+
+
+def install_size_gb(choice: str = "default", platform: str | None = None) -> float:
+    platform = sys.platform if platform is None else platform
+    family = "linux" if platform.startswith("linux") else platform
+    return INSTALL_GB.get((family, (choice or "default").lower()), max(INSTALL_GB.values()))
+
+
 def torch_source(choice: str, platform: str | None = None) -> list[str]:
     """pip arguments that bring the torch build asked for: default (PyPI's: CUDA on Linux,
     CPU on Windows, Apple GPUs on macOS), cuda (NVIDIA GPUs: Windows needs PyTorch's index)

@@ -46,8 +46,12 @@ def engine_python(monkeypatch):
 def test_engine_is_found_from_the_profile_record(tmp_path, monkeypatch):
     monkeypatch.delenv(client.ENV_VAR, raising=False)
     profile = tmp_path / "profile"
-    with pytest.raises(client.EngineMissing, match="install_engine"):
+    with pytest.raises(client.EngineMissing, match="install_engine") as missing:
         client.engine_python(profile)
+    import re
+    said = str(missing.value)
+    assert said.startswith("Glacier Mapper's engine") and said.endswith(".")
+    assert re.search(r"\.\s+[A-Z]", said) is None  # one sentence (issue 25: first run)
     (profile / "python").mkdir(parents=True)
     (profile / "python" / client.CONFIG_NAME).write_text(json.dumps({"python": sys.executable}))
     assert client.engine_python(profile) == Path(sys.executable)
@@ -127,3 +131,24 @@ def test_engine_written_tables_keep_numbers(engine_python, tmp_path, served_arch
     assert types["cloud_pct"] == "float64" and types["candidates"] == "int64" and types["status"] == "object"
     with rasterio.open(out["FILES"][0]) as src:
         assert src.count == 7
+
+
+def test_a_broken_engine_says_why_and_how_to_repair_it(tmp_path, monkeypatch):
+    """An engine whose environment lacks a package (an install half done, a package removed):
+    one sentence naming the error and install_engine, the engine's own lines after it."""
+    if os.name == "nt":
+        pytest.skip("the stand-in engine is a shell script")
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import torch_is_not_installed_here'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv(client.ENV_VAR, str(fake))
+    try:
+        with pytest.raises(client.EngineError) as err:
+            client.run_step("synthetic_region", {"OUTPUT_FOLDER": str(tmp_path / "r")}, Listener())
+    finally:
+        client.POOL.close()
+    first = str(err.value).splitlines()[0]
+    assert first == (f"Glacier Mapper's engine ({fake}) does not start (ModuleNotFoundError: No module named "
+                     "'torch_is_not_installed_here'): run Processing Toolbox > Glacier Mapper > Set-up > Install "
+                     "engine (glacier_mapper:install_engine) again to repair it.")
+    assert "Engine log:" in str(err.value) and not (tmp_path / "r").exists()

@@ -430,3 +430,37 @@ def test_the_engine_cancels_cleanly_on_sigbreak(tmp_path):
     assert any("cancelled" in json.dumps(m) and "SIGUSR1" in json.dumps(m) for m in lines), lines[-3:]
     leftovers = [p.name for p in folder.rglob("*")] if folder.exists() else []
     assert not [n for n in leftovers if "partial" in n or n.endswith(".tmp")], leftovers
+
+
+@pytest.mark.parametrize("platform, choice, gb", [
+    ("linux", "default", 6.2), ("linux", "cuda", 6.2), ("linux", "cpu", 1.8), ("win32", "default", 1.8),
+    ("win32", "cuda", 5.0), ("darwin", "default", 1.2), ("freebsd14", "default", 6.2)])
+def test_the_engine_size_said_per_platform_and_torch(platform, choice, gb):
+    assert platforms.install_size_gb(choice, platform) == gb
+
+
+def test_a_disk_too_small_is_refused_before_any_download(tmp_path, monkeypatch):
+    """First run on a nearly full disk: refused naming the folder, the size and what to do;
+    nothing created. With room: the installer says where and how large."""
+    from collections import namedtuple
+
+    from glacier_mapper_plugin.engine import install
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(install.shutil, "disk_usage", lambda path: usage(100e9, 99e9, 1e9))
+    monkeypatch.setattr(install.subprocess, "run", lambda *a, **k: pytest.fail("no venv may be made"))
+    venv = tmp_path / "new" / "venv"
+    with pytest.raises(RuntimeError, match=r"not enough disk space for the engine in .*venv: it needs about "
+                                           r"\d+(\.\d+)? GB .* and 1.0 GB are free there; .* ENGINE_FOLDER"):
+        install.install(venv, tmp_path / "profile")
+    assert not venv.exists()
+    monkeypatch.setattr(install.shutil, "disk_usage", lambda path: usage(100e9, 50e9, 50e9))
+    said = install.check_disk(venv, "cpu")
+    assert said.startswith(f"installing the engine into {venv}: about ") and "50 GB free" in said
+
+
+def test_the_engine_check_ends_with_a_self_test_that_names_the_device():
+    out = subprocess.run([sys.executable, "-m", "glacier_mapper_plugin.engine.check"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("self-test passed: a U-Net ran on ") and "torch " in last
