@@ -1,0 +1,208 @@
+"""Segmentation accuracy on a real benchmark, in the loop (issue 26): ../shared/data/everest_west
+(Landsat 7 ETM+ RED, GREEN, BLUE, NIR at 30 m over Khumbu, 2000-10-30; RGI 6.0 outlines).
+
+The split is spatial and fixed: the crop's 655 rows run north to south; the model trains on
+rows 0-299 (north, 9 km), rows 300-339 (1.2 km) are a gap that neither side sees, and rows
+340-654 (south, 9.5 km) are the test part. Training goes through the code of train_model
+(core.segmentation.train.train_model, validation on glaciers it does not train on), the test
+part through the code of segment_glaciers (core.segmentation.segment.segment); the map is
+scored pixel by pixel against the RGI outlines rasterised on the test grid.
+
+Printed, for each seed and as mean and spread (max - min) over the seeds: IoU, precision,
+recall, F1 and the recall on the darkest third of the glacier pixels (by RGB brightness:
+debris-covered tongues and shadowed ice), beside two baselines computed in the same run on the
+same split: a brightness threshold chosen on the train part (the scene has no SWIR band, so
+no NDSI), and a random forest (xgboost's) on the bands, NDVI and multi-scale smoothed
+brightness and NIR, trained on the train part.
+
+  .venv/bin/python scripts/bench_accuracy.py --quick     # 3 seeds, short training: < 10 min on 2 cores
+  .venv/bin/python scripts/bench_accuracy.py             # 3 seeds, 30 epochs (the issue's setting)
+
+Results and command go to docs/benchmarks.md ("Segmentation accuracy").
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio import features
+from rasterio.windows import Window
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data" / "everest_west"
+TRAIN_ROWS, TEST_ROWS = (0, 300), (340, 655)  # rows 300-339: the gap
+
+
+def crop(src_path: Path, rows, out: Path) -> Path:
+    with rasterio.open(src_path) as src:
+        window = Window(0, rows[0], src.width, rows[1] - rows[0])
+        profile = dict(src.profile, height=window.height, transform=src.window_transform(window))
+        data = src.read(window=window)
+        descriptions = src.descriptions
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(data)
+        for i, d in enumerate(descriptions, start=1):
+            dst.set_band_description(i, d)
+    return out
+
+
+def truth_on(raster: Path, inventory) -> np.ndarray:
+    with rasterio.open(raster) as src:
+        geoms = inventory.to_crs(src.crs.to_wkt()).geometries
+        return features.rasterize([(g, 1) for g in geoms if g is not None and not g.is_empty],
+                                  out_shape=(src.height, src.width), transform=src.transform, dtype="uint8") > 0
+
+
+def scores(pred: np.ndarray, truth: np.ndarray, dark: np.ndarray) -> dict:
+    tp, fp, fn = int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum())
+    return {"iou": tp / max(tp + fp + fn, 1), "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1),
+            "f1": 2 * tp / max(2 * tp + fp + fn, 1), "dark_recall": float(pred[dark].mean()) if dark.any() else float("nan")}
+
+
+def brightness(stack: np.ndarray) -> np.ndarray:
+    return stack[:3].astype(np.float32).mean(axis=0)  # RED, GREEN, BLUE
+
+
+def threshold_baseline(train_stack, train_truth, test_stack) -> tuple[np.ndarray, int]:
+    """The brightness threshold with the best IoU on the train part (every 8-bit level tried)."""
+    b = np.rint(brightness(train_stack)).astype(int).ravel()
+    t = train_truth.ravel()
+    glacier = np.bincount(b, weights=t, minlength=256)
+    total = np.bincount(b, minlength=256)
+    above_g = np.cumsum(glacier[::-1])[::-1]  # glacier pixels at or above each level
+    above = np.cumsum(total[::-1])[::-1]
+    iou = above_g / np.maximum(t.sum() + above - above_g, 1)
+    level = int(np.argmax(iou))
+    return brightness(test_stack) >= level, level
+
+
+def rf_features(stack: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+    bands = stack.astype(np.float32)
+    b = brightness(stack)
+    red, nir = bands[0], bands[3]
+    ndvi = (nir - red) / np.maximum(nir + red, 1.0)
+    layers = [*bands, b, ndvi]
+    for sigma in (2, 6, 15):  # the multi-scale context a pixel classifier otherwise lacks
+        layers += [ndimage.gaussian_filter(b, sigma), ndimage.gaussian_filter(nir, sigma)]
+    layers.append(np.sqrt(np.maximum(ndimage.gaussian_filter(b * b, 3) - ndimage.gaussian_filter(b, 3) ** 2, 0)))
+    return np.stack(layers, axis=-1).reshape(-1, len(layers))
+
+
+def forest_baseline(train_stack, train_truth, test_stack, seed: int) -> np.ndarray:
+    import xgboost
+    x, y = rf_features(train_stack), train_truth.ravel().astype(int)
+    pick = np.random.default_rng(seed).choice(len(y), min(len(y), 60_000), replace=False)
+    # xgboost's random-forest mode (one round of 150 parallel trees, no shrinkage): the
+    # engine has xgboost already, scikit-learn it does not need.
+    params = {"objective": "binary:logistic", "num_parallel_tree": 150, "learning_rate": 1.0, "max_depth": 12,
+              "subsample": 0.8, "colsample_bynode": 0.6, "seed": seed, "nthread": os.cpu_count()}
+    forest = xgboost.train(params, xgboost.DMatrix(x[pick], label=y[pick]), num_boost_round=1)
+    prob = forest.predict(xgboost.DMatrix(rf_features(test_stack)))
+    return (prob >= 0.5).reshape(test_stack.shape[1:])
+
+
+def _core(module: str):
+    """A core module of the code under test: this checkout's layout, or the flat core/ of
+    commits before the domains (--code, for bisecting)."""
+    import importlib
+    try:
+        return importlib.import_module(f"glacier_mapper_plugin.core.segmentation.{module}")
+    except ImportError:
+        return importlib.import_module(f"glacier_mapper_plugin.core.{module}")
+
+
+def unet(train: Path, test: Path, inventory, work: Path, seed: int, epochs: int, patch: int, encoder: str):
+    import dataclasses
+    training, segmenting = _core("train"), _core("segment")
+    model = work / f"unet_seed{seed}.gmm"
+    wanted = dict(patch_size=patch, encoder=encoder, epochs=epochs, batch_size=8, device="cpu", seed=seed,
+                  patch_cache=str(work / "patches"))
+    known = {f.name for f in dataclasses.fields(training.TrainOptions)}
+    t0 = time.perf_counter()
+    result = training.train_model([train], inventory, model, None,
+                                  training.TrainOptions(**{k: v for k, v in wanted.items() if k in known}))
+    trained = time.perf_counter() - t0
+    probability = work / f"probability_seed{seed}.tif"
+    segmenting.segment(test, model, probability, options=segmenting.SegmentOptions(tile_size=256, overlap=64,
+                                                                                   device="cpu"))
+    with rasterio.open(probability) as src:
+        prob = src.read(1)
+    return np.nan_to_num(prob) >= result.header.threshold, result, trained
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short training (under 10 minutes on 2 cores)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--epochs", type=int, default=None, help="default: 30, or 6 with --quick")
+    ap.add_argument("--patch-size", type=int, default=64)
+    ap.add_argument("--encoder", default="resnet18")
+    ap.add_argument("--code", type=Path, default=None,
+                    help="a checkout of another commit whose training and segmentation to measure "
+                         "(git worktree add /tmp/old REV): bisecting a regression")
+    ap.add_argument("--only-unet", action="store_true", help="skip the baselines (bisecting)")
+    args = ap.parse_args(argv)
+    if args.code:
+        sys.path.insert(0, str(args.code.resolve()))
+        for name in [m for m in sys.modules if m.startswith("glacier_mapper_plugin")]:
+            del sys.modules[name]
+    if not DATA.is_dir():
+        print(f"{DATA} is absent: the benchmark needs ../shared/data/everest_west", file=sys.stderr)
+        return 2
+    epochs = args.epochs or (6 if args.quick else 30)
+    import torch
+    torch.set_num_threads(os.cpu_count())
+    from glacier_mapper_plugin.core.labels import Inventory
+    from glacier_mapper_plugin.core.vector import read_layer
+    if args.code:
+        print(f"code under test: {args.code} (glacier_mapper_plugin from {sys.modules['glacier_mapper_plugin'].__file__})")
+    inventory = Inventory.from_layer(read_layer(DATA / "rgi60_everest_west.gpkg"), "RGIId")
+    with tempfile.TemporaryDirectory(prefix="bench_accuracy-") as tmp:
+        work = Path(tmp)
+        train = crop(DATA / "everest_west.tif", TRAIN_ROWS, work / "train.tif")
+        test = crop(DATA / "everest_west.tif", TEST_ROWS, work / "test.tif")
+        with rasterio.open(train) as a, rasterio.open(test) as b:
+            train_stack, test_stack = a.read(), b.read()
+        train_truth, test_truth = truth_on(train, inventory), truth_on(test, inventory)
+        glacier_b = brightness(test_stack)[test_truth]
+        dark = test_truth & (brightness(test_stack) <= np.percentile(glacier_b, 100 / 3))
+        print(f"everest_west: train rows {TRAIN_ROWS[0]}-{TRAIN_ROWS[1] - 1} ({train_truth.mean():.0%} glacier), "
+              f"gap {TRAIN_ROWS[1]}-{TEST_ROWS[0] - 1}, test rows {TEST_ROWS[0]}-{TEST_ROWS[1] - 1} "
+              f"({test_truth.mean():.0%} glacier); U-Net {args.encoder}, {epochs} epochs, patches {args.patch_size} px, "
+              f"CPU ({os.cpu_count()} cores), seeds {args.seeds}", flush=True)
+        rows = []
+        level_pred, level = threshold_baseline(train_stack, train_truth, test_stack)
+        rows.append((f"brightness >= {level} (chosen on train)", None, scores(level_pred, test_truth, dark), 0.0))
+        for seed in [] if args.only_unet else args.seeds:
+            t0 = time.perf_counter()
+            rows.append(("random forest (xgboost)", seed, scores(forest_baseline(train_stack, train_truth, test_stack, seed),
+                                                                 test_truth, dark), time.perf_counter() - t0))
+        for seed in args.seeds:
+            pred, result, seconds = unet(train, test, inventory, work, seed, epochs, args.patch_size, args.encoder)
+            rows.append((f"U-Net (best epoch {result.best_epoch})", seed, scores(pred, test_truth, dark), seconds))
+            print(f"  seed {seed}: IoU {rows[-1][2]['iou']:.3f} ({seconds:.0f} s)", flush=True)
+    keys = ("iou", "precision", "recall", "f1", "dark_recall")
+    print("\n| method | seed | IoU | precision | recall | F1 | recall, darkest third | seconds |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, seed, s, seconds in rows:
+        print(f"| {name} | {seed if seed is not None else '-'} | " + " | ".join(f"{s[k]:.3f}" for k in keys)
+              + f" | {seconds:.0f} |")
+    for kind in ("random forest", "U-Net"):
+        group = [s for name, _, s, _ in rows if name.startswith(kind)]
+        if not group:
+            continue
+        print(f"| **{kind}, mean (spread)** | {len(group)} seeds | " + " | ".join(
+            f"{np.mean([g[k] for g in group]):.3f} ({np.ptp([g[k] for g in group]):.3f})" for k in keys) + " | |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
