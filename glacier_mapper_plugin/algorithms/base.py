@@ -225,12 +225,18 @@ def style_output(context, path, qml: str | None, name: str | None = None, group:
     when the algorithm completes."""
     if path and context.willLoadLayerOnCompletion(path):
         details = context.layerToLoadOnCompletionDetails(path)
-        details.setPostProcessor(styler(qml, group, rank, opacity))
         details.layerTypeHint = layer_hint(path)  # QGIS then tries no other provider (no OGR warnings)
         if name:
             details.name = name
-        if group and hasattr(details, "groupName"):  # QGIS >= 3.32 places the layer itself
-            details.groupName, details.layerSortKey = group, rank
+        place(details, qml, group, rank, opacity)
+
+
+def place(details, qml: str | None, group: str | None, rank: int = 0, opacity: float | None = None) -> None:
+    """The post-processor that styles and places a layer; on QGIS >= 3.32 also the details'
+    group and sort key, from which QGIS places the layer itself."""
+    details.setPostProcessor(styler(qml, group, rank, opacity))
+    if group and hasattr(details, "groupName"):
+        details.groupName, details.layerSortKey = group, rank
 
 
 def present(context, outputs, run: str, layers) -> None:
@@ -409,9 +415,11 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
                         raise QgsProcessingException(f"{name}: layer not found")
                     continue
                 params[name] = self.export_source(source, name, context, feedback, temporary)
-                layer = self.parameterAsVectorLayer(parameters, name, context)
-                if layer is not None:  # reports name the user's layer, not the temporary export
-                    params.setdefault("_NAMES", {})[name] = f"{layer.name()} ({layer.publicSource()})"
+                # Reports name the user's layer (or file), not the temporary export.
+                path = file_path(parameters.get(name))
+                layer = None if path else self.parameterAsVectorLayer(parameters, name, context)
+                if path or layer is not None:
+                    params.setdefault("_NAMES", {})[name] = path or f"{layer.name()} ({layer.publicSource()})"
             elif kind == "raster":
                 # A file path goes to the engine as it is: loading it as a QGIS layer would
                 # compute statistics and write an .aux.xml beside the user's input.
@@ -525,9 +533,7 @@ class GlacierMapperAlgorithm(QgsProcessingAlgorithm):
         """Load a file output into the project when the algorithm finishes (style and place it)."""
         details = QgsProcessingContext.LayerDetails(name, context.project(), output_name, layer_hint(path))
         if qml or group:
-            details.setPostProcessor(styler(qml, group, rank, opacity))
-        if group and hasattr(details, "groupName"):  # QGIS >= 3.32 places the layer itself
-            details.groupName, details.layerSortKey = group, rank
+            place(details, qml, group, rank, opacity)
         context.addLayerToLoadOnCompletion(str(path), details)
 
     def subject(self, parameters, context, name) -> str:

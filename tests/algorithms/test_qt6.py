@@ -4,19 +4,13 @@ support, and the minimum QGIS version is the LTR these tests run against."""
 import configparser
 from pathlib import Path
 
+from scripts import qt6_check
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _checker():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("qt6_check", ROOT / "scripts" / "qt6_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_nothing_for_qt6_to_refuse():
-    assert _checker().check(ROOT / "glacier_mapper_plugin") == []
+    assert qt6_check.check(ROOT / "glacier_mapper_plugin") == []
 
 
 def test_the_check_finds_what_qt6_refuses(tmp_path):
@@ -28,7 +22,7 @@ def test_the_check_finds_what_qt6_refuses(tmp_path):
         "t = (QgsProcessing.TypeVector, QgsProcessingParameterNumber.Double, QVariant.Int)\n"
         "ok = (Qt.DateFormat.ISODate, QgsProcessing.SourceType.TypeVector)\n"
         "QDialog().exec_()\n")
-    found = "\n".join(_checker().check(tmp_path))
+    found = "\n".join(qt6_check.check(tmp_path))
     for expected in ("Qt.ISODate -> Qt.DateFormat.ISODate", "QgsProcessing.TypeVector -> QgsProcessing.SourceType.TypeVector",
                      "QgsProcessingParameterNumber.Double -> QgsProcessingParameterNumber.Type.Double",
                      "QVariant.Int", "import from PyQt5.QtWidgets", "exec_() is exec()"):

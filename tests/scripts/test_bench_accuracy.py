@@ -2,22 +2,13 @@
 both baselines and the U-Net through train_model's and segment_glaciers' code, in one short
 run. The baselines are deterministic on the fixed split: their scores are pinned, so a change
 in the split, the truth rasterisation or the scoring shows here."""
-import importlib.util
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", ROOT / "scripts" / "bench_accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from scripts import bench_accuracy
 
 
 def test_the_benchmark_runs_and_its_baselines_hold(shared_data, capsys):
-    assert _bench().main(["--seeds", "1", "--epochs", "1"]) == 0
+    assert bench_accuracy.main(["--seeds", "1", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "train rows 0-299 (53% glacier), gap 300-339, test rows 340-654 (30% glacier)" in out
     threshold = re.search(r"\| brightness >= (\d+) \(chosen on train\) \| - \| ([\d.]+) \|", out)

@@ -36,14 +36,21 @@ def software_versions() -> list[dict]:
     return rows
 
 
-def prediction_rows(rasters, label: str, limit: int = 50) -> list[dict]:
-    """One row per prediction raster: its date and what segment_glaciers tagged it with (the
-    imagery it was made from, the model and threshold)."""
+def tagged(rasters) -> list[tuple[str, dict]]:
+    """(path, tags) of each prediction raster, read once for the report's tables."""
     import rasterio
-    rows = []
-    for r in rasters[:limit]:
+    out = []
+    for r in rasters:
         with rasterio.open(r) as src:
-            tags = src.tags()
+            out.append((str(r), src.tags()))
+    return out
+
+
+def prediction_rows(rasters: list[tuple[str, dict]], label: str, limit: int = 50) -> list[dict]:
+    """One row per prediction raster (`tagged`): its date and what segment_glaciers tagged it
+    with (the imagery it was made from, the model and threshold)."""
+    rows = []
+    for r, tags in rasters[:limit]:
         rows.append(dict(input=label, file=Path(r).name,
                          date=tags.get("DATE") or tags.get("DATETIME", "")[:10] or "not tagged",
                          imagery=tags.get("SOURCE", ""), model=tags.get("MODEL", ""),
@@ -57,14 +64,12 @@ TRAINING_KEYS = ("epochs", "glaciers_train", "glaciers_val", "patches_train", "e
                  "device", "seconds")
 
 
-def model_rows(rasters) -> list[dict]:
-    """The models the predictions name (MODEL_PATH tag), with their training summary."""
-    import rasterio
+def model_rows(rasters: list[tuple[str, dict]]) -> list[dict]:
+    """The models the predictions (`tagged`) name (MODEL_PATH tag), with their training summary."""
     from ..segmentation.model_file import read_header
     paths = []
-    for r in rasters:
-        with rasterio.open(r) as src:
-            path = src.tags().get("MODEL_PATH")
+    for _, tags in rasters:
+        path = tags.get("MODEL_PATH")
         if path and path not in paths:
             paths.append(path)
     rows = []

@@ -263,8 +263,8 @@ def match_glaciers(glaciers: dict, inventory_ids, outlines_lonlat) -> dict:
         linked = [i for i in g.links if i in known]
         if linked:
             out[gid] = (linked[0], "link")
-        elif locate(g.lon, g.lat) is not None:
-            out[gid] = (locate(g.lon, g.lat), "location")
+        elif (inside := locate(g.lon, g.lat)) is not None:
+            out[gid] = (inside, "location")
     return out
 
 

@@ -75,12 +75,14 @@ class Topography:
         r, c = self._rc(lon, lat)
         return float(self.window(r, r + 1, c, c + 1)[0][0, 0])
 
+    def _in_dem_crs(self, outline, outline_crs):
+        from shapely.ops import transform as shp_transform
+        return shp_transform(Transformer.from_crs(outline_crs, self.crs, always_xy=True).transform, outline)
+
     def why_no_cell(self, outline, outline_crs) -> str:
         """Why an outline has no DEM cell: off the DEM, smaller than a cell, or over no data."""
         from shapely.geometry import box
-        from shapely.ops import transform as shp_transform
-        tr = Transformer.from_crs(outline_crs, self.crs, always_xy=True)
-        geom = shp_transform(tr.transform, outline)
+        geom = self._in_dem_crs(outline, outline_crs)
         if geom.area == 0:
             return "the outline has no area (a line or a point): fix the outline in INVENTORY"
         if not geom.intersects(box(*self._src.bounds)):
@@ -92,9 +94,7 @@ class Topography:
 
     def cells(self, outline, outline_crs, max_sites=None, seed=0):
         """(sites, (rows, cols)) of the DEM cells inside an outline (all, or a seeded sample)."""
-        from shapely.ops import transform as shp_transform
-        tr = Transformer.from_crs(outline_crs, self.crs, always_xy=True)
-        geom = shp_transform(tr.transform, outline)
+        geom = self._in_dem_crs(outline, outline_crs)
         box = rasterio.windows.from_bounds(*geom.bounds, transform=self.transform)
         r0, c0 = max(int(np.floor(box.row_off)) - 1, 0), max(int(np.floor(box.col_off)) - 1, 0)
         r1 = min(int(np.ceil(box.row_off + box.height)) + 1, self.shape[0])

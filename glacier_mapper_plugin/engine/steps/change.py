@@ -81,12 +81,12 @@ def area_change(p, progress: Progress):
 def _provenance(p, layer, inv, result) -> dict:
     """The report's account of what was measured (the user's layer name from QGIS in _NAMES)."""
     from ...core.inventories import NAME_COLUMNS, find_column
-    from ...core.change.provenance import model_rows, prediction_rows, software_versions
+    from ...core.change.provenance import model_rows, prediction_rows, software_versions, tagged
     given = p.get("_NAMES") or {}
     id_column = getattr(layer, "id_field", None)
     name = find_column(list(layer.records[0]), NAME_COLUMNS) if layer.records else None
     names = {str(i): str(r.get(name[0]) or "") for i, r in zip(inv.ids, layer.records)} if name else {}
-    start, end = paths(p, "START"), paths(p, "END")
+    start, end = tagged(paths(p, "START")), tagged(paths(p, "END"))
     return dict(inventory=given.get("INVENTORY") or p.get("INVENTORY"),
                 id_column=f"its column {id_column}" if id_column else
                 "feature number (no id column found: set ID_FIELD to name one)",

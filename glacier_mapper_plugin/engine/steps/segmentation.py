@@ -146,6 +146,8 @@ def segment_glaciers(p, progress: Progress):
     from ...core.segmentation.model_file import ModelFileError
     # The probability is where the tiles are blended: without OUTPUT_PROBABILITY it is made
     # in a hidden folder beside the mask (same disk) and removed with it.
+    if not prob:  # the mask's folder may be new (the runner removes it again if the run fails)
+        os.makedirs(os.path.dirname(os.path.abspath(mask)), exist_ok=True)
     scratch = None if prob else tempfile.mkdtemp(prefix=".probability-", dir=os.path.dirname(os.path.abspath(mask)))
     written = prob or os.path.join(scratch, "probability.tif")
     try:

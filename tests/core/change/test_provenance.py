@@ -7,7 +7,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from glacier_mapper_plugin.core.change.provenance import (PLUGIN_METADATA, model_rows, plugin_version,
-                                                          prediction_rows, software_versions)
+                                                          prediction_rows, software_versions, tagged)
 
 
 def _prediction(path, **tags):
@@ -22,16 +22,16 @@ def test_rows_from_the_tags_and_the_model_header(tmp_path, untrained_model):
     a = _prediction(tmp_path / "a.tif", DATE="2023-08-28", SOURCE="chip.tif", MODEL="untrained.gmm",
                     THRESHOLD="0.5", MODEL_PATH=str(untrained_model))
     b = _prediction(tmp_path / "b.tif", MODEL_PATH=str(tmp_path / "gone.gmm"))
-    rows = prediction_rows([a, b], "END")
+    rows = prediction_rows(tagged([a, b]), "END")
     assert rows[0] == dict(input="END", file="a.tif", date="2023-08-28", imagery="chip.tif",
                            model="untrained.gmm", threshold="0.5")
     assert rows[1]["date"] == "not tagged"
-    models = model_rows([a, b, a])
+    models = model_rows(tagged([a, b, a]))
     assert [m["model"] for m in models] == ["untrained.gmm", "gone.gmm"]
     assert models[0]["encoder"] == "resnet18" and models[0]["bands"].startswith("B2")
     assert models[0]["metrics"].startswith("none recorded")
     assert "not readable now" in models[1]["summary"]
-    assert len(prediction_rows([a] * 60, "START")) == 51
+    assert len(prediction_rows(tagged([a] * 60), "START")) == 51
 
 
 def test_versions():

@@ -37,8 +37,7 @@ def test_the_probability_is_optional_when_the_mask_is_asked_for(region, untraine
     both = subprocess.run(common + ["--output-probability", str(tmp_path / "p.tif"), "--output-mask",
                                     str(tmp_path / "with.tif")], capture_output=True, text=True, timeout=600)
     assert both.returncode == 0, both.stderr
-    alone = tmp_path / "alone"
-    alone.mkdir()
+    alone = tmp_path / "alone"  # a folder the run makes: the hidden probability goes there too
     only = subprocess.run(common + ["--output-mask", str(alone / "mask.tif"), "--output-polygons",
                                     str(alone / "glaciers.gpkg")], capture_output=True, text=True, timeout=600)
     assert only.returncode == 0, only.stderr
