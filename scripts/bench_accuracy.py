@@ -119,23 +119,69 @@ def _core(module: str):
         return importlib.import_module(f"glacier_mapper_plugin.core.{module}")
 
 
-def unet(train: Path, test: Path, inventory, work: Path, seed: int, epochs: int, patch: int, encoder: str):
+def unet(train: Path, test: Path, inventory, work: Path, seed: int, epochs: int, patch: int, encoder: str,
+         extra: dict | None = None, ttas=("none",)):
+    """Train one model, segment the test part with each TTA: ({tta: (probability, seconds)},
+    training result, training seconds)."""
     import dataclasses
     training, segmenting = _core("train"), _core("segment")
     model = work / f"unet_seed{seed}.gmm"
     wanted = dict(patch_size=patch, encoder=encoder, epochs=epochs, batch_size=8, device="cpu", seed=seed,
-                  patch_cache=str(work / "patches"))
+                  patch_cache=str(work / "patches"), **(extra or {}))
     known = {f.name for f in dataclasses.fields(training.TrainOptions)}
     t0 = time.perf_counter()
     result = training.train_model([train], inventory, model, None,
                                   training.TrainOptions(**{k: v for k, v in wanted.items() if k in known}))
     trained = time.perf_counter() - t0
-    probability = work / f"probability_seed{seed}.tif"
-    segmenting.segment(test, model, probability, options=segmenting.SegmentOptions(tile_size=256, overlap=64,
-                                                                                   device="cpu"))
-    with rasterio.open(probability) as src:
-        prob = src.read(1)
-    return np.nan_to_num(prob) >= result.header.threshold, result, trained
+    maps = {}
+    for tta in ttas:
+        probability = work / f"probability_seed{seed}_{tta}.tif"
+        options = dict(tile_size=256, overlap=64, device="cpu", tta=tta)
+        known = {f.name for f in dataclasses.fields(segmenting.SegmentOptions)}
+        t0 = time.perf_counter()
+        segmenting.segment(test, model, probability,
+                           options=segmenting.SegmentOptions(**{k: v for k, v in options.items() if k in known}))
+        with rasterio.open(probability) as src:
+            maps[tta] = (np.nan_to_num(src.read(1)), time.perf_counter() - t0)
+    return maps, result, trained
+
+
+def ece(prob: np.ndarray, truth: np.ndarray) -> float:
+    """Expected calibration error of the map's probabilities on the test pixels (15 bins)."""
+    try:
+        from glacier_mapper_plugin.core.segmentation.calibration import expected_calibration_error
+    except ImportError:  # commits before calibration
+        return float("nan")
+    return expected_calibration_error(prob.ravel().astype(np.float64), truth.ravel().astype(np.float64))
+
+
+def glacier_areas(raster: Path, inventory, masks: list[np.ndarray]):
+    """Per test glacier (pixels of its outline on the test grid, >= 20): its true area in
+    pixels and each member's, counted inside the outline buffered by 2 pixels (60 m) minus
+    the other outlines: the area change's reading of a map."""
+    from scipy import ndimage
+    from glacier_mapper_plugin.core.labels import rasterize_ids
+    with rasterio.open(raster) as src:
+        ids = rasterize_ids(inventory, src.crs, src.transform, (src.height, src.width))
+    rows = []
+    for g in np.unique(ids[ids > 0]):
+        own = ids == g
+        if own.sum() < 20:
+            continue
+        zone = ndimage.binary_dilation(own, iterations=2) & ((ids == 0) | own)
+        rows.append((int(own.sum()), [int((m & zone).sum()) for m in masks]))
+    return rows
+
+
+def _option(text: str):
+    """KEY=VALUE -> (key, value as a number when it reads as one)."""
+    key, _, value = text.partition("=")
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
 
 
 def main(argv=None) -> int:
@@ -149,6 +195,12 @@ def main(argv=None) -> int:
                     help="a checkout of another commit whose training and segmentation to measure "
                          "(git worktree add /tmp/old REV): bisecting a regression")
     ap.add_argument("--only-unet", action="store_true", help="skip the baselines (bisecting)")
+    ap.add_argument("--tta", nargs="+", default=["none"], choices=["none", "flips", "d4"],
+                    help="test-time augmentations to segment the test part with (each scored; the first "
+                         "makes the ensemble's area bounds)")
+    ap.add_argument("--train", nargs="*", default=[], metavar="OPTION=VALUE",
+                    help="training options to change (TrainOptions fields, e.g. loss=bce schedule=constant): "
+                         "an ablation")
     args = ap.parse_args(argv)
     if args.code:
         sys.path.insert(0, str(args.code.resolve()))
@@ -158,6 +210,7 @@ def main(argv=None) -> int:
         print(f"{DATA} is absent: the benchmark needs ../shared/data/everest_west", file=sys.stderr)
         return 2
     epochs = args.epochs or (6 if args.quick else 30)
+    extra = dict(_option(o) for o in args.train)
     import torch
     torch.set_num_threads(os.cpu_count())
     from glacier_mapper_plugin.core.labels import Inventory
@@ -177,30 +230,54 @@ def main(argv=None) -> int:
         print(f"everest_west: train rows {TRAIN_ROWS[0]}-{TRAIN_ROWS[1] - 1} ({train_truth.mean():.0%} glacier), "
               f"gap {TRAIN_ROWS[1]}-{TEST_ROWS[0] - 1}, test rows {TEST_ROWS[0]}-{TEST_ROWS[1] - 1} "
               f"({test_truth.mean():.0%} glacier); U-Net {args.encoder}, {epochs} epochs, patches {args.patch_size} px, "
-              f"CPU ({os.cpu_count()} cores), seeds {args.seeds}", flush=True)
+              f"CPU ({os.cpu_count()} cores), seeds {args.seeds}" + (f", {extra}" if extra else ""), flush=True)
         rows = []
         level_pred, level = threshold_baseline(train_stack, train_truth, test_stack)
-        rows.append((f"brightness >= {level} (chosen on train)", None, scores(level_pred, test_truth, dark), 0.0))
+        rows.append((f"brightness >= {level} (chosen on train)", None, scores(level_pred, test_truth, dark), 0.0, 0.0))
         for seed in [] if args.only_unet else args.seeds:
             t0 = time.perf_counter()
             rows.append(("random forest (xgboost)", seed, scores(forest_baseline(train_stack, train_truth, test_stack, seed),
-                                                                 test_truth, dark), time.perf_counter() - t0))
+                                                                 test_truth, dark), time.perf_counter() - t0, 0.0))
+        members = []
         for seed in args.seeds:
-            pred, result, seconds = unet(train, test, inventory, work, seed, epochs, args.patch_size, args.encoder)
-            rows.append((f"U-Net (best epoch {result.best_epoch})", seed, scores(pred, test_truth, dark), seconds))
-            print(f"  seed {seed}: IoU {rows[-1][2]['iou']:.3f} ({seconds:.0f} s)", flush=True)
-    keys = ("iou", "precision", "recall", "f1", "dark_recall")
-    print("\n| method | seed | IoU | precision | recall | F1 | recall, darkest third | seconds |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, seed, s, seconds in rows:
-        print(f"| {name} | {seed if seed is not None else '-'} | " + " | ".join(f"{s[k]:.3f}" for k in keys)
-              + f" | {seconds:.0f} |")
-    for kind in ("random forest", "U-Net"):
-        group = [s for name, _, s, _ in rows if name.startswith(kind)]
+            maps, result, seconds = unet(train, test, inventory, work, seed, epochs, args.patch_size, args.encoder,
+                                         extra, args.tta)
+            for tta, (prob, predict_s) in maps.items():
+                pred = prob >= result.header.threshold
+                name = f"U-Net (best epoch {result.best_epoch})" + ("" if tta == "none" else f", TTA {tta}")
+                rows.append((name, seed, dict(scores(pred, test_truth, dark), ece=ece(prob, test_truth)),
+                             seconds, predict_s))
+                print(f"  seed {seed}, TTA {tta}: IoU {rows[-1][2]['iou']:.3f} (training {seconds:.0f} s, "
+                      f"segmenting {predict_s:.1f} s)", flush=True)
+            calibration = (result.header.metrics or {}).get("calibration") or {}
+            print(f"  seed {seed}: temperature {calibration.get('temperature')}, validation ECE "
+                  f"{calibration.get('ece_before')} -> {calibration.get('ece')}; baseline "
+                  f"{(result.header.metrics or {}).get('baseline')}", flush=True)
+            members.append(maps[args.tta[0]][0] >= result.header.threshold)
+        if len(members) > 1:
+            areas = glacier_areas(test, inventory, members)
+            inside = [min(m) <= true <= max(m) for true, m in areas]
+            print(f"\nensemble of the {len(members)} seeds as members: the true area of {np.mean(inside):.0%} of the "
+                  f"{len(areas)} test glaciers (>= 20 pixels) lies within the members' range (min-max)")
+    keys = ("iou", "precision", "recall", "f1", "dark_recall", "ece")
+    print("\n| method | seed | IoU | precision | recall | F1 | recall, darkest third | ECE | training s | segmenting s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, seed, s, seconds, predict_s in rows:
+        print(f"| {name} | {seed if seed is not None else '-'} | " + " | ".join(f"{s.get(k, float('nan')):.3f}" for k in keys)
+              + f" | {seconds:.0f} | {predict_s:.1f} |")
+    kinds = ["random forest"] + [f"U-Net ({tta})" for tta in args.tta]
+    for kind in kinds:
+        if kind.startswith("U-Net"):
+            tta = kind[7:-1]
+            group = [s for name, _, s, _, _ in rows if name.startswith("U-Net")
+                     and (name.endswith(f"TTA {tta}") if tta != "none" else "TTA" not in name)]
+        else:
+            group = [s for name, _, s, _, _ in rows if name.startswith(kind)]
         if not group:
             continue
         print(f"| **{kind}, mean (spread)** | {len(group)} seeds | " + " | ".join(
-            f"{np.mean([g[k] for g in group]):.3f} ({np.ptp([g[k] for g in group]):.3f})" for k in keys) + " | |")
+            f"{np.mean([g.get(k, np.nan) for g in group]):.3f} ({np.ptp([g.get(k, np.nan) for g in group]):.3f})"
+            for k in keys) + " | | |")
     return 0
 
 

@@ -7,12 +7,11 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputMultipleLayers,
 
 from .base import GlacierMapperAlgorithm, present, run_name
 from .segment_glaciers import PROBABILITY_OPACITY
-from .train_model import TRAINING_HELP, add_training_parameters
+from .train_model import TRAINING_ADVANCED, TRAINING_HELP, add_training_parameters
 
 
 class CrossValidateAlgorithm(GlacierMapperAlgorithm):
-    ADVANCED = frozenset({"DEVICE", "LEARNING_RATE", "SEED", "QUALITY", "VAL_FRACTION", "BANDS", "BATCH_SIZE",
-                          "PATCH_CACHE", "KEEP_PATCHES"})
+    ADVANCED = TRAINING_ADVANCED
     ALG_ID = "cross_validate"
     DISPLAY = "Cross-validate glacier model"
     GROUP, GROUP_ID = "Segmentation", "segmentation"

@@ -10,13 +10,14 @@ from .base import DASK_HELP, GlacierMapperAlgorithm, present, run_name, string_e
 
 DEVICES = ["auto", "cuda", "mps", "cpu"]  # the engine's core.segmentation.segment.DEVICES
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
+TTAS = ["none", "flips", "d4"]
 PROBABILITY_FORMATS = ["float32", "uint8"]
 PROBABILITY_OPACITY = 0.6  # the imagery shows through where the model is unsure
 
 
 class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
     ADVANCED = frozenset({"DEVICE", "PRECISION", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "BANDS",
-                          "PROBABILITY_FORMAT", "THRESHOLD", "SIMPLIFY"})
+                          "PROBABILITY_FORMAT", "THRESHOLD", "SIMPLIFY", "TTA"})
     ALG_ID = "segment_glaciers"
     DISPLAY = "Segment glaciers"
     GROUP, GROUP_ID = "Segmentation", "segmentation"
@@ -43,6 +44,10 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         "BATCH_SIZE": "Tiles in the network at once (memory grows with it). On a multi-core CPU they are "
                       "shared by two parallel inference streams; on CUDA they form one forward pass.",
         "THRESHOLD": "Probability above which a pixel is glacier; empty: the model's own.",
+        "TTA": "Test-time augmentation: none; flips (the tile, mirrored left-right and up-down and turned "
+               "180 degrees, 4 views); d4 (all 8 rotations and mirrors). The probabilities of the views are "
+               "averaged, so the map does not depend on how the scene is turned; the network runs 4 or 8 times "
+               "(one call per batch). docs/benchmarks.md gives its gain and cost on a real scene.",
         "BANDS": "Optional mapping model band = raster band number, e.g. B2=1,B3=2,B4=3,B8=4,B12=5,DEM=6.",
         "MASK_LAYER": "Optional polygons (e.g. the inventory): only tiles touching them, "
                       "buffered by MASK_BUFFER, are run; the rest is written as no data.",
@@ -70,6 +75,7 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", defaultValue=4, minValue=1, maxValue=512))
         self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold", QgsProcessingParameterNumber.Type.Double, None, True, 0.0, 1.0))
         self.addParameter(QgsProcessingParameterString("BANDS", "Band mapping", optional=True))
+        self.addParameter(string_enum("TTA", "Test-time augmentation", TTAS))
         self.addParameter(QgsProcessingParameterFeatureSource("MASK_LAYER", "Only near these polygons", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
         buffer = QgsProcessingParameterDistance("MASK_BUFFER", "Buffer around the mask polygons", 500.0, "INPUT", minValue=0.0)
         buffer.setDefaultUnit(QgsUnitTypes.DistanceUnit.DistanceMeters)  # INPUT must be in a metric CRS anyway

@@ -8,6 +8,8 @@ from .base import DASK_HELP, GlacierMapperAlgorithm, string_enum
 from .segment_glaciers import DEVICES
 
 ENCODERS = ["resnet34", "resnet18", "resnet50"]
+LOSSES = ["bce+dice", "bce"]
+SCHEDULES = ["cosine", "constant"]
 
 TRAINING_HELP = {
     "INPUT": "One or more imagery rasters (per-glacier chips or mosaics) in a metric CRS.",
@@ -32,13 +34,24 @@ TRAINING_HELP = {
                    "Default: the user's cache (~/.cache/glacier_mapper/patches).",
     "KEEP_PATCHES": "Keep the patch cache after a successful run (to train again with other "
                     "settings); a failed or cancelled run always keeps it, so a rerun resumes.",
-    "EPOCHS": "Passes over the training patches.",
+    "EPOCHS": "Passes over the training patches (at most: see PATIENCE).",
+    "PATIENCE": "Stop when the validation IoU has not improved for this many epochs (the best epoch is "
+                "kept either way); 0 trains all EPOCHS.",
+    "LOSS": "bce+dice: binary cross-entropy plus a soft Dice term, which counts missed and added glacier "
+            "pixels alike whatever the glacier share (on the everest_west benchmark it raised the recall of "
+            "debris-covered and shaded ice, docs/benchmarks.md); bce: cross-entropy alone (Diaconu & Bamber 2023).",
+    "SCHEDULE": "Learning rate over the run: cosine (decays to 1 % of LEARNING_RATE by the last epoch) or "
+                "constant.",
     "BATCH_SIZE": "Patches per optimisation step.",
     "LEARNING_RATE": "AdamW learning rate.",
     "DEVICE": "auto uses a CUDA GPU (with mixed precision) when torch sees one, else an Apple GPU (mps, "
               "Apple silicon, fp32), else the CPU; a device the engine's torch cannot use is refused, naming it.",
     "SEED": "Random seed: the same seed gives the same model on the CPU.",
-    "VAL_FRACTION": "Share of glaciers (not patches) held out for validation and model selection.",
+    "VAL_FRACTION": "Share of glaciers (not patches) held out for validation, model selection and calibration: "
+                    "one spatial block (a glacier and its nearest neighbours), whose pixels are left out of the "
+                    "training loss where training patches reach over them. The model's probabilities are "
+                    "calibrated on them (temperature scaling), and its validation IoU is compared with an NDSI "
+                    "(or brightness) threshold on the same glaciers: a model that does not beat it says so.",
     "MEMBERS": "Ensemble members: models that differ only by their seed (SEED, SEED + 1, ...), as "
                "DL4GAM's ensembles; their spread is the model uncertainty that area change uses "
                "(START_ENSEMBLE/END_ENSEMBLE).",
@@ -46,6 +59,10 @@ TRAINING_HELP = {
                       "cross-validating), on a worker with a GPU resource when DEVICE is cuda; "
                       "the patch cache must be on the shared filesystem (PATCH_CACHE).",
 }
+
+
+TRAINING_ADVANCED = frozenset({"DEVICE", "LEARNING_RATE", "SEED", "QUALITY", "VAL_FRACTION", "BANDS", "BATCH_SIZE",
+                               "PATCH_CACHE", "KEEP_PATCHES", "LOSS", "SCHEDULE", "PATIENCE"})
 
 
 def add_training_parameters(alg):
@@ -59,8 +76,12 @@ def add_training_parameters(alg):
     alg.addParameter(QgsProcessingParameterString("ENCODER_WEIGHTS", "Encoder weights (none, imagenet or a .gmm)",
                                                   defaultValue="none"))
     alg.addParameter(QgsProcessingParameterNumber("EPOCHS", "Epochs", defaultValue=30, minValue=1, maxValue=10000))
+    alg.addParameter(QgsProcessingParameterNumber("PATIENCE", "Early-stopping patience (epochs)", defaultValue=10, minValue=0,
+                                                  maxValue=10000))
     alg.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", defaultValue=8, minValue=1, maxValue=1024))
     alg.addParameter(QgsProcessingParameterNumber("LEARNING_RATE", "Learning rate", QgsProcessingParameterNumber.Type.Double, 1e-3, False, 1e-7, 1.0))
+    alg.addParameter(string_enum("LOSS", "Loss", LOSSES))
+    alg.addParameter(string_enum("SCHEDULE", "Learning-rate schedule", SCHEDULES))
     alg.addParameter(string_enum("DEVICE", "Device", DEVICES))
     alg.addParameter(QgsProcessingParameterNumber("SEED", "Seed", defaultValue=42, minValue=0))
     alg.addParameter(QgsProcessingParameterNumber("VAL_FRACTION", "Validation share of glaciers", QgsProcessingParameterNumber.Type.Double, 0.2, False, 0.0, 0.9))
@@ -72,8 +93,7 @@ def add_training_parameters(alg):
 
 
 class TrainModelAlgorithm(GlacierMapperAlgorithm):
-    ADVANCED = frozenset({"DEVICE", "LEARNING_RATE", "SEED", "QUALITY", "VAL_FRACTION", "BANDS", "BATCH_SIZE",
-                          "PATCH_CACHE", "KEEP_PATCHES"})
+    ADVANCED = TRAINING_ADVANCED
     KEEP = frozenset({"OUTPUT_MODEL"})
     ALG_ID = "train_model"
     DISPLAY = "Train glacier model"

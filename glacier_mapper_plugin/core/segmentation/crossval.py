@@ -23,7 +23,7 @@ from .patches import extract_patches
 from .plausibility import map_check, out_of_fold_warning
 from ..progress import Progress
 from .segment import PROBABILITY_BAND, SegmentOptions, pick_device, segment
-from .train import TrainOptions, default_bands, member_path, split_glaciers, standardise, train_member
+from .train import TrainOptions, default_bands, glacier_centres_km, member_path, split_glaciers, standardise, train_member
 
 
 MASK_BUFFER_M = 500.0  # fold models predict within this distance of their glaciers
@@ -154,11 +154,12 @@ def cross_validate(rasters, inventory: Inventory, output_folder, dem_path=None, 
     ps.close()
     of = np.array([p.glacier for p in ps.patches], int)
     share = 0.85 if predict else 1.0
+    centres = glacier_centres_km(inventory)
     trainings, tests = [], []
     for f in range(k):
         test_g = [i + 1 for i, fo in enumerate(folds) if fo == f]
         rest = [i + 1 for i, fo in enumerate(folds) if fo != f]
-        train_g, val_g = split_glaciers(rest, opts.val_fraction, opts.seed + f)
+        train_g, val_g = split_glaciers(rest, opts.val_fraction, opts.seed + f, centres)
         progress.info(f"fold {f + 1}/{k}: {len(test_g)} test glaciers, {len(train_g)} training, "
                       f"{len(val_g)} validation" + (f", {members} members" if members > 1 else ""))
         fold_opts = replace(opts, bands=bands, train_glaciers=train_g + val_g, val_glaciers=val_g)

@@ -35,6 +35,7 @@ class ModelHeader:
     pixel_size_m: float = 10.0
     patch_size: int = 256
     threshold: float = 0.5
+    temperature: float = 1.0          # probability = sigmoid(logit / temperature), calibrated on the validation glaciers
     units: dict[str, str] = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -59,6 +60,8 @@ class ModelHeader:
             raise ModelFileError(f"{source}: a band has a non-positive std: {self.std}")
         if not 0 < self.threshold < 1:
             raise ModelFileError(f"{source}: threshold {self.threshold} is not in (0, 1)")
+        if not 0.05 <= self.temperature <= 20:
+            raise ModelFileError(f"{source}: temperature {self.temperature} is not in [0.05, 20]")
         return self
 
     def to_json(self) -> str:

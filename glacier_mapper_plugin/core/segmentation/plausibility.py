@@ -40,8 +40,21 @@ def share_warning(predicted: float, reference: float | None = None, what: str = 
     return None
 
 
-def validation_warning(iou) -> str | None:
-    if iou is None or not np.isfinite(iou) or iou >= MIN_VALIDATION_IOU:
+def validation_warning(iou, baseline: dict | None = None) -> str | None:
+    """A message when the kept epoch's validation IoU does not beat the threshold baseline
+    measured on the same validation glaciers (core.segmentation.baseline), or, without one,
+    stays below MIN_VALIDATION_IOU."""
+    if iou is None or not np.isfinite(iou):
+        return None
+    bar = baseline.get("val_iou") if baseline else None
+    if bar is not None and np.isfinite(bar):
+        if iou > bar:
+            return None
+        return (f"validation IoU per glacier {iou:.2f} does not beat a {baseline['index']} threshold "
+                f"({baseline['threshold']:.2f}, chosen on the training patches) on the same validation glaciers "
+                f"({bar:.2f}): the model has not learnt more than that threshold; train longer, on more glaciers, "
+                f"or check the inventory against the imagery before using its maps")
+    if iou >= MIN_VALIDATION_IOU:
         return None
     return (f"validation IoU per glacier {iou:.2f} is below {MIN_VALIDATION_IOU}: the model has not learnt "
             f"glaciers (a brightness threshold does better); train longer, on more glaciers, or check the "

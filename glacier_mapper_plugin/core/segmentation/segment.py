@@ -60,6 +60,7 @@ class SegmentOptions:
     simplify_m: float = 0.0
     streams: int = 0                        # parallel CPU inference streams; 0: automatic
     rows: tuple[int, int] | None = None     # a block of tile rows [a, b) only (segment_blocks)
+    tta: str = "none"                       # test-time augmentation: none, flips, d4
 
 
 @dataclass
@@ -278,6 +279,19 @@ def prepared_model(model_path, device: str):
         return _PREPARED[key]
 
 
+TTA = {"none": ((0, False),), "flips": ((0, False), (0, True), (2, False), (2, True)),
+       "d4": tuple((k, f) for k in range(4) for f in (False, True))}  # (rot90 k, then flip)
+
+
+def _dihedral(t, k: int, flip: bool, inverse: bool = False):
+    """rot90 k times then a flip of the last axis (or its inverse) on (..., H, W) tensors."""
+    if not inverse:
+        t = t.rot90(k, dims=(-2, -1))
+        return t.flip(-1) if flip else t
+    t = t.flip(-1) if flip else t
+    return t.rot90(-k, dims=(-2, -1))
+
+
 class Network:
     """The model on its device, with autocast and channels_last chosen once.
 
@@ -285,12 +299,16 @@ class Network:
     CPU's threads; one on CUDA, where it keeps the next batch queued while the main thread
     blends and prepares), and hands the results back in submission order."""
 
-    def __init__(self, model_path, device: str, precision: str, streams: int = 1):
+    def __init__(self, model_path, device: str, precision: str, streams: int = 1, tta: str = "none"):
         import torch
+        if tta not in TTA:
+            raise ValueError(f"TTA must be one of {', '.join(TTA)}, not {tta!r}")
         self.torch = torch
         self.device = device
         self.precision = precision
+        self.transforms = TTA[tta]
         self.model, self.header = prepared_model(model_path, device)
+        self.temperature = float(self.header.temperature)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.streams = max(1, int(streams)) if device == "cpu" else 1
         self.threads_per_stream = max(1, torch.get_num_threads() // self.streams)
@@ -309,12 +327,20 @@ class Network:
         torch = self.torch
         x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)
         x = x.to(self.device, non_blocking=True)
-        if self.device == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
+        n = len(x)
         with torch.inference_mode():
+            if len(self.transforms) > 1:  # every view of the batch in one forward call
+                x = torch.cat([_dihedral(x, k, f) for k, f in self.transforms])
+            if self.device == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype is not None):
                 logits = self.model(x)
-            prob = torch.sigmoid(logits.float())[:, 0]
+            # The model's temperature (fitted on its validation glaciers) calibrates the
+            # probability without moving 0.5; views are averaged as probabilities.
+            prob = torch.sigmoid(logits.float()[:, 0] / self.temperature)
+            if len(self.transforms) > 1:
+                prob = torch.stack([_dihedral(prob[i * n:(i + 1) * n], k, f, inverse=True)
+                                    for i, (k, f) in enumerate(self.transforms)]).mean(0)
         return prob.cpu().numpy()
 
     def describe(self) -> str:
@@ -552,6 +578,8 @@ def _check_options(opts: SegmentOptions) -> None:
                          f"{opts.overlap}: choose larger tiles or a smaller overlap")
     if opts.batch_size < 1:
         raise ValueError("BATCH_SIZE must be at least 1")
+    if opts.tta not in TTA:
+        raise ValueError(f"TTA must be one of {', '.join(TTA)}, not {opts.tta!r}")
 
 
 def _tags(src, model_path, threshold, input_path) -> dict:
@@ -650,7 +678,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         pieces = _pieces(plan, T, stride, per_batch)
         read_piece = _PieceReader(readers, header, pieces, ys, T, H, W)
         first_piece = io.submit(read_piece, 0) if pieces else None  # read while the network loads
-        net = Network(model_path, device, precision, streams)
+        net = Network(model_path, device, precision, streams, opts.tta)
         progress.info(f"model: {header.architecture}/{header.encoder}, bands {', '.join(header.bands)}; "
                       f"device {device} ({net.describe()}), precision {precision}")
         # A batch buffer is refilled only after its probabilities were blended: run() keeps
@@ -737,7 +765,7 @@ def _block_key(input_path, model_path, dem_path, opts: SegmentOptions) -> str:
     """What a block's pixels depend on: a rerun with the same inputs and settings finds them."""
     import hashlib
     import json as _json
-    parts = [opts.tile_size, opts.overlap, opts.threshold, opts.device, opts.precision,
+    parts = [opts.tile_size, opts.overlap, opts.threshold, opts.device, opts.precision, opts.tta,
              opts.probability_dtype, sorted((opts.bands or {}).items()), opts.mask_buffer_m,
              [g.wkb_hex for g in opts.mask_geometries if g is not None]]
     from ..identity import file_key

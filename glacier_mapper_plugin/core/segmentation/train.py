@@ -28,6 +28,8 @@ from ..io import atomic_output, cache_dir, remove_partials
 from ..imagery.quality import QUALITY_NAMES
 from .plausibility import validation_warning
 from ..labels import Inventory
+from .baseline import threshold_baseline
+from .calibration import calibrate
 from .metrics import add, confusion, scores
 from .model_file import ModelHeader, build_network, save_model
 from .patches import PatchCache, band_statistics, extract_patches
@@ -55,6 +57,9 @@ class TrainOptions:
     workers: int | None = None           # DataLoader worker processes (None: by device)
     patch_cache: str | None = None       # folder of the patch cache (None: the user's cache)
     keep_patches: bool = False           # keep the patch cache after a successful run
+    loss: str = "bce+dice"               # bce | bce+dice
+    schedule: str = "cosine"             # cosine | constant learning rate
+    patience: int = 10                   # epochs without a better validation IoU before stopping (0: never)
 
 
 @dataclass
@@ -94,15 +99,55 @@ def check_training_rasters(rasters, patch_size: int) -> None:
                          f"choose PATCH_SIZE {fit} or less")
 
 
-def split_glaciers(glaciers, fraction: float, seed: int):
-    """(train, validation) glacier ids: a seeded random share of glaciers for validation."""
+def split_glaciers(glaciers, fraction: float, seed: int, centres=None):
+    """(train, validation) glacier ids. With `centres` (glacier id -> (x, y) km, from
+    glacier_centres_km) the validation glaciers are one spatial block: a seeded glacier and
+    its nearest neighbours, so validation measures glaciers the model has not seen the
+    surroundings of; without, a seeded random share."""
     glaciers = sorted(set(int(g) for g in glaciers))
     if len(glaciers) < 2 or fraction <= 0:
         return glaciers, []
     rng = np.random.default_rng([seed, 7919])
     n_val = min(max(1, int(round(fraction * len(glaciers)))), len(glaciers) - 1)
-    val = sorted(int(g) for g in rng.choice(glaciers, size=n_val, replace=False))
+    if centres is None:
+        val = sorted(int(g) for g in rng.choice(glaciers, size=n_val, replace=False))
+    else:
+        xy = np.array([centres[g] for g in glaciers], float)
+        first = xy[rng.integers(len(glaciers))]
+        nearest = np.argsort(np.hypot(*(xy - first).T), kind="stable")[:n_val]
+        val = sorted(glaciers[i] for i in nearest)
     return [g for g in glaciers if g not in val], val
+
+
+def glacier_centres_km(inventory: Inventory) -> dict[int, tuple[float, float]]:
+    """Glacier id (index + 1) -> centroid in km on a local equirectangular plane: distances
+    to rank neighbours by, whatever the inventory's CRS."""
+    from ..geodesy import to_lonlat
+    lonlat = {k + 1: to_lonlat(g, inventory.crs).centroid for k, g in enumerate(inventory.geometries)
+              if g is not None and not g.is_empty}
+    if not lonlat:
+        return {}
+    scale = np.cos(np.radians(np.mean([c.y for c in lonlat.values()])))
+    return {g: (c.x * 111.32 * scale, c.y * 110.57) for g, c in lonlat.items()}
+
+
+def hidden_from_training(patches, train_idx, val_idx, size: int) -> dict[int, list]:
+    """Training patch index -> the rectangles (r0, r1, c0, c1, in its own pixels) it shares
+    with validation patches of the same raster. The loss ignores them: neighbouring patches
+    overlap by half, and a training patch reaching over a validation glacier would teach
+    the model the very pixels it is validated on."""
+    if not len(val_idx) or not len(train_idx):
+        return {}
+    rec = np.array([(p.source, p.row, p.col) for p in patches], int)
+    hidden: dict[int, list] = {}
+    va = rec[val_idx]
+    for i in train_idx:
+        s, r, c = rec[i]
+        v = va[(va[:, 0] == s) & (np.abs(va[:, 1] - r) < size) & (np.abs(va[:, 2] - c) < size)]
+        if len(v):
+            hidden[int(i)] = [(int(max(vr - r, 0)), int(min(vr - r + size, size)),
+                               int(max(vc - c, 0)), int(min(vc - c + size, size))) for _, vr, vc in v]
+    return hidden
 
 
 def standardise(x: np.ndarray, valid: np.ndarray, mean, std) -> np.ndarray:
@@ -132,13 +177,45 @@ def masked_bce(logits, target, valid):
     return (loss * weight).sum() / weight.sum().clamp(min=1.0)
 
 
+def masked_dice(logits, target, valid):
+    """Soft Dice loss over the valid pixels of the whole batch: it counts glacier pixels
+    missed and added alike whatever the glacier share, where BCE favours the majority class
+    (a batch of mostly rock pushes thin tongues below 0.5)."""
+    import torch
+    prob = torch.sigmoid(logits) * valid
+    target = target * valid
+    inter = (prob * target).sum()
+    return 1.0 - (2.0 * inter + 1.0) / (prob.sum() + target.sum() + 1.0)
+
+
+def training_loss(kind: str):
+    if kind == "bce":
+        return masked_bce
+    if kind == "bce+dice":
+        return lambda logits, target, valid: masked_bce(logits, target, valid) + masked_dice(logits, target, valid)
+    raise ValueError(f"LOSS must be bce or bce+dice, not {kind!r}")
+
+
+def learning_rate(base: float, schedule: str, step: int, steps: int) -> float:
+    """The learning rate of optimisation step `step` of `steps`: cosine decay to 1 % of the
+    base (the last epochs refine instead of jumping between minima, so the epoch kept by
+    validation matters less), or constant. A function of the step, not a scheduler's state,
+    so a resumed run continues on the same curve."""
+    if schedule == "constant":
+        return base
+    if schedule != "cosine":
+        raise ValueError(f"SCHEDULE must be cosine or constant, not {schedule!r}")
+    t = min(max(step / max(steps, 1), 0.0), 1.0)
+    return base * (0.01 + 0.99 * 0.5 * (1.0 + np.cos(np.pi * t)))
+
+
 class PatchDataset:
     """Map-style dataset over a patch cache: item (index, k, flip) -> standardised, D4-
     transformed (x, y, valid). Runs in DataLoader workers; randomness comes with the item
     (drawn in the main process from SEED), so results do not depend on the worker count."""
 
-    def __init__(self, cache: PatchCache, mean, std):
-        self.cache, self.mean, self.std = cache, mean, std
+    def __init__(self, cache: PatchCache, mean, std, hidden=None):
+        self.cache, self.mean, self.std, self.hidden = cache, mean, std, hidden or {}
 
     def __len__(self):
         return len(self.cache)
@@ -146,6 +223,8 @@ class PatchDataset:
     def __getitem__(self, item):
         i, k, flip = item
         x, y, v = self.cache.read(i)
+        for r0, r1, c0, c1 in self.hidden.get(i, ()):  # pixels validation is measured on
+            v[r0:r1, c0:c1] = False
         x = standardise(x[None], v[None], self.mean, self.std)[0]
         x, y, v = d4([x, y, v], k, flip)
         return x, y.astype(np.float32), v
@@ -188,29 +267,36 @@ def default_workers(device: str) -> int:
     return 1 if cores >= 2 else 0
 
 
-def patch_loader(cache, mean, std, batches: EpochBatches, device: str, workers: int):
+def patch_loader(cache, mean, std, batches: EpochBatches, device: str, workers: int, hidden=None):
     import torch
     return torch.utils.data.DataLoader(
-        PatchDataset(cache, mean, std), batch_sampler=batches, num_workers=workers,
+        PatchDataset(cache, mean, std, hidden), batch_sampler=batches, num_workers=workers,
         pin_memory=device.startswith("cuda"), persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None)
 
 
-def evaluate_patches(network, loader, glaciers, device, autocast_dtype=None):
+def evaluate_patches(network, loader, glaciers, device, autocast_dtype=None, pixels=None):
     """Per-glacier IoU (mean over glaciers) and pooled confusion over a loader's patches
-    (in order; `glaciers` gives each one's glacier)."""
+    (in order; `glaciers` gives each one's glacier). With `pixels` (a list), a seeded sample
+    of each patch's valid (logit, label) pairs is appended to it, for calibration."""
     import torch
+
+    from .calibration import sample_pixels
     per_glacier: dict[int, dict] = {}
     total = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
     network.eval()
     j = 0
+    rng = np.random.default_rng(0)
     with torch.inference_mode():
         for x, y, v in loader:
             x = x.to(device, non_blocking=True, memory_format=_memory_format(device))
             with torch.autocast(device.split(":")[0], dtype=autocast_dtype,
                                 enabled=autocast_dtype is not None):
-                prob = torch.sigmoid(network(x).float())[:, 0].cpu().numpy()
+                logits = network(x).float()[:, 0].cpu().numpy()
+            prob = 1.0 / (1.0 + np.exp(-logits))
             for b in range(len(prob)):
+                if pixels is not None:
+                    pixels.append(sample_pixels(logits[b], y[b].numpy(), v[b].numpy(), rng))
                 c = confusion(prob[b] >= 0.5, y[b].numpy() > 0, v[b].numpy())
                 g = glaciers[j]
                 per_glacier[g] = add(per_glacier.get(g, {}), c)
@@ -320,6 +406,10 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         raise ValueError(f"PATCH_SIZE must be a multiple of 32 (>= 32), not {opts.patch_size}")
     if opts.epochs < 1 or opts.batch_size < 1 or not opts.learning_rate > 0:
         raise ValueError("EPOCHS and BATCH_SIZE must be >= 1 and LEARNING_RATE > 0")
+    if opts.patience < 0:
+        raise ValueError(f"PATIENCE must be 0 (never stop early) or a number of epochs, not {opts.patience}")
+    loss_fn = training_loss(opts.loss)
+    learning_rate(opts.learning_rate, opts.schedule, 0, 1)  # an unknown schedule refused before any work
     device = pick_device(opts.device)
     bands = list(opts.bands) if opts.bands else default_bands(rasters[0], dem_path)
     base_header = _fine_tuning_header(opts.encoder_weights, opts.encoder, bands)
@@ -336,13 +426,16 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         val_g = sorted(set(opts.val_glaciers) & set(glaciers))
         train_g = [g for g in glaciers if g not in val_g]
     else:
-        train_g, val_g = split_glaciers(glaciers, opts.val_fraction, opts.seed)
+        train_g, val_g = split_glaciers(glaciers, opts.val_fraction, opts.seed, glacier_centres_km(inventory))
     train_idx = np.nonzero(np.isin(of, train_g))[0]
     val_idx = np.nonzero(np.isin(of, val_g))[0]
     if train_idx.size == 0:
         raise ValueError("no training patch: the inventory's glaciers do not overlap INPUT")
+    hidden = hidden_from_training(cache.patches, train_idx, val_idx, cache.patch_size)
     progress.info(f"{len(train_idx)} training patches on {len(train_g)} glaciers, "
-                  f"{len(val_idx)} validation patches on {len(val_g)} glaciers")
+                  f"{len(val_idx)} validation patches on {len(val_g)} glaciers"
+                  + (f" ({len(hidden)} training patches reach over them: those pixels are left out of "
+                     f"the loss)" if hidden else ""))
 
     if base_header is not None:
         mean, std = base_header.mean, base_header.std
@@ -380,7 +473,7 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
 
     workers = default_workers(device) if opts.workers is None else int(opts.workers)
     batches = EpochBatches(train_idx, opts.batch_size, opts.seed)
-    loader = patch_loader(cache, mean, std, batches, device, workers)
+    loader = patch_loader(cache, mean, std, batches, device, workers, hidden)
     val_loader = patch_loader(cache, mean, std, EpochBatches(val_idx, opts.batch_size, opts.seed,
                                                              augment=False), device, 0)
     val_glaciers = of[val_idx].tolist()
@@ -397,9 +490,12 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
             x = x.to(device, non_blocking=True, memory_format=fmt)
             y, v = y.to(device, non_blocking=True), v.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(opts.learning_rate, opts.schedule,
+                                            (epoch - 1) * len(batches) + b, opts.epochs * len(batches))
             with torch.autocast(device, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = network(x)[:, 0]
-            loss = masked_bce(logits.float(), y, v)
+            loss = loss_fn(logits.float(), y, v)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -423,15 +519,31 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         _save_resume(resume, network, optimizer, best_state,
                      dict(config=config, epoch=epoch, history=history, best_iou=best_iou,
                           best_epoch=best_epoch))
+        if opts.patience and len(val_idx) and epoch - best_epoch >= opts.patience and epoch < opts.epochs:
+            progress.info(f"stopping early after epoch {epoch}: no better validation IoU for "
+                          f"{opts.patience} epochs (PATIENCE); epoch {best_epoch} is kept")
+            break
     del loader  # ends the persistent workers
 
     network.load_state_dict(best_state)
     network.eval()
     metrics = {"best_epoch": best_epoch, "val_iou_per_glacier": best_iou if best_iou >= 0 else None}
     if len(val_idx):
-        _, conf = evaluate_patches(network, val_loader, val_glaciers, device, amp_dtype)
+        pixels: list = []
+        _, conf = evaluate_patches(network, val_loader, val_glaciers, device, amp_dtype, pixels)
         metrics["validation"] = scores(conf)
-    warning = validation_warning(best_iou if len(val_idx) and best_iou >= 0 else None)
+        calibration = calibrate(np.concatenate([p[0] for p in pixels]), np.concatenate([p[1] for p in pixels]))
+        header.temperature = calibration["temperature"]
+        metrics["calibration"] = calibration
+        progress.info(f"calibration on the validation glaciers: temperature {calibration['temperature']:.3f}, "
+                      f"expected calibration error {calibration['ece_before']:.3f} -> {calibration['ece']:.3f}; "
+                      f"the probabilities lean {calibration['lean']:+.3f} to glacier")
+    baseline = threshold_baseline(cache, train_idx, val_idx, val_glaciers, opts.seed)
+    if baseline:
+        metrics["baseline"] = baseline
+        progress.info(f"{baseline['index']} threshold {baseline['threshold']:.2f} (chosen on the training patches): "
+                      f"validation IoU per glacier {baseline['val_iou']:.4f}, the model {best_iou:.4f}")
+    warning = validation_warning(best_iou if len(val_idx) and best_iou >= 0 else None, baseline)
     if warning:
         metrics["warnings"] = [warning]  # travels with the model: segment_glaciers repeats it
         progress.warning(warning)
@@ -440,7 +552,8 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
     header.training = dict(
         rasters=[Path(r).name for r in rasters], patches_train=int(len(train_idx)),
         patches_val=int(len(val_idx)), glaciers_train=len(train_g), glaciers_val=len(val_g),
-        epochs=opts.epochs, batch_size=opts.batch_size, learning_rate=opts.learning_rate,
+        epochs=opts.epochs, epochs_run=len(history), batch_size=opts.batch_size,
+        learning_rate=opts.learning_rate, loss=opts.loss, schedule=opts.schedule, patience=opts.patience,
         seed=opts.seed, device=device, history=history, encoder_weights=opts.encoder_weights,
         loader_workers=workers, step_share=round(busy, 4), config=config, patches=cache.folder.name,
         patches_per_s=round(timing["patches"] / max(timing["step"] + timing["wait"], 1e-9), 2),

@@ -25,7 +25,9 @@ def training_inputs(p, progress=None):
         seed=int(p.get("SEED", 42)), val_fraction=float(p.get("VAL_FRACTION", 0.2)),
         quality=str(p.get("QUALITY") or "none"), bands=bands, mapping=mapping,
         encoder_weights=str(p.get("ENCODER_WEIGHTS") or "none"),
-        patch_cache=p.get("PATCH_CACHE") or None, keep_patches=bool(p.get("KEEP_PATCHES", False)))
+        patch_cache=p.get("PATCH_CACHE") or None, keep_patches=bool(p.get("KEEP_PATCHES", False)),
+        patience=int(p.get("PATIENCE", 10)), loss=str(p.get("LOSS") or "bce+dice"),
+        schedule=str(p.get("SCHEDULE") or "cosine"))
     rasters = paths(p, "INPUT")
     check_training_rasters(rasters, options.patch_size)
     return rasters, inv, layer, (p.get("DEM") or None), options
@@ -137,7 +139,7 @@ def segment_glaciers(p, progress: Progress):
         probability_dtype=str(p.get("PROBABILITY_FORMAT") or "float32"),
         bands=parse_mapping(p.get("BANDS")) or None, mask_geometries=mask_geoms,
         mask_buffer_m=float(p.get("MASK_BUFFER", 500.0)), min_area_km2=float(p.get("MIN_AREA", 0.01)),
-        simplify_m=float(p.get("SIMPLIFY", 0.0)))
+        simplify_m=float(p.get("SIMPLIFY", 0.0)), tta=str(p.get("TTA") or "none"))
     prob, mask, poly = p.get("OUTPUT_PROBABILITY") or None, p.get("OUTPUT_MASK") or None, p.get("OUTPUT_POLYGONS") or None
     if poly and not str(poly).lower().endswith(".gpkg"):
         raise ValueError(f"OUTPUT_POLYGONS must be a GeoPackage (.gpkg), not {poly}")

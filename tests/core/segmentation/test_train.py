@@ -9,8 +9,10 @@ from glacier_mapper_plugin.core.segmentation.model_file import load_model, read_
 from glacier_mapper_plugin.core.segmentation.patches import extract_patches
 from glacier_mapper_plugin.core.progress import Cancelled, Progress
 from glacier_mapper_plugin.core.segmentation.train import (TrainOptions, d4, default_bands,
-                                              masked_bce, resume_path, split_glaciers,
-                                              train_model)
+                                              hidden_from_training, learning_rate, masked_bce,
+                                              masked_dice, resume_path, split_glaciers, train_model)
+from glacier_mapper_plugin.core.segmentation.patches import Patch
+from hypothesis import given, settings, strategies as st
 from glacier_mapper_plugin.core.vector import read_layer
 
 FAST = dict(patch_size=64, encoder="resnet18", epochs=2, batch_size=4, device="cpu", seed=3)
@@ -89,7 +91,7 @@ def test_same_seed_same_model(small_region, tmp_path):
     # A validation IoU below the plausible floor travels with the model as a warning.
     from glacier_mapper_plugin.core.segmentation.plausibility import validation_warning
     metrics = read_header(tmp_path / "a.gmm").metrics
-    expected = validation_warning(metrics["val_iou_per_glacier"])
+    expected = validation_warning(metrics["val_iou_per_glacier"], metrics.get("baseline"))
     assert metrics.get("warnings", []) == ([expected] if expected else [])
 
 
@@ -284,3 +286,65 @@ def test_an_unreadable_resume_file_is_told_as_unreadable(small_region, tmp_path)
                 TrainOptions(**dict(FAST, epochs=1)), progress=Log())
     assert any(m.startswith(f"{resume.name} cannot be read") and m.endswith("starting afresh") for m in said), said
     assert (tmp_path / "m.gmm").exists() and not resume.exists()
+
+
+def test_dice_ignores_cloud_pixels_and_is_zero_when_perfect():
+    target = torch.zeros(1, 8, 8)
+    target[0, :4] = 1
+    valid = torch.ones(1, 8, 8, dtype=torch.bool)
+    perfect = (target * 2 - 1) * 50
+    assert float(masked_dice(perfect, target, valid)) < 1e-3
+    valid[0, 0, 0] = False
+    wrong = perfect.clone()
+    wrong[0, 0, 0] = -50  # a cloud pixel called rock: no cost
+    assert float(masked_dice(wrong, target, valid)) == pytest.approx(float(masked_dice(perfect, target, valid)))
+
+
+def test_cosine_schedule_decays_and_constant_stays():
+    lrs = [learning_rate(1e-3, "cosine", s, 100) for s in range(101)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-5)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert learning_rate(1e-3, "constant", 70, 100) == 1e-3
+    with pytest.raises(ValueError, match="SCHEDULE"):
+        learning_rate(1e-3, "step", 1, 10)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.floats(-50, 50), st.floats(-50, 50)), min_size=2, max_size=40, unique=True),
+       st.floats(0.05, 0.6), st.integers(0, 99))
+def test_spatial_validation_is_one_block(points, fraction, seed):
+    """Every validation glacier is nearer to the block's first glacier than every training glacier."""
+    centres = {g + 1: p for g, p in enumerate(points)}
+    train, val = split_glaciers(centres, fraction, seed, centres)
+    assert val and train and sorted(train + val) == sorted(centres)
+    assert split_glaciers(centres, fraction, seed, centres) == (train, val)
+    d = lambda a, b: np.hypot(centres[a][0] - centres[b][0], centres[a][1] - centres[b][1])  # noqa: E731
+    first = min(val, key=lambda g: max(d(g, h) for h in val))  # some glacier of the block
+    assert any(max(d(f, v) for v in val) <= min(d(f, t) for t in train) + 1e-9 for f in val), first
+
+
+def test_validation_pixels_are_hidden_from_the_training_loss():
+    """A training patch's rectangles are exactly its pixels inside validation windows."""
+    size = 8
+    patches = [Patch(0, 0, 0, 1), Patch(0, 4, 6, 2), Patch(0, 20, 20, 2), Patch(1, 0, 0, 2), Patch(0, -3, 5, 2)]
+    hidden = hidden_from_training(patches, [0], [1, 2, 3, 4], size)
+    got = np.zeros((size, size), bool)
+    for r0, r1, c0, c1 in hidden[0]:
+        got[r0:r1, c0:c1] = True
+    want = np.zeros((size, size), bool)
+    for p in (patches[1], patches[4]):  # patch 2 is far, patch 3 on another raster
+        want[max(p.row, 0):p.row + size, max(p.col, 0):p.col + size] = True
+    assert np.array_equal(got, want)
+    assert hidden_from_training(patches, [0], [], size) == {}
+
+
+def test_training_stops_after_patience_and_keeps_the_best(small_region, tmp_path):
+    inv = _inventory(small_region)
+    res = train_model([small_region.imagery_start], inv, tmp_path / "m.gmm", small_region.dem,
+                      TrainOptions(**dict(FAST, epochs=12, patience=1, learning_rate=0.05)))
+    ran = res.header.training["epochs_run"]
+    assert ran == len(res.history) and res.best_epoch == ran - 1 < 11
+    assert res.header.metrics["best_epoch"] == res.best_epoch
+    cal = res.header.metrics["calibration"]
+    assert res.header.temperature == cal["temperature"] and 0 <= cal["ece"] <= cal["ece_before"] + 0.01
+    assert res.header.metrics["baseline"]["index"] == "NDSI (B3, B12)"  # the region has no B11
