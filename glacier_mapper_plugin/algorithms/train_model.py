@@ -21,6 +21,11 @@ TRAINING_HELP = {
                "ignores: auto (a band named SCL or QUALITY), a band name or number, or none.",
     "BANDS": "Model bands: names (B2,B3,B4,B8,B12,DEM) or a mapping (B2=1,...,DEM=7). "
              "Default: all bands in file order except SCL/QUALITY, plus DEM when given.",
+    "FEATURES": "Derived inputs after BANDS, computed from the decoded bands when patches are cut and again, "
+                "identically, when segment_glaciers runs the model (recorded in the model file): NDSI (B3, B11), "
+                "NDWI (B3, B8), NDVI (B8, B4) (or GREEN, SWIR1, NIR, RED), and from the DEM SLOPE, ASPECT_SIN, "
+                "ASPECT_COS, CURVATURE, RELIEF (range within 300 m), or 'terrain' for all five. Comma-separated; "
+                "empty: none. docs/benchmarks.md says what each adds on a real scene.",
     "PATCH_SIZE": "Side of the training patches in pixels (multiple of 32).",
     "ENCODER": "U-Net encoder (segmentation-models-pytorch).",
     "ENCODER_WEIGHTS": "Starting weights: none (random), imagenet (the encoder's ImageNet weights, "
@@ -71,6 +76,7 @@ def add_training_parameters(alg):
     alg.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM", optional=True))
     alg.addParameter(QgsProcessingParameterString("QUALITY", "Quality (SCL) band", defaultValue="auto"))
     alg.addParameter(QgsProcessingParameterString("BANDS", "Bands", optional=True))
+    alg.addParameter(QgsProcessingParameterString("FEATURES", "Derived features (NDSI, NDWI, NDVI, terrain)", optional=True))
     alg.addParameter(QgsProcessingParameterNumber("PATCH_SIZE", "Patch size (px)", defaultValue=256, minValue=32, maxValue=2048))
     alg.addParameter(string_enum("ENCODER", "Encoder", ENCODERS))
     alg.addParameter(QgsProcessingParameterString("ENCODER_WEIGHTS", "Encoder weights (none, imagenet or a .gmm)",

@@ -8,7 +8,7 @@ from scripts import bench_accuracy
 
 
 def test_the_benchmark_runs_and_its_baselines_hold(shared_data, capsys):
-    assert bench_accuracy.main(["--seeds", "1", "--epochs", "1"]) == 0
+    assert bench_accuracy.main(["--seeds", "1", "--epochs", "1", "--tta", "none", "flips"]) == 0
     out = capsys.readouterr().out
     assert "train rows 0-299 (53% glacier), gap 300-339, test rows 340-654 (30% glacier)" in out
     threshold = re.search(r"\| brightness >= (\d+) \(chosen on train\) \| - \| ([\d.]+) \|", out)
@@ -17,3 +17,6 @@ def test_the_benchmark_runs_and_its_baselines_hold(shared_data, capsys):
     assert forest and abs(float(forest.group(1)) - 0.438) <= 0.01  # xgboost: threads may move the last digit
     unet = re.search(r"\| U-Net \(best epoch 1\) \| 1 \| ([\d.]+) \|", out)
     assert unet and 0.0 <= float(unet.group(1)) <= 1.0
+    flips = re.search(r"\| U-Net \(best epoch 1\), TTA flips \| 1 \| ([\d.]+) \|", out)
+    assert flips and 0.0 <= float(flips.group(1)) <= 1.0
+    assert "seed 1: temperature" in out and "'index': 'brightness'" in out  # calibration and baseline reported

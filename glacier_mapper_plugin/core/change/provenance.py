@@ -91,7 +91,11 @@ def model_rows(rasters: list[tuple[str, dict]]) -> list[dict]:
             said.append(f"validation IoU per glacier {m['val_iou_per_glacier']:.3f}")
         said += [f"validation {k} {validation[k]:.3f}" for k in ("iou", "precision", "recall")
                  if isinstance(validation.get(k), float)]
+        if isinstance((m.get("calibration") or {}).get("ece"), float):
+            said.append(f"calibrated (temperature {m['calibration']['temperature']:.2f}, validation ECE "
+                        f"{m['calibration']['ece']:.3f})")
         metrics = ", ".join(said) or "none recorded (an untrained model?)"
-        rows.append(dict(model=Path(path).name, encoder=header.encoder, bands=" ".join(header.bands),
+        rows.append(dict(model=Path(path).name, encoder=header.encoder,
+                         bands=" ".join(header.bands + list(header.features)),
                          training=training, metrics=metrics, path=path))
     return rows

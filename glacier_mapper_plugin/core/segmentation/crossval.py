@@ -23,6 +23,7 @@ from .patches import extract_patches
 from .plausibility import map_check, out_of_fold_warning
 from ..progress import Progress
 from .segment import PROBABILITY_BAND, SegmentOptions, pick_device, segment
+from .features import check as check_features
 from .train import TrainOptions, default_bands, glacier_centres_km, member_path, split_glaciers, standardise, train_member
 
 
@@ -149,8 +150,10 @@ def cross_validate(rasters, inventory: Inventory, output_folder, dem_path=None, 
     output_folder.mkdir(parents=True, exist_ok=True)
     folds = geographic_folds(inventory, k)
     bands = list(opts.bands) if opts.bands else default_bands(rasters[0], dem_path)
+    check_features(list(opts.features), bands)
     ps = extract_patches(rasters, inventory, bands, opts.patch_size, dem_path, opts.mapping,
-                         opts.quality, progress=progress.sub(0.0, 0.05), cache_root=opts.patch_cache)
+                         opts.quality, progress=progress.sub(0.0, 0.05), cache_root=opts.patch_cache,
+                         features=list(opts.features))
     ps.close()
     of = np.array([p.glacier for p in ps.patches], int)
     share = 0.85 if predict else 1.0

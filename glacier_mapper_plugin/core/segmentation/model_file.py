@@ -26,8 +26,8 @@ class ModelFileError(ValueError):
 
 @dataclass
 class ModelHeader:
-    bands: list[str]
-    mean: list[float]
+    bands: list[str]                  # raster bands, decoded
+    mean: list[float]                 # per channel: the bands, then the features
     std: list[float]
     architecture: str = "Unet"
     encoder: str = "resnet34"
@@ -36,6 +36,7 @@ class ModelHeader:
     patch_size: int = 256
     threshold: float = 0.5
     temperature: float = 1.0          # probability = sigmoid(logit / temperature), calibrated on the validation glaciers
+    features: list[str] = field(default_factory=list)  # derived inputs after the bands (core.segmentation.features)
     units: dict[str, str] = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -53,9 +54,17 @@ class ModelHeader:
                                  f"(supported: {', '.join(ARCHITECTURES)})")
         if not self.bands or len(set(self.bands)) != len(self.bands):
             raise ModelFileError(f"{source}: band list {self.bands} is empty or repeats a band")
-        if len(self.mean) != len(self.bands) or len(self.std) != len(self.bands):
+        channels = len(self.bands) + len(self.features)
+        if len(self.mean) != channels or len(self.std) != channels:
             raise ModelFileError(f"{source}: normalisation has {len(self.mean)} means and "
-                                 f"{len(self.std)} stds for {len(self.bands)} bands")
+                                 f"{len(self.std)} stds for {len(self.bands)} bands and {len(self.features)} features")
+        from .features import check, parse
+        try:
+            if parse(",".join(self.features)) != list(self.features):
+                raise ValueError(f"FEATURES: {self.features} repeats a feature")
+            check(self.features, self.bands)
+        except ValueError as err:
+            raise ModelFileError(f"{source}: {err}") from None
         if any(not (s > 0) for s in self.std):
             raise ModelFileError(f"{source}: a band has a non-positive std: {self.std}")
         if not 0 < self.threshold < 1:
@@ -86,7 +95,7 @@ def build_network(header: ModelHeader, encoder_weights: str | None = None):
     import segmentation_models_pytorch as smp
     try:
         return smp.Unet(encoder_name=header.encoder, encoder_weights=encoder_weights,
-                        in_channels=len(header.bands), classes=header.classes)
+                        in_channels=len(header.bands) + len(header.features), classes=header.classes)
     except (KeyError, ValueError) as err:
         raise ModelFileError(f"encoder {header.encoder!r} is not available in "
                              f"segmentation-models-pytorch: {err}") from None

@@ -26,6 +26,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from ..imagery.bands import band_readers
+from .features import derive
 from ..identity import file_key, fingerprint
 from ..io import cache_dir
 from ..imagery.quality import masked_from_quality, quality_band
@@ -227,12 +228,13 @@ def _home_rasters(rasters, inventory: Inventory) -> np.ndarray:
 
 
 def cache_key(rasters, inventory: Inventory, bands, patch_size, dem_path, mapping, quality,
-              glaciers) -> str:
+              glaciers, features=()) -> str:
     """What the patches depend on: the files (path, size, time), the outlines, the settings."""
     cfg = dict(version=CACHE_VERSION, rasters=[file_key(r) for r in rasters],
                dem=file_key(dem_path) if dem_path else None, bands=list(bands),
                patch_size=patch_size, mapping=mapping, quality=quality,
                glaciers=None if glaciers is None else sorted(int(g) for g in glaciers),
+               features=list(features),
                inventory=hashlib.sha256(json.dumps(
                    [[str(i), fingerprint(g)] for i, g in zip(inventory.ids, inventory.geometries)]
                    + [inventory.crs]).encode()).hexdigest())
@@ -241,13 +243,13 @@ def cache_key(rasters, inventory: Inventory, bands, patch_size, dem_path, mappin
 
 def extract_patches(rasters, inventory: Inventory, bands, patch_size: int, dem_path=None,
                     mapping=None, quality="auto", glaciers=None, progress=None,
-                    cache_root=None) -> PatchCache:
+                    cache_root=None, features=()) -> PatchCache:
     """The glacier-centred patches of the rasters: from the cache when these inputs and
     settings were cut before, else cut now (windowed reads only) into a new cache folder
     under `cache_root` (default: the user's cache), moved into place only when complete."""
     rasters = [str(r) for r in rasters]
     root = Path(cache_root) if cache_root else cache_dir() / "patches"
-    key = cache_key(rasters, inventory, bands, patch_size, dem_path, mapping, quality, glaciers)
+    key = cache_key(rasters, inventory, bands, patch_size, dem_path, mapping, quality, glaciers, features)
     folder = root / key
     if (folder / "index.json").is_file():
         cache = PatchCache(folder)
@@ -261,9 +263,9 @@ def extract_patches(rasters, inventory: Inventory, bands, patch_size: int, dem_p
         writer = _CacheWriter(building)
         try:
             _cut(writer, rasters, inventory, bands, patch_size, dem_path, mapping, quality,
-                 glaciers, progress)
+                 glaciers, progress, features)
         finally:
-            writer.close(bands, patch_size)
+            writer.close(list(bands) + list(features), patch_size)  # channel names
         if not writer.records:
             raise ValueError("no glacier of INVENTORY falls on INPUT: check that they overlap")
         try:
@@ -279,7 +281,7 @@ def extract_patches(rasters, inventory: Inventory, bands, patch_size: int, dem_p
 
 
 def _cut(writer, rasters, inventory, bands, patch_size, dem_path, mapping, quality, glaciers,
-         progress):
+         progress, features=()):
     home = _home_rasters(rasters, inventory) if len(rasters) > 1 else None
     for source, path in enumerate(rasters):
         with contextlib.ExitStack() as stack:
@@ -304,6 +306,8 @@ def _cut(writer, rasters, inventory, bands, patch_size, dem_path, mapping, quali
                 for c, (ds, b, decode) in enumerate(readers):
                     x[c], bad = decode(ds.read(b, window=win))
                     invalid |= bad
+                if features:  # from the decoded bands, as segment computes them
+                    x = np.concatenate([x, derive(x, bands, features, abs(src.transform.a))])
                 if qband is not None:
                     invalid |= masked_from_quality(src.read(qband, window=win))
                 label = ids[p.row:p.row + win.height, p.col:p.col + win.width] > 0

@@ -32,6 +32,7 @@ from shapely.geometry import box, shape
 from ..imagery.bands import band_readers
 from ..geodesy import ellipsoidal_area_km2, utm_epsg
 from ..io import GTIFF_PROFILE, atomic_output, gdal_cache_limit
+from .features import derive
 from .model_file import load_model, read_header
 from ..progress import Progress
 from ..vector import VectorLayer, write_gpkg
@@ -457,7 +458,9 @@ class _PieceReader:
         self.T, self.H, self.W = T, H, W
         h = min(H, T)
         w = max((min(xs[-1] + T, W) - xs[0] for _, xs in pieces), default=1)
-        self.buffers = [(np.empty((len(readers), h, w), np.float32), np.empty((h, w), bool))
+        self.features = list(header.features)
+        self.pixel_m = abs(readers[0][0].transform.a) if readers else 1.0
+        self.buffers = [(np.empty((len(readers) + len(self.features), h, w), np.float32), np.empty((h, w), bool))
                         for _ in range(2)]
         self.dn = [np.empty(h * w, ds.dtypes[b - 1]) for ds, b, _ in readers]
 
@@ -473,6 +476,12 @@ class _PieceReader:
             dn = ds.read(b, window=win, out=self.dn[c][:h * (x1 - x0)].reshape(h, x1 - x0))
             invalid |= decode.standardise(dn, self.header.mean[c], self.header.std[c],
                                           out=strip[c], fill=False)[1]
+        if self.features:  # from the decoded bands, as the training patches were
+            n = len(self.readers)
+            mean, std = np.asarray(self.header.mean, np.float32), np.asarray(self.header.std, np.float32)
+            decoded = strip[:n] * std[:n, None, None] + mean[:n, None, None]
+            derived = derive(decoded, self.header.bands, self.features, self.pixel_m)
+            strip[n:] = (derived - mean[n:, None, None]) / std[n:, None, None]
         if not invalid.any():
             return strip, None
         strip[:, invalid] = 0.0  # a pixel missing in any band is missing in all
@@ -683,7 +692,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
                       f"device {device} ({net.describe()}), precision {precision}")
         # A batch buffer is refilled only after its probabilities were blended: run() keeps
         # at most streams + 1 batches in flight.
-        buffers = [net.new_batch(per_batch, len(readers), T) for _ in range(net.streams + 2)]
+        buffers = [net.new_batch(per_batch, len(readers) + len(header.features), T) for _ in range(net.streams + 2)]
 
         def batches():
             """((row, x, no-data) per tile, batch) in raster order; batches run on across

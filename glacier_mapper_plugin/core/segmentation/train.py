@@ -1,12 +1,16 @@
 """Training a glacier U-Net from imagery and an inventory (Diaconu & Bamber 2023, improved).
 
 Glacier-centred patches, cut once into an on-disk cache and streamed by a torch DataLoader
-whose workers read, standardise and augment them; per-band standardisation from the
-training patches only (stored in the model), merged from per-patch moments; binary
-cross-entropy that ignores no-data, cloud and shadow pixels; D4 flips and
-rotations; a validation split by glacier, never by patch (neighbouring patches share
-pixels); the checkpoint with the best mean per-glacier validation IoU is kept. Every epoch
-writes a resume file (in the user's cache), so a stopped run continues from its last finished epoch. All
+whose workers read, standardise and augment them (D4 per patch); optional derived inputs
+(FEATURES: indices and terrain, core.segmentation.features) cut with the bands; per-channel
+standardisation from the training patches only (stored in the model), merged from
+per-patch moments; BCE (+ soft Dice) over valid pixels only (no data, cloud and shadow add
+nothing); a cosine learning-rate decay. Validation is one spatial block of glaciers whose
+pixels no training patch's loss sees; the checkpoint with the best mean per-glacier
+validation IoU is kept, PATIENCE epochs without a better one stop the run; the kept model's
+probabilities are calibrated on the validation glaciers (temperature scaling) and its IoU
+is compared with a threshold baseline on the same glaciers. Every epoch writes a resume
+file (in the user's cache), so a stopped run continues from its last finished epoch. All
 randomness derives from SEED (per epoch), so a run is reproducible on the CPU and a
 resumed run equals an uninterrupted one.
 """
@@ -31,6 +35,7 @@ from ..labels import Inventory
 from .baseline import threshold_baseline
 from .calibration import calibrate
 from .metrics import add, confusion, scores
+from .features import check as check_features
 from .model_file import ModelHeader, build_network, save_model
 from .patches import PatchCache, band_statistics, extract_patches
 from ..progress import Progress
@@ -59,6 +64,7 @@ class TrainOptions:
     keep_patches: bool = False           # keep the patch cache after a successful run
     loss: str = "bce+dice"               # bce | bce+dice
     schedule: str = "cosine"             # cosine | constant learning rate
+    features: tuple = ()                 # derived inputs (core.segmentation.features): NDSI, SLOPE, ...
     patience: int = 10                   # epochs without a better validation IoU before stopping (0: never)
 
 
@@ -412,12 +418,15 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
     learning_rate(opts.learning_rate, opts.schedule, 0, 1)  # an unknown schedule refused before any work
     device = pick_device(opts.device)
     bands = list(opts.bands) if opts.bands else default_bands(rasters[0], dem_path)
-    base_header = _fine_tuning_header(opts.encoder_weights, opts.encoder, bands)
-    progress.info(f"bands: {', '.join(bands)}; device {device}")
+    features = list(opts.features)
+    check_features(features, bands)
+    base_header = _fine_tuning_header(opts.encoder_weights, opts.encoder, bands, features)
+    progress.info(f"bands: {', '.join(bands)}" + (f"; features: {', '.join(features)}" if features else "")
+                  + f"; device {device}")
 
     cache = patches or extract_patches(rasters, inventory, bands, opts.patch_size, dem_path,
                                        opts.mapping, opts.quality, progress=progress,
-                                       cache_root=opts.patch_cache)
+                                       cache_root=opts.patch_cache, features=features)
     of = np.array([p.glacier for p in cache.patches], int)
     glaciers = sorted(set(of.tolist()))
     if opts.train_glaciers is not None:
@@ -443,7 +452,7 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         mean, std = band_statistics(cache.moments[train_idx])
     with rasterio.open(rasters[0]) as src:
         pixel = abs(src.transform.a)
-    header = ModelHeader(bands=bands, mean=mean, std=std, encoder=opts.encoder,
+    header = ModelHeader(bands=bands, features=features, mean=mean, std=std, encoder=opts.encoder,
                          pixel_size_m=pixel, patch_size=opts.patch_size,
                          units={b: ("m" if b == "DEM" else "reflectance") for b in bands})
     torch.manual_seed(opts.seed)
@@ -630,9 +639,11 @@ def train_ensemble(rasters, inventory: Inventory, output_model, dem_path=None,
     dem_path = str(Path(dem_path).resolve()) if dem_path else None
     output_model = Path(output_model).resolve()
     bands = list(opts.bands) if opts.bands else default_bands(rasters[0], dem_path)
-    _fine_tuning_header(opts.encoder_weights, opts.encoder, bands)  # refused before any cutting
+    check_features(list(opts.features), bands)
+    _fine_tuning_header(opts.encoder_weights, opts.encoder, bands, list(opts.features))  # refused before any cutting
     cache = extract_patches(rasters, inventory, bands, opts.patch_size, dem_path, opts.mapping,
-                            opts.quality, progress=progress.sub(0.0, 0.1), cache_root=opts.patch_cache)
+                            opts.quality, progress=progress.sub(0.0, 0.1), cache_root=opts.patch_cache,
+                            features=list(opts.features))
     cache.close()
     items = [(str(member_path(output_model, opts.seed + m, m)), dem_path,
               replace(opts, seed=opts.seed + m, bands=bands), str(cache.folder)) for m in range(members)]
@@ -650,7 +661,7 @@ def train_ensemble(rasters, inventory: Inventory, output_model, dem_path=None,
             shutil.rmtree(cache.folder, ignore_errors=True)
 
 
-def _fine_tuning_header(weights, encoder, bands):
+def _fine_tuning_header(weights, encoder, bands, features=()):
     """The header of the model to fine-tune from (checked against this training), or None."""
     weights = (weights or "none").strip()
     if weights.lower() in ("none", "imagenet"):
@@ -663,8 +674,9 @@ def _fine_tuning_header(weights, encoder, bands):
         header = read_header(weights)
     except ModelFileError as err:
         raise ValueError(f"ENCODER_WEIGHTS: {err}") from None
-    if header.encoder != encoder or header.bands != list(bands):
+    if header.encoder != encoder or header.bands != list(bands) or header.features != list(features):
         raise ValueError(f"ENCODER_WEIGHTS: {weights} is a {header.encoder} model of bands "
-                         f"{', '.join(header.bands)}; this training uses {encoder} and "
-                         f"{', '.join(bands)}: set ENCODER and BANDS to match it")
+                         f"{', '.join(header.bands)} and features {', '.join(header.features) or 'none'}; this "
+                         f"training uses {encoder}, {', '.join(bands)} and {', '.join(features) or 'none'}: "
+                         "set ENCODER, BANDS and FEATURES to match it")
     return header

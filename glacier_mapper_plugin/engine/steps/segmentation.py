@@ -12,6 +12,7 @@ from .common import inventory, paths, pool_of, read_source, require, step, write
 
 def training_inputs(p, progress=None):
     from ...core.imagery.bands import canonical, parse_mapping
+    from ...core.segmentation.features import parse as parse_features
     from ...core.segmentation.train import TrainOptions, check_training_rasters
     require(p, "INPUT")
     inv, layer = inventory(p, progress=progress)
@@ -27,7 +28,7 @@ def training_inputs(p, progress=None):
         encoder_weights=str(p.get("ENCODER_WEIGHTS") or "none"),
         patch_cache=p.get("PATCH_CACHE") or None, keep_patches=bool(p.get("KEEP_PATCHES", False)),
         patience=int(p.get("PATIENCE", 10)), loss=str(p.get("LOSS") or "bce+dice"),
-        schedule=str(p.get("SCHEDULE") or "cosine"))
+        schedule=str(p.get("SCHEDULE") or "cosine"), features=tuple(parse_features(p.get("FEATURES"))))
     rasters = paths(p, "INPUT")
     check_training_rasters(rasters, options.patch_size)
     return rasters, inv, layer, (p.get("DEM") or None), options

@@ -51,3 +51,66 @@ def test_curvature_sign_and_relief_of_a_hollow():
     bowl = 3000 + 0.5 * (rows ** 2 + cols ** 2)  # a cirque floor: concave
     _, _, _, curvature, relief = derive(bowl[None], ["DEM"], list(TERRAIN), 30.0)
     assert curvature[20, 20] > 0 and relief[20, 20] == pytest.approx(0.5 * 2 * 5 ** 2)  # 300 m: 11 px window
+
+
+def test_features_travel_with_the_model_and_are_computed_alike_at_inference(small_region, tmp_path):
+    """A model trained with FEATURES records them; segment_glaciers' reader derives them from
+    the scene exactly as the training patches were derived (same values inside each patch,
+    away from the border a terrain window reaches over), and the map is made with them."""
+    import contextlib
+    import rasterio
+    from glacier_mapper_plugin.core.imagery.bands import band_readers
+    from glacier_mapper_plugin.core.labels import Inventory
+    from glacier_mapper_plugin.core.segmentation.model_file import read_header
+    from glacier_mapper_plugin.core.segmentation.patches import extract_patches
+    from glacier_mapper_plugin.core.segmentation.segment import SegmentOptions, _PieceReader, segment
+    from glacier_mapper_plugin.core.segmentation.train import TrainOptions, train_model
+    from glacier_mapper_plugin.core.vector import read_layer
+    features = ["NDWI", "NDVI", "SLOPE", "ASPECT_SIN", "RELIEF"]
+    inv = Inventory.from_layer(read_layer(small_region.inventory, "inventory"))
+    opts = TrainOptions(patch_size=64, encoder="resnet18", epochs=1, batch_size=4, device="cpu", seed=3,
+                        features=tuple(features), patch_cache=str(tmp_path / "patches"), keep_patches=True)
+    res = train_model([small_region.imagery_start], inv, tmp_path / "m.gmm", small_region.dem, opts)
+    header = read_header(res.model)
+    assert header.features == features and len(header.mean) == len(header.bands) + len(features)
+
+    cache = extract_patches([small_region.imagery_start], inv, header.bands, 64, small_region.dem,
+                            cache_root=tmp_path / "patches", features=features)
+    assert cache.bands == header.bands + features
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(rasterio.open(small_region.imagery_start))
+        readers = band_readers(stack, src, header.bands, None, str(small_region.dem))
+        strip, _ = _PieceReader(readers, header, [(0, [0])], [0], max(src.height, src.width),
+                                src.height, src.width)(0)
+    mean, std = np.asarray(header.mean)[:, None, None], np.asarray(header.std)[:, None, None]
+    scene = strip * std + mean
+    from glacier_mapper_plugin.core.segmentation.features import RELIEF_M
+    margin = int(RELIEF_M / header.pixel_size_m) // 2 + 2  # how far RELIEF's window reaches beyond a pixel
+    n = len(header.bands)
+    checked = 0
+    for i, p in enumerate(cache.patches[:6]):
+        x, _, valid = cache.read(i)
+        inner = (slice(margin, 64 - margin), slice(margin, 64 - margin))
+        ok = valid[inner]
+        for c in range(n + len(features)):
+            got = scene[c, p.row:p.row + 64, p.col:p.col + 64][inner][ok]
+            want = x[c][inner][ok]
+            assert np.allclose(got, want, rtol=1e-4, atol=1e-3 * max(1.0, float(np.abs(want).max()))), cache.bands[c]
+            checked += 1
+    assert checked == 6 * (n + len(features))
+    out = segment(small_region.imagery_start, res.model, tmp_path / "p.tif", dem_path=small_region.dem,
+                  options=SegmentOptions(tile_size=128, overlap=32, precision="fp32"))
+    with rasterio.open(out.probability) as src:
+        assert np.isfinite(src.read(1)).mean() > 0.9
+
+
+def test_a_feature_without_its_bands_is_refused_before_any_work(small_region, tmp_path):
+    from glacier_mapper_plugin.core.labels import Inventory
+    from glacier_mapper_plugin.core.segmentation.train import TrainOptions, train_model
+    from glacier_mapper_plugin.core.vector import read_layer
+    inv = Inventory.from_layer(read_layer(small_region.inventory, "inventory"))
+    with pytest.raises(ValueError, match="FEATURES: NDSI needs B3 and B11"):
+        train_model([small_region.imagery_start], inv, tmp_path / "m.gmm", small_region.dem,
+                    TrainOptions(patch_size=64, encoder="resnet18", epochs=1, device="cpu", features=("NDSI",),
+                                 patch_cache=str(tmp_path / "patches")))
+    assert not (tmp_path / "m.gmm").exists() and not (tmp_path / "patches").exists()
