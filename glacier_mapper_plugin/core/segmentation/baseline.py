@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .features import normalised_difference
 from .metrics import add, confusion, scores
 
 LEVELS = 256
@@ -26,7 +27,7 @@ def index_of(cache, train_idx):
             g, s = bands.index(green), bands.index(swir)
 
             def ndsi(x, g=g, s=s):
-                return np.clip(((x[g] - x[s]) / np.maximum(np.abs(x[g] + x[s]), 1e-6) + 1) / 2, 0, 1)
+                return (normalised_difference(x[g], x[s]) + 1) / 2
             return f"NDSI ({green}, {swir})", ndsi
     visible = [bands.index(b) for b in VISIBLE if b in bands]
     if not visible:

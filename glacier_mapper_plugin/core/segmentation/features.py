@@ -56,6 +56,15 @@ def _pair(name, bands):
     return None
 
 
+def normalised_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a - b) / (a + b) as float32; 0 where the two bands sum to 0 (no data, deep shadow)."""
+    a, b = a.astype(np.float32), b.astype(np.float32)
+    total = a + b
+    out = np.zeros(total.shape, np.float32)
+    np.divide(a - b, total, out=out, where=np.abs(total) > 1e-6)
+    return out
+
+
 def derive(x: np.ndarray, bands, features, pixel_m: float) -> np.ndarray:
     """(F, H, W) float32 features of decoded bands x (C, H, W), in the order of `features`."""
     bands = list(bands)
@@ -64,11 +73,7 @@ def derive(x: np.ndarray, bands, features, pixel_m: float) -> np.ndarray:
     for f, name in enumerate(features):
         if name in SPECTRAL:
             i, j = _pair(name, bands)
-            a, b = x[i].astype(np.float32), x[j].astype(np.float32)
-            total = a + b
-            # a pixel whose two bands sum to 0 (no data, deep shadow) has no index: 0
-            np.divide(a - b, total, out=out[f], where=np.abs(total) > 1e-6)
-            out[f][np.abs(total) <= 1e-6] = 0.0
+            out[f] = normalised_difference(x[i], x[j])
         else:
             if terrain is None:
                 terrain = _terrain(x[bands.index("DEM")], pixel_m)

@@ -33,7 +33,7 @@ from ..imagery.quality import QUALITY_NAMES
 from .plausibility import validation_warning
 from ..labels import Inventory
 from .baseline import threshold_baseline
-from .calibration import calibrate
+from .calibration import calibrate, sample_pixels
 from .metrics import add, confusion, scores
 from .features import check as check_features
 from .model_file import ModelHeader, build_network, save_model
@@ -286,8 +286,6 @@ def evaluate_patches(network, loader, glaciers, device, autocast_dtype=None, pix
     (in order; `glaciers` gives each one's glacier). With `pixels` (a list), a seeded sample
     of each patch's valid (logit, label) pairs is appended to it, for calibration."""
     import torch
-
-    from .calibration import sample_pixels
     per_glacier: dict[int, dict] = {}
     total = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
     network.eval()
