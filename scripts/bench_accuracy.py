@@ -174,11 +174,14 @@ def glacier_areas(raster: Path, inventory, masks: list[np.ndarray]):
 
 
 def _option(text: str):
-    """KEY=VALUE -> (key, value as a number when it reads as one; features as a list)."""
+    """KEY=VALUE -> (key, value as a number when it reads as one; features, weighting as lists)."""
     key, _, value = text.partition("=")
     if key == "features":
         from glacier_mapper_plugin.core.segmentation.features import parse
         return key, tuple(parse(value))
+    if key == "weighting":
+        from glacier_mapper_plugin.core.segmentation.weighting import parse
+        return key, parse(value)
     for kind in (int, float):
         try:
             return key, kind(value)

@@ -1,10 +1,11 @@
 """glacier_mapper:train_model (engine step train_model)."""
 from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingParameterBoolean,
-                       QgsProcessingParameterFile, QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
+                       QgsProcessingParameterFeatureSink, QgsProcessingParameterFile,
+                       QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
 
-from .base import DASK_HELP, GlacierMapperAlgorithm, string_enum
+from .base import DASK_HELP, GlacierMapperAlgorithm, present, run_name, string_enum
 from .segment_glaciers import DEVICES
 
 ENCODERS = ["resnet34", "resnet18", "resnet50"]
@@ -112,12 +113,27 @@ class TrainModelAlgorithm(GlacierMapperAlgorithm):
             "streamed, so memory does not grow with the region. A stopped run resumes from its "
             "last epoch when started again with the same settings.")
     PARAM_HELP = dict(TRAINING_HELP, OUTPUT_MODEL="The model file to write (.gmm); with MEMBERS > 1 it is "
-                      "the first member and the others are written beside it as NAME_seedN.gmm.")
+                      "the first member and the others are written beside it as NAME_seedN.gmm.",
+                      OUTPUT_CURVE="The training curve: per member and epoch the training loss, the validation IoU "
+                                   "per glacier, the learning rate and whether it is the kept epoch.",
+                      OUTPUT_REPORT="HTML report: the models' validation IoU against the threshold baseline, the "
+                                    "training curve, the reliability diagram before and after calibration and "
+                                    "the expected calibration error.")
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         add_training_parameters(self)
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_MODEL", "Model file", "Glacier Mapper model (*.gmm)"))
+        # Optional, created by default in the dialog: a headless run needs only OUTPUT_MODEL.
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT_CURVE", "Training curve", QgsProcessing.SourceType.TypeVector,
+                                                            optional=True, createByDefault=True))
+        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Training report", "HTML files (*.html)",
+                                                                optional=True, createByDefault=True))
         self.addOutput(QgsProcessingOutputNumber("VAL_IOU", "Validation IoU per glacier"))
         self.addOutput(QgsProcessingOutputNumber("BEST_EPOCH", "Best epoch"))
+
+    def finish(self, parameters, context, outputs, params):
+        inventory = self.subject(parameters, context, "INVENTORY")
+        present(context, outputs, run_name("Training", inventory),
+                [("OUTPUT_CURVE", None, f"Training curve - {inventory}")])
 
 

@@ -12,8 +12,15 @@ def test_train_segment_evaluate(processing, small_region, tmp_path):
     inventory = f"{small_region.inventory}|layername=inventory"
     trained = processing.run("glacier_mapper:train_model", dict(
         FAST, INPUT=[str(small_region.imagery_start)], INVENTORY=inventory, ID_FIELD="id",
-        DEM=str(small_region.dem), OUTPUT_MODEL=str(tmp_path / "model")))
+        DEM=str(small_region.dem), OUTPUT_MODEL=str(tmp_path / "model"),
+        OUTPUT_CURVE=str(tmp_path / "curve.gpkg"), OUTPUT_REPORT=str(tmp_path / "training.html")))
     assert trained["OUTPUT_MODEL"].endswith("model.gmm")  # the extension is added
+    curve = QgsVectorLayer(trained["OUTPUT_CURVE"], "c", "ogr")
+    rows = sorted((f["epoch"], f["best"], f["val_iou"]) for f in curve.getFeatures())
+    assert [r[0] for r in rows] == [1, 2] and [r[0] for r in rows if r[1]] == [trained["BEST_EPOCH"]]
+    assert max(r[2] for r in rows) == pytest.approx(trained["VAL_IOU"])
+    report = (tmp_path / "training.html").read_text(encoding="utf-8")
+    assert report.count("data:image/png;base64,") == 2 and "Reliability" in report
     import shutil
     trained["OUTPUT_MODEL"] = str(shutil.copy(trained["OUTPUT_MODEL"], tmp_path / "m.model"))  # read by content
     header = in_engine("import json, dataclasses; from glacier_mapper_plugin.core.segmentation.model_file import read_header; "

@@ -2,26 +2,17 @@
 from the Processing results viewer, in a browser, or attached to an e-mail."""
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from pathlib import Path
 
+from ..html_report import fmt as _fmt, page, png as _png, pyplot, table as _table
 from ..io import atomic_output
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def rate_by_size_class_plot(result) -> str:
     """The paper's Figure 2: distribution of the kept rates per size class."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from .area_change import SIZE_CLASSES
     groups, labels = [], []
     for lo, hi in SIZE_CLASSES:
@@ -38,16 +29,12 @@ def rate_by_size_class_plot(result) -> str:
     ax.set_xlabel("inventory area (km²)")
     ax.set_ylabel("area change rate (%/yr)")
     ax.legend(fontsize=8)
-    out = _png(fig)
-    plt.close(fig)
-    return out
+    return _png(fig)
 
 
 def area_scatter_plot(result) -> str:
     """The paper's Figure A3: predicted (start date) versus inventory area."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     for kept, colour, label in ((True, "tab:blue", "kept"), (False, "tab:gray", "filtered")):
         pts = [(r["area_inventory_km2"], r["area_start_km2"]) for r in result.glaciers
@@ -63,29 +50,7 @@ def area_scatter_plot(result) -> str:
     ax.set_xlabel("inventory area (km²)")
     ax.set_ylabel("predicted area, start date (km²)")
     ax.legend(fontsize=8)
-    out = _png(fig)
-    plt.close(fig)
-    return out
-
-
-def _fmt(v):
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "–"
-        return f"{v:.4g}"
-    return html.escape(str(v))
-
-
-def _table(rows, columns=None) -> str:
-    if not rows:
-        return "<p>(none)</p>"
-    columns = columns or list(rows[0])
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in columns) + "</tr>"
-                   for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return _png(fig)
 
 
 def _uncertainty_source(parameters: dict) -> str:
@@ -127,12 +92,7 @@ def write_report(path, result, parameters: dict, title="Glacier area change", pr
     if result.glaciers and "rate_sigma_pct_yr" in result.glaciers[0]:
         cols.append("rate_sigma_pct_yr")
     cols += ["kept", "filter_reason"]
-    doc = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:1em auto;color:#222}}
-table{{border-collapse:collapse;font-size:12px;margin:0.5em 0}}td,th{{border:1px solid #bbb;padding:2px 6px;text-align:right}}
-th{{background:#eef}}h2{{border-bottom:1px solid #ccc}}</style></head><body>
-<h1>{html.escape(title)}</h1>
-{"".join(f'<p style="color:#a00"><b>Warning:</b> {html.escape(w)}</p>' for w in getattr(result, "warnings", []))}
+    body = f"""{"".join(f'<p style="color:#a00"><b>Warning:</b> {html.escape(w)}</p>' for w in getattr(result, "warnings", []))}
 <p><b>Regional rate: {_fmt(reg['rate_pct_yr'])} %/yr</b>
 {f"(± {_fmt(reg['rate_sigma_pct_yr'])} %/yr: {html.escape(_uncertainty_source(parameters))})" if 'rate_sigma_pct_yr' in reg else ''}
 from {reg['n_kept']} of {reg['n_glaciers']} glaciers covering {_fmt(100 * reg['area_share_kept'])} %
@@ -145,8 +105,8 @@ outlines, recall correction of masked pixels, filters below.</p>
 <h2>What was measured</h2>{_sources(provenance, result)}
 <h2>Filters</h2>{_table(filters)}
 <h2>Parameters</h2>{_table(params)}
-<h2>Glaciers</h2>{_table(glaciers, cols)}
-</body></html>"""
+<h2>Glaciers</h2>{_table(glaciers, cols)}"""
+    doc = page(title, body)
     with atomic_output(path) as tmp:
         Path(tmp).write_text(doc, encoding="utf-8")
     return Path(path)

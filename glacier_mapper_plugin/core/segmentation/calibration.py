@@ -62,11 +62,12 @@ def expected_calibration_error(prob: np.ndarray, labels: np.ndarray, bins: int =
 
 
 def calibrate(logits: np.ndarray, labels: np.ndarray) -> dict:
-    """Temperature, ECE before and after, the lean, and the reliability table after."""
+    """Temperature, ECE before and after, the lean, and the reliability tables before and after."""
     t = fit_temperature(logits, labels)
     before = 1.0 / (1.0 + np.exp(-logits))
     after = 1.0 / (1.0 + np.exp(-logits / t))
     return {"temperature": round(t, 4), "ece_before": expected_calibration_error(before, labels),
             "ece": expected_calibration_error(after, labels),
             "lean": float(after.mean() - labels.mean()) if labels.size else float("nan"),
-            "pixels": int(labels.size), "reliability": reliability(after, labels)}
+            "pixels": int(labels.size), "reliability": reliability(after, labels),
+            "reliability_before": reliability(before, labels)}

@@ -36,6 +36,7 @@ from .baseline import threshold_baseline
 from .calibration import calibrate, sample_pixels
 from .metrics import add, confusion, scores
 from .features import check as check_features
+from .weighting import batch_weights, loss_weights, parse as parse_weighting
 from .model_file import ModelHeader, build_network, save_model
 from .patches import PatchCache, band_statistics, extract_patches
 from ..progress import Progress
@@ -66,6 +67,7 @@ class TrainOptions:
     schedule: str = "cosine"             # cosine | constant learning rate
     features: tuple = ()                 # derived inputs (core.segmentation.features): NDSI, SLOPE, ...
     patience: int = 10                   # epochs without a better validation IoU before stopping (0: never)
+    weighting: tuple = ()                # loss weights (core.segmentation.weighting): balance, dark
 
 
 @dataclass
@@ -175,12 +177,14 @@ def d4(arrays, k: int, flip: bool):
     return out
 
 
-def masked_bce(logits, target, valid):
-    """Binary cross-entropy averaged over valid pixels only: a cloud pixel adds nothing."""
+def masked_bce(logits, target, valid, weight=None):
+    """Binary cross-entropy averaged over valid pixels only: a cloud pixel adds nothing.
+    `weight` (WEIGHTING) scales each pixel's term; the mean stays over valid pixels, so the
+    loss keeps its scale."""
     import torch.nn.functional as F
     loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    weight = valid.float()
-    return (loss * weight).sum() / weight.sum().clamp(min=1.0)
+    count = valid.float()
+    return (loss * (count if weight is None else count * weight)).sum() / count.sum().clamp(min=1.0)
 
 
 def masked_dice(logits, target, valid):
@@ -198,7 +202,8 @@ def training_loss(kind: str):
     if kind == "bce":
         return masked_bce
     if kind == "bce+dice":
-        return lambda logits, target, valid: masked_bce(logits, target, valid) + masked_dice(logits, target, valid)
+        return lambda logits, target, valid, weight=None: (masked_bce(logits, target, valid, weight)
+                                                           + masked_dice(logits, target, valid))
     raise ValueError(f"LOSS must be bce or bce+dice, not {kind!r}")
 
 
@@ -286,6 +291,7 @@ def evaluate_patches(network, loader, glaciers, device, autocast_dtype=None, pix
     (in order; `glaciers` gives each one's glacier). With `pixels` (a list), a seeded sample
     of each patch's valid (logit, label) pairs is appended to it, for calibration."""
     import torch
+    from scipy.special import expit  # the logistic without overflow on confident logits
     per_glacier: dict[int, dict] = {}
     total = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
     network.eval()
@@ -297,7 +303,7 @@ def evaluate_patches(network, loader, glaciers, device, autocast_dtype=None, pix
             with torch.autocast(device.split(":")[0], dtype=autocast_dtype,
                                 enabled=autocast_dtype is not None):
                 logits = network(x).float()[:, 0].cpu().numpy()
-            prob = 1.0 / (1.0 + np.exp(-logits))
+            prob = expit(logits)
             for b in range(len(prob)):
                 if pixels is not None:
                     pixels.append(sample_pixels(logits[b], y[b].numpy(), v[b].numpy(), rng))
@@ -414,6 +420,7 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         raise ValueError(f"PATIENCE must be 0 (never stop early) or a number of epochs, not {opts.patience}")
     loss_fn = training_loss(opts.loss)
     learning_rate(opts.learning_rate, opts.schedule, 0, 1)  # an unknown schedule refused before any work
+    weighting = parse_weighting(",".join(opts.weighting))
     device = pick_device(opts.device)
     bands = list(opts.bands) if opts.bands else default_bands(rasters[0], dem_path)
     features = list(opts.features)
@@ -448,6 +455,10 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         mean, std = base_header.mean, base_header.std
     else:
         mean, std = band_statistics(cache.moments[train_idx])
+    weights = loss_weights(weighting, cache, train_idx, mean, std, opts.seed)
+    if weights:
+        progress.info("loss weights: " + ", ".join(f"{k} {v:.3g}" for k, v in weights.items()
+                                                   if isinstance(v, float)))
     with rasterio.open(rasters[0]) as src:
         pixel = abs(src.transform.a)
     header = ModelHeader(bands=bands, features=features, mean=mean, std=std, encoder=opts.encoder,
@@ -502,7 +513,7 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
                                             (epoch - 1) * len(batches) + b, opts.epochs * len(batches))
             with torch.autocast(device, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = network(x)[:, 0]
-            loss = loss_fn(logits.float(), y, v)
+            loss = loss_fn(logits.float(), y, v, batch_weights(weights, x, y, v))
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -561,6 +572,7 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         patches_val=int(len(val_idx)), glaciers_train=len(train_g), glaciers_val=len(val_g),
         epochs=opts.epochs, epochs_run=len(history), batch_size=opts.batch_size,
         learning_rate=opts.learning_rate, loss=opts.loss, schedule=opts.schedule, patience=opts.patience,
+        weighting={k: v for k, v in weights.items() if not k.startswith("_")} if weights else None,
         seed=opts.seed, device=device, history=history, encoder_weights=opts.encoder_weights,
         loader_workers=workers, step_share=round(busy, 4), config=config, patches=cache.folder.name,
         patches_per_s=round(timing["patches"] / max(timing["step"] + timing["wait"], 1e-9), 2),

@@ -57,12 +57,27 @@ def train_model(p, progress: Progress):
     members = int(p.get("MEMBERS") or 1)
     if members == 1 and not p.get("DASK_SCHEDULER"):
         result = train(rasters, inv, p["OUTPUT_MODEL"], dem, options, progress)
-        return {"OUTPUT_MODEL": p["OUTPUT_MODEL"], "BEST_EPOCH": result.best_epoch,
-                "VAL_IOU": result.header.metrics.get("val_iou_per_glacier"), "MODELS": [p["OUTPUT_MODEL"]]}
-    with pool_of(p, progress) as pool:
-        trained = train_ensemble(rasters, inv, p["OUTPUT_MODEL"], dem, options, members, progress, pool)
-    return {"OUTPUT_MODEL": p["OUTPUT_MODEL"], "BEST_EPOCH": trained[0]["best_epoch"],
-            "VAL_IOU": trained[0]["val_iou"], "MODELS": [t["model"] for t in trained]}
+        out = {"OUTPUT_MODEL": p["OUTPUT_MODEL"], "BEST_EPOCH": result.best_epoch,
+               "VAL_IOU": result.header.metrics.get("val_iou_per_glacier"), "MODELS": [p["OUTPUT_MODEL"]]}
+    else:
+        with pool_of(p, progress) as pool:
+            trained = train_ensemble(rasters, inv, p["OUTPUT_MODEL"], dem, options, members, progress, pool)
+        out = {"OUTPUT_MODEL": p["OUTPUT_MODEL"], "BEST_EPOCH": trained[0]["best_epoch"],
+               "VAL_IOU": trained[0]["val_iou"], "MODELS": [t["model"] for t in trained]}
+    return dict(out, **training_record(p, out["MODELS"]))
+
+
+def training_record(p, models) -> dict:
+    """OUTPUT_CURVE and OUTPUT_REPORT, read back from the model files written."""
+    from ...core.segmentation.model_file import read_header
+    from ...core.segmentation.report import CURVE_TYPES, curve_rows, write_training_report
+    headers = [(m, read_header(m)) for m in models]
+    out = {}
+    if p.get("OUTPUT_CURVE"):
+        out["OUTPUT_CURVE"] = write_table(p["OUTPUT_CURVE"], curve_rows(headers), CURVE_TYPES, "training_curve")
+    if p.get("OUTPUT_REPORT"):
+        out["OUTPUT_REPORT"] = str(write_training_report(p["OUTPUT_REPORT"], headers))
+    return out
 
 
 CV_TYPES = {"subregion": str, "patches": int, "glaciers": int, "accuracy": float, "iou": float,
