@@ -5,6 +5,7 @@ onnxruntime on the same tiles, measured in one run; and peak memory on a full S2
     .venv/bin/python scripts/bench_segment.py --device cuda   # tiles/s and GPU busy share
     .venv/bin/python scripts/bench_segment.py --memory   # 10980 x 10980, peak RSS
     .venv/bin/python scripts/bench_segment.py --chips 200 --encoder resnet18   # a batch through the engine
+    .venv/bin/python scripts/bench_segment.py --backends --size 2048   # torch, onnxruntime, OpenVINO (issue 27)
 
 Two forward baselines on the same tiles and precision: the raw forward (the model called
 batch after batch, torch's default threads) and, stricter, the bare network spread over the
@@ -250,6 +251,108 @@ def run_speed(args):
         print(json.dumps(result))
 
 
+def cpu_features() -> str:
+    """The CPU as the runtimes see it: model, cores and the vector/matrix units they use."""
+    import os
+    import platform
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    units = [f for f in ("avx2", "fma", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
+                         "amx_int8") if f in flags]
+    return f"{name}, {os.cpu_count()} logical cores, {' '.join(units) or 'no AVX2'}"
+
+
+def bench_bare(net, n_tiles, opts):
+    """One runtime's bare forward: the network alone, batch after batch of BATCH_SIZE tiles,
+    one stream with every thread (no sigmoid, no views): what a plugin calling the runtime
+    directly gets."""
+    rng = np.random.default_rng(0)
+    x = net.torch.from_numpy(rng.standard_normal((opts.batch_size, len(BANDS), opts.tile_size, opts.tile_size),
+                                                 dtype=np.float32))
+    with net.torch.inference_mode():
+        net.forward(x[:1])
+        t0 = time.perf_counter()
+        for b0 in range(0, n_tiles, opts.batch_size):
+            net.forward(x[:min(opts.batch_size, n_tiles - b0)])
+    return n_tiles / (time.perf_counter() - t0)
+
+
+def run_backends(args):
+    """Every installed runtime at fp32 first (bare forward and our pipeline end to end, rounds
+    alternating so that all see the same machine), each pipeline against onnxruntime's bare
+    forward; then each at its best precision on this CPU; then TTA's views per second."""
+    from dataclasses import replace
+    from glacier_mapper_plugin.core.segmentation import backends
+    runtimes = [b for b in ("torch", "onnxruntime", "openvino") if b in backends.versions()]
+    print(f"CPU: {cpu_features()}; runtimes: " + ", ".join(f"{k} {v}" for k, v in backends.versions().items()), flush=True)
+    import os
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ["GLACIER_MAPPER_CACHE"] = str(tmp / "cache")  # graphs exported afresh, not left behind
+        raster = make_big_raster(tmp / "big.tif", args.size)
+        model = tmp / "m.gmm"
+        new_model(model, BANDS, mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0], encoder=args.encoder)
+        n = count_tiles(args.size, args.tile, args.overlap)
+        streams = args.streams or cpu_streams(torch_threads(), args.batch)
+        base = SegmentOptions(tile_size=args.tile, overlap=args.overlap, batch_size=args.batch, precision="fp32",
+                              device="cpu", streams=streams, probability_dtype=args.probability)
+        print(f"{args.size}x{args.size} x6, {n} tiles of {args.tile} (overlap {args.overlap}), batch {args.batch}, "
+              f"{args.encoder}, {streams} stream(s) in the pipeline", flush=True)
+        nets = {b: Network(model, "cpu", "fp32", 1, backend=b) for b in runtimes}
+        for b in runtimes:  # warm-up: graphs exported and compiled, kernels for these shapes
+            bench_pipeline(raster, model, n, replace(base, backend=b), tmp)
+        bare, pipe = {b: [] for b in runtimes}, {b: [] for b in runtimes}
+        for i in range(args.rounds):
+            for b in runtimes:
+                bare[b].append(bench_bare(nets[b], n, base))
+                pipe[b].append(bench_pipeline(raster, model, n, replace(base, backend=b), tmp)[0])
+            print(f"round {i + 1}: " + "; ".join(f"{b} bare {bare[b][-1]:.3f}, pipeline {pipe[b][-1]:.3f}"
+                                                 for b in runtimes), flush=True)
+        ref = max(bare["onnxruntime"]) if "onnxruntime" in bare else max(bare["torch"])
+        ref_name = "onnxruntime" if "onnxruntime" in bare else "torch"
+        print(f"\n| runtime (fp32) | bare forward, tiles/s | our pipeline end to end, tiles/s | pipeline / "
+              f"{ref_name} bare forward |\n|---|---|---|---|")
+        result = dict(cpu=cpu_features(), size=args.size, tiles=n, encoder=args.encoder, streams=streams, fp32={})
+        for b in runtimes:
+            print(f"| {b} {backends.versions()[b]} | {max(bare[b]):.3f} | {max(pipe[b]):.3f} | {max(pipe[b]) / ref:.3f} |")
+            result["fp32"][b] = dict(bare=max(bare[b]), pipeline=max(pipe[b]), vs_ref=max(pipe[b]) / ref)
+        best = max(runtimes, key=lambda b: max(pipe[b]))
+        # the streamed bound with the fastest runtime: can read, decode, blend and write keep up?
+        net = Network(model, "cpu", "fp32", streams, backend=best)
+        fwd_cpu = min(bench_streamed(net, n, base)[1] for _ in range(2))
+        io_cpu = io_cpu_seconds(raster, model, base, tmp)  # the network replaced: any runtime
+        bound = fwd_cpu / (fwd_cpu + io_cpu)
+        print(f"\nfastest pipeline: {best}; CPU seconds: network {fwd_cpu:.2f}, pipeline without the network "
+              f"{io_cpu:.2f} -> streamed bound {bound:.3f}", flush=True)
+        result.update(best=best, streamed_bound=bound)
+        bf16 = segment_module.cpu_supports_bf16()
+        if bf16:
+            for b in [r for r in runtimes if r != "onnxruntime"]:
+                t = max(bench_pipeline(raster, model, n, replace(base, backend=b, precision="bf16"), tmp)[0]
+                        for _ in range(args.rounds))
+                print(f"{b} bf16 pipeline: {t:.3f} tiles/s ({t / ref:.3f} x {ref_name} fp32 bare)")
+                result.setdefault("bf16", {})[b] = t
+        else:
+            print("bf16: this CPU has neither AVX-512 BF16 nor AMX: every runtime's best here is fp32")
+        for tta in args.tta:
+            if tta == "none":
+                continue
+            views = len(segment_module.TTA[tta])
+            t = max(bench_pipeline(raster, model, n, replace(base, backend=best, tta=tta), tmp)[0]
+                    for _ in range(args.rounds))
+            print(f"TTA {tta} with {best}: {t:.3f} tiles/s = {t * views:.3f} tile views/s "
+                  f"({t * views / max(pipe[best]):.3f} x the views/s without TTA)")
+            result.setdefault("tta", {})[tta] = dict(tiles_s=t, views_s=t * views)
+        print(json.dumps(result))
+
+
 def run_memory(args):
     """Peak RSS of a child process that segments a whole 10980 x 10980 raster (all tiles)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -358,9 +461,11 @@ if __name__ == "__main__":
     p.add_argument("--streams", type=int, default=0, help="CPU inference streams (0: automatic)")
     p.add_argument("--probability", default="float32", choices=["float32", "uint8"])
     p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--backends", action="store_true", help="torch, onnxruntime and OpenVINO at equal precision")
+    p.add_argument("--tta", nargs="*", default=["flips"], help="with --backends: TTA modes to time")
     p.add_argument("--memory", action="store_true")
     p.add_argument("--chips", type=int, default=0, help="batch of this many chips through the engine")
     p.add_argument("--chip", type=int, default=384, help="chip side (px) for --chips")
     a = p.parse_args()
-    (run_chips if a.chips else run_memory if a.memory else run_speed)(a)
+    (run_chips if a.chips else run_memory if a.memory else run_backends if a.backends else run_speed)(a)
     print("benchmark process peak RSS MB:", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

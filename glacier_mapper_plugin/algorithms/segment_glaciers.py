@@ -11,13 +11,14 @@ from .base import DASK_HELP, GlacierMapperAlgorithm, present, run_name, string_e
 DEVICES = ["auto", "cuda", "mps", "cpu"]  # the engine's core.segmentation.segment.DEVICES
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 TTAS = ["none", "flips", "d4"]
+BACKENDS = ["auto", "torch", "onnxruntime", "openvino"]
 PROBABILITY_FORMATS = ["float32", "uint8"]
 PROBABILITY_OPACITY = 0.6  # the imagery shows through where the model is unsure
 
 
 class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
     ADVANCED = frozenset({"DEVICE", "PRECISION", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "BANDS",
-                          "PROBABILITY_FORMAT", "THRESHOLD", "SIMPLIFY", "TTA"})
+                          "PROBABILITY_FORMAT", "THRESHOLD", "SIMPLIFY", "TTA", "BACKEND"})
     ALG_ID = "segment_glaciers"
     DISPLAY = "Segment glaciers"
     GROUP, GROUP_ID = "Segmentation", "segmentation"
@@ -37,6 +38,11 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
                   "it lacks run on the CPU and are named in the log), else the CPU. A device the engine's torch "
                   "cannot use is refused, naming the torch installed (a CUDA torch: Install engine, TORCH=cuda).",
         "PRECISION": "auto: bf16 (or fp16) on CUDA, bf16 on CPUs with bf16 support, else fp32 (always on Apple GPUs).",
+        "BACKEND": "The runtime of the network on the CPU: auto times torch, onnxruntime and OpenVINO (those installed "
+                   "in the engine) on one batch the first time a model meets this computer, keeps the fastest "
+                   "(remembered per model and machine) and says so in the log; or one of them by name. All give "
+                   "the same map (>= 99.9 % of pixels agree). onnxruntime runs fp32 only; on a GPU it is torch. "
+                   "docs/benchmarks.md compares them at equal precision.",
         "TILE_SIZE": "Tile side in pixels (multiple of 32). Memory grows with it.",
         "OVERLAP": "Pixels shared by neighbouring tiles (at most half the tile size): the outer quarter "
                    "of each overlap is ignored, so every pixel comes from a tile that sees enough "
@@ -70,6 +76,7 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterFile("MODEL", "Model file", fileFilter="Glacier Mapper model (*.gmm *.safetensors);;All files (*)"))
         self.addParameter(string_enum("DEVICE", "Device", DEVICES))
         self.addParameter(string_enum("PRECISION", "Precision", PRECISIONS))
+        self.addParameter(string_enum("BACKEND", "CPU runtime", BACKENDS))
         self.addParameter(QgsProcessingParameterNumber("TILE_SIZE", "Tile size (px)", defaultValue=512, minValue=32, maxValue=4096))
         self.addParameter(QgsProcessingParameterNumber("OVERLAP", "Overlap (px)", defaultValue=128, minValue=0, maxValue=2048))
         self.addParameter(QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", defaultValue=4, minValue=1, maxValue=512))
@@ -90,6 +97,7 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("GLACIER_AREA_KM2", "Glacier area (km2, planar)"))
         self.addOutput(QgsProcessingOutputString("DEVICE_USED", "Device used"))
         self.addOutput(QgsProcessingOutputString("PRECISION_USED", "Precision used"))
+        self.addOutput(QgsProcessingOutputString("BACKEND_USED", "Runtime used"))
 
     def finish(self, parameters, context, outputs, params):
         prob_qml = "probability_percent.qml" if params.get("PROBABILITY_FORMAT") == "uint8" else "probability.qml"

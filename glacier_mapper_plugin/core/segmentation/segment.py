@@ -62,6 +62,7 @@ class SegmentOptions:
     streams: int = 0                        # parallel CPU inference streams; 0: automatic
     rows: tuple[int, int] | None = None     # a block of tile rows [a, b) only (segment_blocks)
     tta: str = "none"                       # test-time augmentation: none, flips, d4
+    backend: str = "torch"                  # forward pass on the CPU: auto, torch, onnxruntime, openvino
 
 
 @dataclass
@@ -75,6 +76,7 @@ class SegmentResult:
     tiles_skipped: int
     glacier_area_km2: float
     seconds: float
+    backend: str = "torch"
 
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -300,8 +302,10 @@ class Network:
     CPU's threads; one on CUDA, where it keeps the next batch queued while the main thread
     blends and prepares), and hands the results back in submission order."""
 
-    def __init__(self, model_path, device: str, precision: str, streams: int = 1, tta: str = "none"):
+    def __init__(self, model_path, device: str, precision: str, streams: int = 1, tta: str = "none",
+                 backend: str = "torch", shape=None, progress=None):
         import torch
+        from . import backends
         if tta not in TTA:
             raise ValueError(f"TTA must be one of {', '.join(TTA)}, not {tta!r}")
         self.torch = torch
@@ -310,9 +314,20 @@ class Network:
         self.transforms = TTA[tta]
         self.model, self.header = prepared_model(model_path, device)
         self.temperature = float(self.header.temperature)
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.streams = max(1, int(streams)) if device == "cpu" else 1
         self.threads_per_stream = max(1, torch.get_num_threads() // self.streams)
+        channels = len(self.header.bands) + len(self.header.features)
+        backend = backends.check_backend(backend, device, precision)
+        self.speeds = {}
+        if backend == "auto" and device != "cpu":
+            backend = "torch"  # the other runtimes are the CPU's
+        elif backend == "auto":
+            views = (shape[0] * len(self.transforms),) + tuple(shape[1:]) if shape else (1, channels, 256, 256)
+            backend, self.speeds = backends.choose(self.model, model_path, channels, precision,
+                                                   self.threads_per_stream, self.streams, views, progress)
+        self.backend = backend
+        self.forward = backends.make_forward(backend, self.model, model_path, channels, device, precision,
+                                             self.threads_per_stream, self.streams)
 
     def new_batch(self, n: int, channels: int, size: int):
         """An empty (n, channels, size, size) float32 CPU tensor laid out as the network
@@ -332,10 +347,7 @@ class Network:
         with torch.inference_mode():
             if len(self.transforms) > 1:  # every view of the batch in one forward call
                 x = torch.cat([_dihedral(x, k, f) for k, f in self.transforms])
-            if self.device == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype is not None):
-                logits = self.model(x)
+            logits = self.forward(x)
             # The model's temperature (fitted on its validation glaciers) calibrates the
             # probability without moving 0.5; views are averaged as probabilities.
             prob = torch.sigmoid(logits.float()[:, 0] / self.temperature)
@@ -346,8 +358,17 @@ class Network:
 
     def describe(self) -> str:
         if self.device == "cpu":
-            return f"{self.streams} stream(s) x {self.threads_per_stream} thread(s)"
+            return f"{self.backend}, {self.streams} stream(s) x {self.threads_per_stream} thread(s)"
         return self.torch.cuda.get_device_name()
+
+    def why(self) -> str | None:
+        """What BACKEND auto measured, for the log."""
+        if not self.speeds:
+            return None
+        measured = ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.speeds.items(), key=lambda kv: -kv[1]))
+        return (f"BACKEND auto picked {self.backend}: the fastest installed runtime on this CPU at "
+                f"{self.precision} for this model and tile size ({measured} tile views per second on one "
+                "stream; measured once, then cached for this model and machine)")
 
     def run(self, batches):
         """Yield (key, probabilities) for each (key, batch) of the iterable, in order, with
@@ -618,6 +639,13 @@ def _check_coverage(src, readers, side: int = 512):
                                  "that covers the whole raster (a larger extent or a mosaic)")
 
 
+def _precision_for(opts: SegmentOptions) -> str:
+    """PRECISION auto with BACKEND onnxruntime is fp32, the only precision it runs on the CPU."""
+    if (opts.precision or "auto").lower() == "auto" and (opts.backend or "").lower() == "onnxruntime":
+        return "fp32"
+    return opts.precision
+
+
 def segment(input_path, model_path, probability_path, mask_path=None, polygons_path=None,
             dem_path=None, options: SegmentOptions | None = None,
             progress: Progress | None = None) -> SegmentResult:
@@ -627,7 +655,9 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
     t0 = time.perf_counter()
     _check_options(opts)
     device = pick_device(opts.device)
-    precision = pick_precision(opts.precision, device)
+    precision = pick_precision(_precision_for(opts), device)
+    from .backends import check_backend
+    check_backend(opts.backend, device, precision)  # refused before any work
     streams = (opts.streams or cpu_streams(torch_threads(), opts.batch_size)) if device == "cpu" else 1
     per_batch = -(-opts.batch_size // streams)  # BATCH_SIZE tiles in flight in all
     header = read_header(model_path)
@@ -687,12 +717,16 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         pieces = _pieces(plan, T, stride, per_batch)
         read_piece = _PieceReader(readers, header, pieces, ys, T, H, W)
         first_piece = io.submit(read_piece, 0) if pieces else None  # read while the network loads
-        net = Network(model_path, device, precision, streams, opts.tta)
+        channels = len(readers) + len(header.features)
+        net = Network(model_path, device, precision, streams, opts.tta, opts.backend, (per_batch, channels, T, T),
+                      progress)
+        if net.why():
+            progress.info(net.why())
         progress.info(f"model: {header.architecture}/{header.encoder}, bands {', '.join(header.bands)}; "
                       f"device {device} ({net.describe()}), precision {precision}")
         # A batch buffer is refilled only after its probabilities were blended: run() keeps
         # at most streams + 1 batches in flight.
-        buffers = [net.new_batch(per_batch, len(readers) + len(header.features), T) for _ in range(net.streams + 2)]
+        buffers = [net.new_batch(per_batch, channels, T) for _ in range(net.streams + 2)]
 
         def batches():
             """((row, x, no-data) per tile, batch) in raster order; batches run on across
@@ -734,7 +768,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
     progress.update(1.0, f"glacier area {area_km2:.3f} km2 (planar)")
     return SegmentResult(Path(probability_path), Path(mask_path) if mask_path else None,
                          polygons, device, precision, n_tiles, n_total - n_tiles, area_km2,
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, net.backend)
 
 
 def polygonise(mask_path, polygons_path, min_area_km2=0.0, simplify_m=0.0) -> Path:
@@ -872,4 +906,4 @@ def segment_blocks(input_path, model_path, probability_path, mask_path=None, pol
     return SegmentResult(probability_path, Path(mask_path) if mask_path else None, polygons,
                          used.device if used else opts.device, used.precision if used else opts.precision,
                          sum(r.tiles for r in results), sum(r.tiles_skipped for r in results), area_km2,
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, used.backend if used else opts.backend)

@@ -14,6 +14,7 @@ def training_inputs(p, progress=None):
     from ...core.imagery.bands import canonical, parse_mapping
     from ...core.segmentation.features import parse as parse_features
     from ...core.segmentation.train import TrainOptions, check_training_rasters
+    from ...core.segmentation.weighting import parse as parse_weighting
     require(p, "INPUT")
     inv, layer = inventory(p, progress=progress)
     text = str(p.get("BANDS") or "").strip()
@@ -28,7 +29,8 @@ def training_inputs(p, progress=None):
         encoder_weights=str(p.get("ENCODER_WEIGHTS") or "none"),
         patch_cache=p.get("PATCH_CACHE") or None, keep_patches=bool(p.get("KEEP_PATCHES", False)),
         patience=int(p.get("PATIENCE", 10)), loss=str(p.get("LOSS") or "bce+dice"),
-        schedule=str(p.get("SCHEDULE") or "cosine"), features=tuple(parse_features(p.get("FEATURES"))))
+        schedule=str(p.get("SCHEDULE") or "cosine"), features=tuple(parse_features(p.get("FEATURES"))),
+        weighting=parse_weighting(p.get("WEIGHTING")))
     rasters = paths(p, "INPUT")
     check_training_rasters(rasters, options.patch_size)
     return rasters, inv, layer, (p.get("DEM") or None), options
@@ -155,7 +157,8 @@ def segment_glaciers(p, progress: Progress):
         probability_dtype=str(p.get("PROBABILITY_FORMAT") or "float32"),
         bands=parse_mapping(p.get("BANDS")) or None, mask_geometries=mask_geoms,
         mask_buffer_m=float(p.get("MASK_BUFFER", 500.0)), min_area_km2=float(p.get("MIN_AREA", 0.01)),
-        simplify_m=float(p.get("SIMPLIFY", 0.0)), tta=str(p.get("TTA") or "none"))
+        simplify_m=float(p.get("SIMPLIFY", 0.0)), tta=str(p.get("TTA") or "none"),
+        backend=str(p.get("BACKEND") or "auto"))
     prob, mask, poly = p.get("OUTPUT_PROBABILITY") or None, p.get("OUTPUT_MASK") or None, p.get("OUTPUT_POLYGONS") or None
     if poly and not str(poly).lower().endswith(".gpkg"):
         raise ValueError(f"OUTPUT_POLYGONS must be a GeoPackage (.gpkg), not {poly}")
@@ -183,7 +186,7 @@ def segment_glaciers(p, progress: Progress):
             shutil.rmtree(scratch, ignore_errors=True)
     return {"OUTPUT_PROBABILITY": prob, "OUTPUT_MASK": mask, "OUTPUT_POLYGONS": poly,
             "GLACIER_AREA_KM2": result.glacier_area_km2, "DEVICE_USED": result.device,
-            "PRECISION_USED": result.precision}
+            "PRECISION_USED": result.precision, "BACKEND_USED": result.backend}
 
 
 @step("evaluate_segmentation")

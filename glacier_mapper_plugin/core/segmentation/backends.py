@@ -1,0 +1,220 @@
+"""The runtime that runs the network's forward pass on the CPU (BACKEND): torch, onnxruntime
+or OpenVINO, whichever is fastest on the user's CPU at the same precision (issue 27).
+
+The graph the other runtimes run is exported once from the fused torch model (ONNX, dynamic
+batch and tile size) and cached in the user's cache under the model file's content hash and
+the exporter's (torch's) version and opset; OpenVINO keeps its compiled form in its own cache
+beside it, keyed by its version. A model replaced at its path, or a new torch, exports
+afresh, and a model folder that is read-only or shared by a cluster needs no write access. `auto` times
+each installed runtime on one batch of the run's own shape the first time a model meets a
+machine and keeps the answer (cached per model content, CPU, thread count and versions); it
+says what it picked and why. Everything around the forward pass (tiles, TTA views,
+temperature, blending) is the same code whatever the backend, so the maps agree
+(tests/core/segmentation/test_backends.py)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_output, cache_dir
+
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+OPSET = 17
+TIMED_RUNS = 3  # after one warm-up: the fastest of three forwards of one batch
+
+
+def versions() -> dict[str, str]:
+    """The installed CPU runtimes and their versions (torch always)."""
+    import torch
+    out = {"torch": torch.__version__}
+    try:
+        import onnxruntime
+        out["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    try:
+        import openvino
+        out["openvino"] = openvino.__version__.split("-")[0]
+    except ImportError:
+        pass
+    return out
+
+
+def check_backend(backend: str, device: str, precision: str) -> str:
+    """The BACKEND asked for, refused with what to do when it cannot run here."""
+    backend = (backend or "auto").lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend in ("auto", "torch"):
+        return backend
+    if device != "cpu":
+        raise ValueError(f"BACKEND {backend} runs on the CPU; DEVICE is {device}: use BACKEND torch (or auto) "
+                         "on a GPU, or DEVICE cpu")
+    if backend not in versions():
+        raise ValueError(f"BACKEND {backend} is not installed in the engine: use BACKEND auto or torch, or "
+                         f"install it into the engine's environment (pip install {backend})")
+    if backend == "onnxruntime" and precision != "fp32":
+        raise ValueError(f"BACKEND onnxruntime runs fp32 only on the CPU; PRECISION is {precision}: use "
+                         "PRECISION fp32 (or auto), or another BACKEND")
+    return backend
+
+
+def content_key(model_path) -> str:
+    """The model file's SHA-256 (first 16 hex): a cache entry follows the content, not the path."""
+    h = hashlib.sha256()
+    with open(model_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def graph_path(model_path) -> Path:
+    """One ONNX file per model content and exporter, read by every runtime."""
+    return cache_dir() / "graphs" / f"{content_key(model_path)}-torch{versions()['torch']}-opset{OPSET}.onnx"
+
+
+def export_graph(model, channels: int, path: Path) -> Path:
+    """The fused eval-mode network as ONNX (input x: N, C, H, W; output logits), written
+    atomically so a cancelled export leaves no half graph in the cache."""
+    import torch
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.float().to(memory_format=torch.contiguous_format).eval()
+    dummy = torch.zeros(1, channels, 64, 64)
+    with atomic_output(path) as tmp, torch.inference_mode(False), torch.no_grad():
+        torch.onnx.export(model, (dummy,), str(tmp), input_names=["x"], output_names=["logits"],
+                          dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}},
+                          opset_version=OPSET, dynamo=False)
+    return path
+
+
+class TorchForward:
+    name = "torch"
+
+    def __init__(self, model, device: str, precision: str, threads: int):
+        import torch
+        self.torch, self.model, self.device = torch, model, device
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+    def __call__(self, x):
+        torch = self.torch
+        if self.device == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype is not None):
+            return self.model(x).float()
+
+
+class OnnxRuntimeForward:
+    """One session; stream threads call run() on it concurrently (onnxruntime allows it),
+    each op with the stream's share of the cores."""
+    name = "onnxruntime"
+
+    def __init__(self, graph: Path, threads: int):
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x):
+        import torch
+        out = self.session.run(None, {"x": np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
+        return torch.from_numpy(out)
+
+
+class OpenVinoForward:
+    """One compiled model with as many OpenVINO streams as ours, one infer request per
+    stream thread (a request is not shared between threads)."""
+    name = "openvino"
+
+    def __init__(self, graph: Path, threads: int, streams: int, precision: str):
+        import openvino as ov
+        core = ov.Core()
+        # the compiled blob, keyed by OpenVINO (its version included): the next run starts faster
+        core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
+        self.compiled = core.compile_model(str(graph), "CPU", {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "NUM_STREAMS": str(streams), "INFERENCE_NUM_THREADS": str(threads * streams)})
+        self.local = threading.local()
+
+    def __call__(self, x):
+        import torch
+        request = getattr(self.local, "request", None)
+        if request is None:
+            request = self.local.request = self.compiled.create_infer_request()
+        out = request.infer({0: np.ascontiguousarray(x.numpy(), dtype=np.float32)})
+        return torch.from_numpy(np.array(out[0], copy=True))
+
+
+def make_forward(backend: str, model, model_path, channels: int, device: str, precision: str,
+                 threads: int, streams: int):
+    if backend == "torch":
+        return TorchForward(model, device, precision, threads)
+    graph = export_graph(model, channels, graph_path(model_path))
+    if backend == "onnxruntime":
+        return OnnxRuntimeForward(graph, threads)
+    return OpenVinoForward(graph, threads, streams, precision)
+
+
+def machine_key(threads: int, streams: int, precision: str, shape) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:  # Linux names the CPU model here, not in platform
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    text = json.dumps([cpu, os.cpu_count(), threads, streams, precision, list(shape), versions()], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def choose(model, model_path, channels: int, precision: str, threads: int, streams: int, shape,
+           progress=None) -> tuple[str, dict]:
+    """BACKEND auto on the CPU: (backend, {runtime: tiles per second}), measured once per
+    model content and machine, then read from the cache."""
+    record = cache_dir() / "backends" / f"{content_key(model_path)}-{machine_key(threads, streams, precision, shape)}.json"
+    if record.exists():
+        try:
+            saved = json.loads(record.read_text())
+            return saved["backend"], saved["tiles_per_s"]
+        except (ValueError, KeyError):
+            pass  # unreadable: measure again
+    candidates = [b for b in versions() if not (b == "onnxruntime" and precision != "fp32")]
+    if candidates == ["torch"]:
+        return "torch", {}  # nothing to compare with
+    import torch
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape, dtype=np.float32))
+    speed = {}
+    own = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name in candidates:
+            try:
+                forward = make_forward(name, model, model_path, channels, "cpu", precision, threads, streams)
+                with torch.inference_mode():
+                    forward(x)
+                    best = min(_timed(forward, x) for _ in range(TIMED_RUNS))
+                speed[name] = round(shape[0] / best, 3)
+            except Exception as err:  # a runtime that cannot run this graph is left out, and said so
+                if progress is not None:
+                    progress.warning(f"BACKEND auto: {name} could not run the model ({err}); left out")
+    finally:
+        torch.set_num_threads(own)
+    chosen = max(speed, key=speed.get) if speed else "torch"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(record) as tmp:
+        Path(tmp).write_text(json.dumps({"backend": chosen, "tiles_per_s": speed, "shape": list(shape)}))
+    return chosen, speed
+
+
+def _timed(forward, x) -> float:
+    t = time.perf_counter()
+    forward(x)
+    return time.perf_counter() - t

@@ -1,0 +1,159 @@
+"""The forward pass on torch, onnxruntime and OpenVINO (BACKEND): the same map whatever the
+runtime (issue 27: >= 99.9 % of pixels agree, mean |dp| <= 0.002), on the synthetic region and
+on the real everest_west scene (Landsat 7 over Khumbu, RGI 6.0), each with a trained model;
+the exported graph cached by content and runtime version; auto measured once per model and
+machine, and saying what it picked."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+
+from glacier_mapper_plugin.core.labels import Inventory
+from glacier_mapper_plugin.core.progress import Progress
+from glacier_mapper_plugin.core.segmentation import backends
+from glacier_mapper_plugin.core.segmentation.segment import SegmentOptions, segment
+from glacier_mapper_plugin.core.segmentation.train import TrainOptions, train_model
+from glacier_mapper_plugin.core.vector import read_layer
+
+RUNTIMES = [b for b in ("onnxruntime", "openvino") if b in backends.versions()]
+
+
+class Log(Progress):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def info(self, message):
+        self.lines.append(message)
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLACIER_MAPPER_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def trained(small_region, tmp_path_factory):
+    path = tmp_path_factory.mktemp("backend") / "m.gmm"
+    inv = Inventory.from_layer(read_layer(small_region.inventory, "inventory"))
+    train_model([small_region.imagery_start], inv, path, small_region.dem,
+                TrainOptions(patch_size=64, encoder="resnet18", epochs=8, batch_size=4, device="cpu", seed=1,
+                             learning_rate=0.01))
+    return path
+
+
+def _map(image, model, dem, out, **kw):
+    segment(image, model, out, None, None, dem,
+            SegmentOptions(**dict(dict(tile_size=256, overlap=64, device="cpu", precision="fp32"), **kw)))
+    with rasterio.open(out) as src:
+        return src.read(1)
+
+
+def _assert_same_map(a, b):
+    ok = np.isfinite(a) & np.isfinite(b)
+    assert np.array_equal(np.isfinite(a), np.isfinite(b))
+    assert ((a >= 0.5) == (b >= 0.5))[ok].mean() >= 0.999
+    assert np.abs(a - b)[ok].mean() <= 0.002
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("tta", ["none", "flips"])
+def test_the_same_map_whatever_the_runtime_on_the_synthetic_region(small_region, trained, tmp_path, runtime, tta):
+    ref = _map(small_region.imagery_end, trained, small_region.dem, tmp_path / "t.tif", tta=tta)
+    got = _map(small_region.imagery_end, trained, small_region.dem, tmp_path / "o.tif", tta=tta, backend=runtime)
+    assert 0.02 < (ref >= 0.5)[np.isfinite(ref)].mean() < 0.98  # a map with both classes
+    _assert_same_map(ref, got)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_same_map_whatever_the_runtime_on_everest_west(shared_data, tmp_path, runtime):
+    from scripts.bench_accuracy import TEST_ROWS, TRAIN_ROWS, crop
+    data = shared_data / "everest_west"
+    inv = Inventory.from_layer(read_layer(data / "rgi60_everest_west.gpkg"), "RGIId")
+    train, test = crop(data / "everest_west.tif", TRAIN_ROWS, tmp_path / "train.tif"), \
+        crop(data / "everest_west.tif", TEST_ROWS, tmp_path / "test.tif")
+    model = tmp_path / "khumbu.gmm"
+    train_model([train], inv, model, None, TrainOptions(patch_size=64, encoder="resnet18", epochs=3, batch_size=8,
+                                                        device="cpu", seed=1, quality="none", patch_cache=str(tmp_path / "p")))
+    ref = _map(test, model, None, tmp_path / "t.tif")
+    got = _map(test, model, None, tmp_path / "o.tif", backend=runtime)
+    assert 0.05 < (ref >= 0.5)[np.isfinite(ref)].mean() < 0.95
+    _assert_same_map(ref, got)
+
+
+def test_the_graph_is_keyed_by_content_and_exporter_version(trained, tmp_path, monkeypatch):
+    copy = shutil.copy(trained, tmp_path / "elsewhere.gmm")
+    assert backends.graph_path(trained) == backends.graph_path(copy)  # a path is no key
+    with open(copy, "ab") as f:
+        f.write(b"\0")  # another content under the same name
+    assert backends.graph_path(copy) != backends.graph_path(trained)
+    before = backends.graph_path(trained)
+    monkeypatch.setattr(backends, "versions", lambda: {"torch": "9.9"})
+    assert backends.graph_path(trained) != before  # a new exporter exports afresh
+
+
+def test_auto_measures_once_per_model_and_machine_and_says_why(small_region, trained, tmp_path, monkeypatch):
+    log = Log()
+    segment(small_region.imagery_end, trained, tmp_path / "a.tif", None, None, small_region.dem,
+            SegmentOptions(tile_size=256, overlap=64, device="cpu", precision="fp32", backend="auto"), log)
+    said = [line for line in log.lines if line.startswith("BACKEND auto picked")]
+    assert len(said) == 1 and all(f"{b} " in said[0] for b in ["torch"] + RUNTIMES)
+    records = list((tmp_path / "cache" / "backends").glob("*.json"))
+    assert len(records) == 1
+    picked = json.loads(records[0].read_text())
+    assert picked["backend"] == max(picked["tiles_per_s"], key=picked["tiles_per_s"].get)
+
+    def no_second_measurement(*a):
+        raise AssertionError("measured again")
+    monkeypatch.setattr(backends, "_timed", no_second_measurement)
+    again = Log()
+    segment(small_region.imagery_end, trained, tmp_path / "b.tif", None, None, small_region.dem,
+            SegmentOptions(tile_size=256, overlap=64, device="cpu", precision="fp32", backend="auto"), again)
+    assert f"({picked['backend']}," in " ".join(again.lines)
+
+
+def test_an_unreadable_record_is_measured_again(trained, tmp_path):
+    first = backends.choose(*_choose_args(trained))
+    (record,) = (tmp_path / "cache" / "backends").glob("*.json")
+    record.write_text("{not json")  # a half-written or edited record is not trusted
+    again = backends.choose(*_choose_args(trained))
+    assert again[0] in ["torch"] + RUNTIMES and set(again[1]) == set(first[1])
+    assert json.loads(record.read_text())["backend"] == again[0]
+
+
+def _choose_args(model):
+    from glacier_mapper_plugin.core.segmentation.segment import prepared_model
+    network, header = prepared_model(model, "cpu")
+    return network, model, 6, "fp32", 1, 1, (2, 6, 128, 128)
+
+
+def test_the_machine_is_part_of_the_key():
+    a = backends.machine_key(1, 2, "fp32", (4, 6, 512, 512))
+    assert a == backends.machine_key(1, 2, "fp32", (4, 6, 512, 512))
+    assert a != backends.machine_key(2, 1, "fp32", (4, 6, 512, 512))
+    assert a != backends.machine_key(1, 2, "bf16", (4, 6, 512, 512))
+    assert a != backends.machine_key(1, 2, "fp32", (4, 6, 256, 256))
+
+
+def test_a_backend_that_cannot_run_is_refused_naming_what_to_do(monkeypatch):
+    with pytest.raises(ValueError, match="BACKEND must be one of"):
+        backends.check_backend("tensorrt", "cpu", "fp32")
+    with pytest.raises(ValueError, match="BACKEND onnxruntime runs on the CPU; DEVICE is cuda"):
+        backends.check_backend("onnxruntime", "cuda", "bf16")
+    monkeypatch.setattr(backends, "versions", lambda: {"torch": "2", "onnxruntime": "1"})
+    with pytest.raises(ValueError, match="runs fp32 only.*use PRECISION fp32"):
+        backends.check_backend("onnxruntime", "cpu", "bf16")
+    monkeypatch.setattr(backends, "versions", lambda: {"torch": "2"})
+    with pytest.raises(ValueError, match="not installed in the engine.*pip install openvino"):
+        backends.check_backend("openvino", "cpu", "fp32")
+    assert backends.check_backend("auto", "cuda", "bf16") == "auto"
+
+
+def test_onnxruntime_under_precision_auto_runs_fp32(small_region, trained, tmp_path):
+    if "onnxruntime" not in backends.versions():
+        pytest.skip("onnxruntime not installed")
+    res = segment(small_region.imagery_end, trained, tmp_path / "p.tif", None, None, small_region.dem,
+                  SegmentOptions(tile_size=256, overlap=64, device="cpu", backend="onnxruntime"))
+    assert res.precision == "fp32"
