@@ -4,7 +4,7 @@ import importlib
 import sys
 
 MODULES = ("numpy", "scipy", "rasterio", "pyogrio", "shapely", "pyproj", "matplotlib", "torch",
-           "segmentation_models_pytorch", "safetensors", "pystac_client", "xgboost")
+           "segmentation_models_pytorch", "safetensors", "pystac_client", "xgboost", "onnxruntime", "openvino")
 
 
 def main() -> int:

@@ -87,3 +87,27 @@ def test_cancelled_run_leaves_no_outputs(processing, region, untrained_model, tm
         processing.run("glacier_mapper:segment_glaciers", _params(region, untrained_model, tmp_path),
                        feedback=feedback)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_backend_parameter_gives_the_same_map_and_says_which_ran(processing, region, untrained_model, tmp_path):
+    """BACKEND through Processing: auto says what it picked; a runtime by name gives the map torch gives."""
+    maps = {}
+    for backend in ("torch", "onnxruntime", "auto"):
+        out = tmp_path / backend
+        out.mkdir()
+        res = processing.run("glacier_mapper:segment_glaciers", _params(
+            region, untrained_model, out, BACKEND=backend, OUTPUT_MASK=None, OUTPUT_POLYGONS=None))
+        assert res["BACKEND_USED"] in ("torch", "onnxruntime", "openvino")
+        assert backend == "auto" or res["BACKEND_USED"] == backend
+        with rasterio.open(res["OUTPUT_PROBABILITY"]) as src:
+            maps[backend] = src.read(1)
+    for backend in ("onnxruntime", "auto"):
+        ok = np.isfinite(maps["torch"])
+        assert np.abs(maps[backend] - maps["torch"])[ok].mean() <= 0.002
+
+
+def test_onnxruntime_in_bf16_is_refused_naming_both_parameters(processing, region, untrained_model, tmp_path):
+    with pytest.raises(QgsProcessingException, match="BACKEND onnxruntime runs fp32 only.*PRECISION"):
+        processing.run("glacier_mapper:segment_glaciers", _params(
+            region, untrained_model, tmp_path, BACKEND="onnxruntime", PRECISION="bf16"))
+    assert not any(tmp_path.iterdir())  # refused before any work: no output

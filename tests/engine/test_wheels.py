@@ -29,12 +29,14 @@ def test_the_record_is_of_todays_requirements():
 def test_each_platform_gets_what_the_engine_needs():
     pins = {p: dict(pin.split("==") for pin in v) for p, v in _record()["platforms"].items()}
     for platform, got in pins.items():
-        for package in ("numpy", "torch", "rasterio", "pyogrio", "segmentation-models-pytorch", "xarray", "dask"):
+        for package in ("numpy", "torch", "rasterio", "pyogrio", "segmentation-models-pytorch", "xarray", "dask",
+                        "onnxruntime", "openvino"):  # BACKEND's runtimes on every platform
             assert package in got, (platform, package)
         assert "xgboost" in got or "xgboost-cpu" in got, platform
         assert "netcdf4" in got or "h5netcdf" in got, platform
     mac, windows, linux = pins["macos-arm64 (macOS 13)"], pins["windows-x86_64"], pins["linux-x86_64"]
     assert mac["torch"] == "2.11.0" and windows["torch"] == linux["torch"] == "2.14.1"
+    assert mac["onnxruntime"] == "1.23.2" and windows["onnxruntime"] == linux["onnxruntime"] == "1.31.1"
     assert "netcdf4" not in mac and "xgboost-cpu" not in mac  # no macOS 13 arm64 wheels
 
 

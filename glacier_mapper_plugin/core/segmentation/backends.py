@@ -83,11 +83,14 @@ def graph_path(model_path) -> Path:
 def export_graph(model, channels: int, path: Path) -> Path:
     """The fused eval-mode network as ONNX (input x: N, C, H, W; output logits), written
     atomically so a cancelled export leaves no half graph in the cache."""
+    import copy
+
     import torch
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.float().to(memory_format=torch.contiguous_format).eval()
+    # a copy: the prepared model is shared, and .to() would change its layout in place
+    model = copy.deepcopy(model).float().to(memory_format=torch.contiguous_format).eval()
     dummy = torch.zeros(1, channels, 64, 64)
     with atomic_output(path) as tmp, torch.inference_mode(False), torch.no_grad():
         torch.onnx.export(model, (dummy,), str(tmp), input_names=["x"], output_names=["logits"],

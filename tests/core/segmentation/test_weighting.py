@@ -1,5 +1,5 @@
-"""WEIGHTING: the loss weights of class balance and dark glacier pixels, measured on real
-patches of the synthetic region and applied to standardised batches."""
+"""WEIGHTING dark: the loss weight of dark glacier pixels, measured on real patches of the
+synthetic region and applied to standardised batches."""
 import numpy as np
 import pytest
 import torch
@@ -26,20 +26,9 @@ def _batch(cache, mean, std):
 
 
 def test_parse_names_the_parameter():
-    assert parse("Dark, balance,dark") == ("dark", "balance") and parse(None) == () and parse("") == ()
-    with pytest.raises(ValueError, match="WEIGHTING: focal unknown"):
-        parse("dark,focal")
-
-
-def test_balance_gives_each_class_half_the_loss(cache):
-    idx = np.arange(len(cache))
-    mean, std = band_statistics(cache.moments[idx])
-    spec = loss_weights(("balance",), cache, idx, mean, std)
-    x, y, v = _batch(cache, mean, std)
-    w = batch_weights(spec, x, y, v)
-    glacier = (y > 0) & v
-    assert float(w[glacier].sum()) == pytest.approx(float(w[v & ~glacier].sum()), rel=1e-3)
-    assert float(w[v].mean()) == pytest.approx(1.0, rel=1e-3)  # the loss keeps its scale
+    assert parse("Dark, dark") == ("dark",) and parse(None) == () and parse("") == () and parse("none") == ()
+    with pytest.raises(ValueError, match="WEIGHTING: balance unknown"):
+        parse("dark,balance")  # tried and dropped (docs/benchmarks.md)
 
 
 def test_dark_weights_the_darkest_third_of_the_glacier_pixels(cache):
@@ -56,7 +45,6 @@ def test_dark_weights_the_darkest_third_of_the_glacier_pixels(cache):
     dark = glacier & (brightness <= spec["dark_level"])
     near = np.abs(brightness - spec["dark_level"]) < 1e-5  # float32 round trip at the boundary
     assert np.all(w[dark & ~near] == DARK_WEIGHT) and np.all(w[~dark & ~near] == 1.0)
-    assert "_mean" not in {k for k in spec if not k.startswith("_")}
 
 
 def test_dark_needs_a_visible_band(cache):
@@ -78,7 +66,7 @@ def test_the_weighting_is_recorded_in_the_model(small_region, tmp_path):
     inv = Inventory.from_layer(read_layer(small_region.inventory, "inventory"))
     res = train_model([small_region.imagery_start], inv, tmp_path / "m.gmm", small_region.dem,
                       TrainOptions(patch_size=64, encoder="resnet18", epochs=1, batch_size=4, device="cpu",
-                                   weighting=("dark", "balance")))
+                                   weighting=("dark",)))
     recorded = res.header.training["weighting"]
-    assert recorded["weighting"] == ["dark", "balance"] and recorded["dark_weight"] == DARK_WEIGHT
+    assert recorded["weighting"] == ["dark"] and recorded["dark_weight"] == DARK_WEIGHT
     assert not any(k.startswith("_") for k in recorded)
