@@ -718,8 +718,11 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         read_piece = _PieceReader(readers, header, pieces, ys, T, H, W)
         first_piece = io.submit(read_piece, 0) if pieces else None  # read while the network loads
         channels = len(readers) + len(header.features)
-        net = Network(model_path, device, precision, streams, opts.tta, opts.backend, (per_batch, channels, T, T),
-                      progress)
+        # BACKEND auto times a tile of the next power of two: a batch over chips of many sizes
+        # measures once per size class, not once per chip
+        side = 1 << (T - 1).bit_length()
+        net = Network(model_path, device, precision, streams, opts.tta, opts.backend,
+                      (per_batch, channels, side, side), progress)
         if net.why():
             progress.info(net.why())
         progress.info(f"model: {header.architecture}/{header.encoder}, bands {', '.join(header.bands)}; "

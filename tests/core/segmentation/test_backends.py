@@ -157,3 +157,24 @@ def test_onnxruntime_under_precision_auto_runs_fp32(small_region, trained, tmp_p
     res = segment(small_region.imagery_end, trained, tmp_path / "p.tif", None, None, small_region.dem,
                   SegmentOptions(tile_size=256, overlap=64, device="cpu", backend="onnxruntime"))
     assert res.precision == "fp32"
+
+
+def test_auto_measures_once_for_chips_of_one_size_class(small_region, trained, tmp_path):
+    """A batch over glacier chips of different sizes (here 190, 170 and 150 px windows of one
+    scene) measures once per power-of-two size class, not once per chip."""
+    from rasterio.windows import Window
+    chips = []
+    with rasterio.open(small_region.imagery_end) as src:
+        for side in (190, 170, 150):
+            out = tmp_path / f"chip{side}.tif"
+            window = Window(0, 0, side, side)
+            with rasterio.open(out, "w", **dict(src.profile, width=side, height=side,
+                                                transform=src.window_transform(window))) as dst:
+                dst.write(src.read(window=window))
+                dst.update_tags(**src.tags())
+                dst.descriptions = src.descriptions
+            chips.append(out)
+    for chip in chips:
+        segment(chip, trained, tmp_path / f"p_{chip.stem}.tif", None, None, small_region.dem,
+                SegmentOptions(tile_size=512, overlap=64, device="cpu", precision="fp32", backend="auto"))
+    assert len(list((tmp_path / "cache" / "backends").glob("*.json"))) == 1
