@@ -13,6 +13,7 @@ temperature, blending) is the same code whatever the backend, so the maps agree
 (tests/core/segmentation/test_backends.py)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -67,9 +68,17 @@ def check_backend(backend: str, device: str, precision: str) -> str:
 
 
 def content_key(model_path) -> str:
-    """The model file's SHA-256 (first 16 hex): a cache entry follows the content, not the path."""
+    """The model file's SHA-256 (first 16 hex): a cache entry follows the content, not the path.
+    Read once per file version (path, size, modification time) in a process, however many
+    runtimes and records ask."""
+    from ..identity import file_key
+    return _sha256(*file_key(model_path))
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
-    with open(model_path, "rb") as f:
+    with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]
@@ -179,28 +188,30 @@ def machine_key(threads: int, streams: int, precision: str, shape) -> str:
 
 
 def choose(model, model_path, channels: int, precision: str, threads: int, streams: int, shape,
-           progress=None) -> tuple[str, dict]:
-    """BACKEND auto on the CPU: (backend, {runtime: tiles per second}), measured once per
-    model content and machine, then read from the cache."""
+           progress=None) -> tuple[str, dict, object]:
+    """BACKEND auto on the CPU: (backend, {runtime: tiles per second}, its forward when just
+    built by the measurement, else None), measured once per model content and machine, then
+    read from the cache."""
     record = cache_dir() / "backends" / f"{content_key(model_path)}-{machine_key(threads, streams, precision, shape)}.json"
     if record.exists():
         try:
             saved = json.loads(record.read_text())
-            return saved["backend"], saved["tiles_per_s"]
+            return saved["backend"], saved["tiles_per_s"], None
         except (ValueError, KeyError):
             pass  # unreadable: measure again
     candidates = [b for b in versions() if not (b == "onnxruntime" and precision != "fp32")]
     if candidates == ["torch"]:
-        return "torch", {}  # nothing to compare with
+        return "torch", {}, None  # nothing to compare with
     import torch
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape, dtype=np.float32))
-    speed = {}
+    speed, built = {}, {}
     own = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         for name in candidates:
             try:
-                forward = make_forward(name, model, model_path, channels, "cpu", precision, threads, streams)
+                forward = built[name] = make_forward(name, model, model_path, channels, "cpu", precision,
+                                                     threads, streams)
                 with torch.inference_mode():
                     forward(x)
                     best = min(_timed(forward, x) for _ in range(TIMED_RUNS))
@@ -214,7 +225,7 @@ def choose(model, model_path, channels: int, precision: str, threads: int, strea
     record.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(record) as tmp:
         Path(tmp).write_text(json.dumps({"backend": chosen, "tiles_per_s": speed, "shape": list(shape)}))
-    return chosen, speed
+    return chosen, speed, built.get(chosen)
 
 
 def _timed(forward, x) -> float:

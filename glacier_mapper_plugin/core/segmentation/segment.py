@@ -32,6 +32,7 @@ from shapely.geometry import box, shape
 from ..imagery.bands import band_readers
 from ..geodesy import ellipsoidal_area_km2, utm_epsg
 from ..io import GTIFF_PROFILE, atomic_output, gdal_cache_limit
+from . import backends
 from .features import derive
 from .model_file import load_model, read_header
 from ..progress import Progress
@@ -148,7 +149,9 @@ def cpu_supports_bf16() -> bool:
     return bool((probe and probe()) or (amx and amx()))
 
 
-def pick_precision(precision: str, device: str) -> str:
+def pick_precision(precision: str, device: str, backend: str = "torch") -> str:
+    """PRECISION as run: auto is the fastest the device has for the BACKEND (onnxruntime has
+    fp32 only on the CPU)."""
     import torch
     precision = (precision or "auto").lower()
     if precision not in ("auto", "fp32", "bf16", "fp16"):
@@ -163,6 +166,8 @@ def pick_precision(precision: str, device: str) -> str:
         return "fp32"
     if device == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if (backend or "").lower() == "onnxruntime":
+        return "fp32"
     return "bf16" if cpu_supports_bf16() else "fp32"
 
 
@@ -305,7 +310,6 @@ class Network:
     def __init__(self, model_path, device: str, precision: str, streams: int = 1, tta: str = "none",
                  backend: str = "torch", shape=None, progress=None):
         import torch
-        from . import backends
         if tta not in TTA:
             raise ValueError(f"TTA must be one of {', '.join(TTA)}, not {tta!r}")
         self.torch = torch
@@ -318,16 +322,16 @@ class Network:
         self.threads_per_stream = max(1, torch.get_num_threads() // self.streams)
         channels = len(self.header.bands) + len(self.header.features)
         backend = backends.check_backend(backend, device, precision)
-        self.speeds = {}
+        self.speeds, forward = {}, None
         if backend == "auto" and device != "cpu":
             backend = "torch"  # the other runtimes are the CPU's
         elif backend == "auto":
             views = (shape[0] * len(self.transforms),) + tuple(shape[1:]) if shape else (1, channels, 256, 256)
-            backend, self.speeds = backends.choose(self.model, model_path, channels, precision,
-                                                   self.threads_per_stream, self.streams, views, progress)
+            backend, self.speeds, forward = backends.choose(self.model, model_path, channels, precision,
+                                                            self.threads_per_stream, self.streams, views, progress)
         self.backend = backend
-        self.forward = backends.make_forward(backend, self.model, model_path, channels, device, precision,
-                                             self.threads_per_stream, self.streams)
+        self.forward = forward or backends.make_forward(backend, self.model, model_path, channels, device,
+                                                        precision, self.threads_per_stream, self.streams)
 
     def new_batch(self, n: int, channels: int, size: int):
         """An empty (n, channels, size, size) float32 CPU tensor laid out as the network
@@ -639,13 +643,6 @@ def _check_coverage(src, readers, side: int = 512):
                                  "that covers the whole raster (a larger extent or a mosaic)")
 
 
-def _precision_for(opts: SegmentOptions) -> str:
-    """PRECISION auto with BACKEND onnxruntime is fp32, the only precision it runs on the CPU."""
-    if (opts.precision or "auto").lower() == "auto" and (opts.backend or "").lower() == "onnxruntime":
-        return "fp32"
-    return opts.precision
-
-
 def segment(input_path, model_path, probability_path, mask_path=None, polygons_path=None,
             dem_path=None, options: SegmentOptions | None = None,
             progress: Progress | None = None) -> SegmentResult:
@@ -655,9 +652,8 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
     t0 = time.perf_counter()
     _check_options(opts)
     device = pick_device(opts.device)
-    precision = pick_precision(_precision_for(opts), device)
-    from .backends import check_backend
-    check_backend(opts.backend, device, precision)  # refused before any work
+    precision = pick_precision(opts.precision, device, opts.backend)
+    backends.check_backend(opts.backend, device, precision)  # refused before any work
     streams = (opts.streams or cpu_streams(torch_threads(), opts.batch_size)) if device == "cpu" else 1
     per_batch = -(-opts.batch_size // streams)  # BATCH_SIZE tiles in flight in all
     header = read_header(model_path)
@@ -811,7 +807,7 @@ def _block_key(input_path, model_path, dem_path, opts: SegmentOptions) -> str:
     """What a block's pixels depend on: a rerun with the same inputs and settings finds them."""
     import hashlib
     import json as _json
-    parts = [opts.tile_size, opts.overlap, opts.threshold, opts.device, opts.precision, opts.tta,
+    parts = [opts.tile_size, opts.overlap, opts.threshold, opts.device, opts.precision, opts.tta, opts.backend,
              opts.probability_dtype, sorted((opts.bands or {}).items()), opts.mask_buffer_m,
              [g.wkb_hex for g in opts.mask_geometries if g is not None]]
     from ..identity import file_key
