@@ -67,7 +67,7 @@ class TrainOptions:
     schedule: str = "cosine"             # cosine | constant learning rate
     features: tuple = ()                 # derived inputs (core.segmentation.features): NDSI, SLOPE, ...
     patience: int = 10                   # epochs without a better validation IoU before stopping (0: never)
-    weighting: tuple = ()                # loss weights (core.segmentation.weighting): balance, dark
+    weighting: tuple = ()                # loss weights (core.segmentation.weighting): dark
 
 
 @dataclass

@@ -73,6 +73,8 @@ def training_record(p, models) -> dict:
     """OUTPUT_CURVE and OUTPUT_REPORT, read back from the model files written."""
     from ...core.segmentation.model_file import read_header
     from ...core.segmentation.report import CURVE_TYPES, curve_rows, write_training_report
+    if not (p.get("OUTPUT_CURVE") or p.get("OUTPUT_REPORT")):
+        return {}
     headers = [(m, read_header(m)) for m in models]
     out = {}
     if p.get("OUTPUT_CURVE"):
