@@ -4,7 +4,8 @@ import importlib
 import sys
 
 MODULES = ("numpy", "scipy", "rasterio", "pyogrio", "shapely", "pyproj", "matplotlib", "torch",
-           "segmentation_models_pytorch", "safetensors", "pystac_client", "xgboost", "onnxruntime", "openvino")
+           "segmentation_models_pytorch", "safetensors", "pystac_client", "xgboost", "onnxruntime", "openvino",
+           "onnx")  # onnx: imported by torch's exporter and onnxruntime's quantiser when they run
 
 
 def main() -> int:

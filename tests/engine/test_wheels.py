@@ -2,6 +2,8 @@
 Linux x86_64 with Python 3.12: the record of uv's resolution for each platform
 (scripts/resolve_wheels.py) belongs to today's requirements.txt and holds what each platform
 needs; CI (CI=true) resolves them again over the network."""
+import ast
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -38,6 +40,38 @@ def test_each_platform_gets_what_the_engine_needs():
     assert mac["torch"] == "2.11.0" and windows["torch"] == linux["torch"] == "2.14.1"
     assert mac["onnxruntime"] == "1.23.2" and windows["onnxruntime"] == linux["onnxruntime"] == "1.31.1"
     assert "netcdf4" not in mac and "xgboost-cpu" not in mac  # no macOS 13 arm64 wheels
+
+
+def _normal(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")  # PEP 503
+
+
+def test_every_package_the_engine_imports_is_installed_on_every_platform():
+    """What core/ and engine/ import (the engine's process) resolves on each platform: a package
+    present in the test venv only (requirements-dev.txt) would work here and fail for users."""
+    imported: dict[str, str] = {}
+    for path in [*(ROOT / "glacier_mapper_plugin" / "core").rglob("*.py"),
+                 *(ROOT / "glacier_mapper_plugin" / "engine").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                imported.setdefault(name.split(".")[0], path.name)
+    distributions = importlib.metadata.packages_distributions()
+    third_party = {m: f for m, f in imported.items()
+                   if m not in sys.stdlib_module_names and m != "glacier_mapper_plugin"}
+    assert {"torch", "onnxruntime", "rasterio"} <= set(third_party)  # the scan sees the imports
+    for platform, pins in _record()["platforms"].items():
+        got = {_normal(pin.split("==")[0]) for pin in pins}
+        for module, where in third_party.items():
+            names = {_normal(d) for d in [module, *distributions.get(module, [])]}  # xgboost: -cpu or not
+            assert names & got, f"{where} imports {module}, which {platform} does not install"
+        # imported by torch's ONNX exporter and onnxruntime's quantiser when they run, not by us
+        assert "onnx" in got, platform
 
 
 @pytest.mark.network
