@@ -120,9 +120,10 @@ def _core(module: str):
 
 
 def unet(train: Path, test: Path, inventory, work: Path, seed: int, epochs: int, patch: int, encoder: str,
-         extra: dict | None = None, ttas=("none",)):
-    """Train one model, segment the test part with each TTA: ({tta: (probability, seconds)},
-    training result, training seconds)."""
+         extra: dict | None = None, variants=None):
+    """Train one model, segment the test part with each variant (name -> SegmentOptions
+    fields, e.g. tta, precision): ({name: (probability, seconds)}, training result, training
+    seconds)."""
     import dataclasses
     training, segmenting = _core("train"), _core("segment")
     model = work / f"unet_seed{seed}.gmm"
@@ -134,15 +135,15 @@ def unet(train: Path, test: Path, inventory, work: Path, seed: int, epochs: int,
                                   training.TrainOptions(**{k: v for k, v in wanted.items() if k in known}))
     trained = time.perf_counter() - t0
     maps = {}
-    for tta in ttas:
-        probability = work / f"probability_seed{seed}_{tta}.tif"
-        options = dict(tile_size=256, overlap=64, device="cpu", tta=tta)
+    for name, variant in (variants or {"none": {}}).items():
+        probability = work / f"probability_seed{seed}_{name.replace(', ', '_')}.tif"
+        options = dict(tile_size=256, overlap=64, device="cpu", **variant)
         known = {f.name for f in dataclasses.fields(segmenting.SegmentOptions)}
         t0 = time.perf_counter()
         segmenting.segment(test, model, probability,
                            options=segmenting.SegmentOptions(**{k: v for k, v in options.items() if k in known}))
         with rasterio.open(probability) as src:
-            maps[tta] = (np.nan_to_num(src.read(1)), time.perf_counter() - t0)
+            maps[name] = (np.nan_to_num(src.read(1)), time.perf_counter() - t0)
     return maps, result, trained
 
 
@@ -204,6 +205,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tta", nargs="+", default=["none"], choices=["none", "flips", "d4"],
                     help="test-time augmentations to segment the test part with (each scored; the first "
                          "makes the ensemble's area bounds)")
+    ap.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "fp32", "int8"],
+                    help="precisions to segment the test part with (int8: the quantised graph on onnxruntime or "
+                         "OpenVINO, BACKEND auto; its IoU change beside the first)")
     ap.add_argument("--train", nargs="*", default=[], metavar="OPTION=VALUE",
                     help="training options to change (TrainOptions fields, e.g. loss=bce schedule=constant): "
                          "an ablation")
@@ -216,6 +220,8 @@ def main(argv=None) -> int:
         print(f"{DATA} is absent: the benchmark needs ../shared/data/everest_west", file=sys.stderr)
         return 2
     epochs = args.epochs or (6 if args.quick else 30)
+    variants = {(tta if p == args.precision[0] else f"{tta}, {p}"): dict(tta=tta, precision=p, backend="auto")
+                for tta in args.tta for p in args.precision}
     extra = dict(_option(o) for o in args.train)
     import torch
     torch.set_num_threads(os.cpu_count())
@@ -247,19 +253,20 @@ def main(argv=None) -> int:
         members = []
         for seed in args.seeds:
             maps, result, seconds = unet(train, test, inventory, work, seed, epochs, args.patch_size, args.encoder,
-                                         extra, args.tta)
-            for tta, (prob, predict_s) in maps.items():
+                                         extra, variants)
+            for label, (prob, predict_s) in maps.items():
                 pred = prob >= result.header.threshold
-                name = f"U-Net (best epoch {result.best_epoch})" + ("" if tta == "none" else f", TTA {tta}")
+                name = f"U-Net (best epoch {result.best_epoch})" + ("" if label == "none" else f", TTA {label}")
                 rows.append((name, seed, dict(scores(pred, test_truth, dark), ece=ece(prob, test_truth)),
                              seconds, predict_s))
-                print(f"  seed {seed}, TTA {tta}: IoU {rows[-1][2]['iou']:.3f} (training {seconds:.0f} s, "
-                      f"segmenting {predict_s:.1f} s)", flush=True)
+                first = maps[next(iter(maps))][0] >= result.header.threshold
+                print(f"  seed {seed}, TTA {label}: IoU {rows[-1][2]['iou']:.3f} (training {seconds:.0f} s, "
+                      f"segmenting {predict_s:.1f} s; {np.mean(pred == first):.2%} of pixels as the first)", flush=True)
             calibration = (result.header.metrics or {}).get("calibration") or {}
             print(f"  seed {seed}: temperature {calibration.get('temperature')}, validation ECE "
                   f"{calibration.get('ece_before')} -> {calibration.get('ece')}; baseline "
                   f"{(result.header.metrics or {}).get('baseline')}", flush=True)
-            members.append(maps[args.tta[0]][0] >= result.header.threshold)
+            members.append(maps[next(iter(maps))][0] >= result.header.threshold)
         if len(members) > 1:
             areas = glacier_areas(test, inventory, members)
             inside = [min(m) <= true <= max(m) for true, m in areas]
@@ -271,12 +278,12 @@ def main(argv=None) -> int:
     for name, seed, s, seconds, predict_s in rows:
         print(f"| {name} | {seed if seed is not None else '-'} | " + " | ".join(f"{s.get(k, float('nan')):.3f}" for k in keys)
               + f" | {seconds:.0f} | {predict_s:.1f} |")
-    kinds = ["random forest"] + [f"U-Net ({tta})" for tta in args.tta]
+    kinds = ["random forest"] + [f"U-Net ({label})" for label in variants]
     for kind in kinds:
         if kind.startswith("U-Net"):
-            tta = kind[7:-1]
+            label = kind[7:-1]
             group = [s for name, _, s, _, _ in rows if name.startswith("U-Net")
-                     and (name.endswith(f"TTA {tta}") if tta != "none" else "TTA" not in name)]
+                     and (name.endswith(f"TTA {label}") if label != "none" else "TTA" not in name)]
         else:
             group = [s for name, _, s, _, _ in rows if name.startswith(kind)]
         if not group:

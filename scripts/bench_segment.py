@@ -341,6 +341,9 @@ def run_backends(args):
                 result.setdefault("bf16", {})[b] = t
         else:
             print("bf16: this CPU has neither AVX-512 BF16 nor AMX: every runtime's best here is fp32")
+        int8 = [r for r in runtimes if r != "torch"]
+        if int8:
+            result["int8"] = run_int8(raster, model, n, base, int8, ref, ref_name, args, tmp)
         for tta in args.tta:
             if tta == "none":
                 continue
@@ -351,6 +354,56 @@ def run_backends(args):
                   f"({t * views / max(pipe[best]):.3f} x the views/s without TTA)")
             result.setdefault("tta", {})[tta] = dict(tiles_s=t, views_s=t * views)
         print(json.dumps(result))
+
+
+def with_int8_samples(model: Path, out: Path, n_bands: int) -> Path:
+    """The benchmark's untrained model with the patches PRECISION int8 needs (a trained model
+    stores its training patches): speed only; the IoU cost is measured by bench_accuracy.py
+    on a real scene. The check labels are the fp32 network's own mask, so the record's int8
+    IoU is its agreement with fp32."""
+    import torch
+    from glacier_mapper_plugin.core.segmentation import quantisation
+    from glacier_mapper_plugin.core.segmentation.model_file import load_model, save_model
+    network, header = load_model(model)
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((8, n_bands, 128, 128), dtype=np.float32))
+    with torch.no_grad():
+        y = network(x)[:, 0] >= 0
+    save_model(out, network, header, {quantisation.CALIBRATION: x.half(), quantisation.CHECK_X: x.half(),
+                                      quantisation.CHECK_Y: y.to(torch.uint8),
+                                      quantisation.CHECK_VALID: torch.ones_like(y, dtype=torch.uint8)})
+    return out
+
+
+def run_int8(raster, model, n, base, runtimes, ref, ref_name, args, tmp) -> dict:
+    """PRECISION int8 on the runtimes that run it: bare forward and pipeline (alternating
+    rounds), against the same fp32 reference, and the streamed bound with the fastest."""
+    from dataclasses import replace
+    model = with_int8_samples(model, tmp / "m_int8.gmm", len(BANDS))
+    opts = replace(base, precision="int8")
+    nets = {b: Network(model, "cpu", "int8", 1, backend=b) for b in runtimes}
+    for b in runtimes:
+        bench_pipeline(raster, model, n, replace(opts, backend=b), tmp)
+    bare, pipe = {b: [] for b in runtimes}, {b: [] for b in runtimes}
+    for i in range(args.rounds):
+        for b in runtimes:
+            bare[b].append(bench_bare(nets[b], n, opts))
+            pipe[b].append(bench_pipeline(raster, model, n, replace(opts, backend=b), tmp)[0])
+        print(f"int8 round {i + 1}: " + "; ".join(f"{b} bare {bare[b][-1]:.3f}, pipeline {pipe[b][-1]:.3f}"
+                                                  for b in runtimes), flush=True)
+    print(f"\n| runtime (int8) | bare forward, tiles/s | our pipeline end to end, tiles/s | pipeline / "
+          f"{ref_name} fp32 bare forward |\n|---|---|---|---|")
+    out = {}
+    for b in runtimes:
+        print(f"| {b} int8 | {max(bare[b]):.3f} | {max(pipe[b]):.3f} | {max(pipe[b]) / ref:.3f} |")
+        out[b] = dict(bare=max(bare[b]), pipeline=max(pipe[b]), vs_ref=max(pipe[b]) / ref)
+    best = max(runtimes, key=lambda b: max(pipe[b]))
+    net = Network(model, "cpu", "int8", opts.streams, backend=best)
+    fwd_cpu = min(bench_streamed(net, n, opts)[1] for _ in range(2))
+    io_cpu = io_cpu_seconds(raster, model, opts, tmp)
+    bound = fwd_cpu / (fwd_cpu + io_cpu)
+    print(f"fastest int8 pipeline: {best}; CPU seconds: network {fwd_cpu:.2f}, pipeline without the network "
+          f"{io_cpu:.2f} -> streamed bound {bound:.3f}", flush=True)
+    return dict(out, best=best, streamed_bound=bound)
 
 
 def run_memory(args):

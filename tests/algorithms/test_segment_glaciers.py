@@ -107,7 +107,19 @@ def test_backend_parameter_gives_the_same_map_and_says_which_ran(processing, reg
 
 
 def test_onnxruntime_in_bf16_is_refused_naming_both_parameters(processing, region, untrained_model, tmp_path):
-    with pytest.raises(QgsProcessingException, match="BACKEND onnxruntime runs fp32 only.*PRECISION"):
+    with pytest.raises(QgsProcessingException, match="BACKEND onnxruntime runs fp32 or int8.*PRECISION"):
         processing.run("glacier_mapper:segment_glaciers", _params(
             region, untrained_model, tmp_path, BACKEND="onnxruntime", PRECISION="bf16"))
     assert not any(tmp_path.iterdir())  # refused before any work: no output
+
+
+def test_int8_with_a_model_without_calibration_patches_is_refused_saying_what_to_do(
+        processing, region, untrained_model, tmp_path):
+    """An untrained (or older) model file has no stored training patches to quantise with."""
+    with pytest.raises(QgsProcessingException, match="PRECISION int8.*no calibration windows.*train it again"):
+        processing.run("glacier_mapper:segment_glaciers", _params(
+            region, untrained_model, tmp_path, BACKEND="auto", PRECISION="int8"))
+    with pytest.raises(QgsProcessingException, match="PRECISION int8 runs on onnxruntime or OpenVINO"):
+        processing.run("glacier_mapper:segment_glaciers", _params(
+            region, untrained_model, tmp_path, BACKEND="torch", PRECISION="int8"))
+    assert not any(tmp_path.iterdir())

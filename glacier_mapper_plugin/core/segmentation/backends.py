@@ -10,7 +10,8 @@ each installed runtime on one batch of the run's own shape the first time a mode
 machine and keeps the answer (cached per model content, CPU, thread count and versions); it
 says what it picked and why. Everything around the forward pass (tiles, TTA views,
 temperature, blending) is the same code whatever the backend, so the maps agree
-(tests/core/segmentation/test_backends.py)."""
+(tests/core/segmentation/test_backends.py). PRECISION int8 runs a quantised graph
+(core.segmentation.quantisation) on onnxruntime or OpenVINO, never torch."""
 from __future__ import annotations
 
 import functools
@@ -53,6 +54,9 @@ def check_backend(backend: str, device: str, precision: str) -> str:
     backend = (backend or "auto").lower()
     if backend not in BACKENDS:
         raise ValueError(f"BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if precision == "int8" and backend == "torch":
+        raise ValueError("PRECISION int8 runs on onnxruntime or OpenVINO, not torch: use BACKEND auto, "
+                         "onnxruntime or openvino, or PRECISION fp32")
     if backend in ("auto", "torch"):
         return backend
     if device != "cpu":
@@ -61,9 +65,9 @@ def check_backend(backend: str, device: str, precision: str) -> str:
     if backend not in versions():
         raise ValueError(f"BACKEND {backend} is not installed in the engine: use BACKEND auto or torch, or "
                          f"install it into the engine's environment (pip install {backend})")
-    if backend == "onnxruntime" and precision != "fp32":
-        raise ValueError(f"BACKEND onnxruntime runs fp32 only on the CPU; PRECISION is {precision}: use "
-                         "PRECISION fp32 (or auto), or another BACKEND")
+    if backend == "onnxruntime" and precision not in ("fp32", "int8"):
+        raise ValueError(f"BACKEND onnxruntime runs fp32 or int8 on the CPU; PRECISION is {precision}: use "
+                         "PRECISION fp32 (or auto) or int8, or another BACKEND")
     return backend
 
 
@@ -87,6 +91,30 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 def graph_path(model_path) -> Path:
     """One ONNX file per model content and exporter, read by every runtime."""
     return cache_dir() / "graphs" / f"{content_key(model_path)}-torch{versions()['torch']}-opset{OPSET}.onnx"
+
+
+def int8_graph(model, model_path, header, progress=None) -> Path:
+    """The quantised graph (core.segmentation.quantisation), made once per model content,
+    exporter and quantiser version, and refused for a model it costs too much IoU."""
+    import onnxruntime
+
+    from . import quantisation
+    fp32 = export_graph(model, len(header.bands) + len(header.features), graph_path(model_path))
+    path = fp32.with_name(f"{fp32.stem}-int8-onnxruntime{onnxruntime.__version__}.onnx")
+    record = None
+    if path.exists():
+        try:
+            record = json.loads(path.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            pass  # no or unreadable record: quantised and checked again
+    if record is None:
+        if progress is not None:
+            progress.info("PRECISION int8: quantising the model's graph (once per model and runtime version)")
+        record = quantisation.quantise(fp32, path, model_path, header)
+    quantisation.offered(record, Path(model_path).name)
+    if progress is not None:
+        progress.info(quantisation.describe(record))
+    return path
 
 
 def export_graph(model, channels: int, path: Path) -> Path:
@@ -166,11 +194,14 @@ class OpenVinoForward:
         return torch.from_numpy(np.array(out[0], copy=True))
 
 
-def make_forward(backend: str, model, model_path, channels: int, device: str, precision: str,
-                 threads: int, streams: int):
+def make_forward(backend: str, model, model_path, header, device: str, precision: str,
+                 threads: int, streams: int, progress=None):
     if backend == "torch":
         return TorchForward(model, device, precision, threads)
-    graph = export_graph(model, channels, graph_path(model_path))
+    if precision == "int8":
+        graph = int8_graph(model, model_path, header, progress)
+    else:
+        graph = export_graph(model, len(header.bands) + len(header.features), graph_path(model_path))
     if backend == "onnxruntime":
         return OnnxRuntimeForward(graph, threads)
     return OpenVinoForward(graph, threads, streams, precision)
@@ -187,7 +218,7 @@ def machine_key(threads: int, streams: int, precision: str, shape) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def choose(model, model_path, channels: int, precision: str, threads: int, streams: int, shape,
+def choose(model, model_path, header, precision: str, threads: int, streams: int, shape,
            progress=None) -> tuple[str, dict, object]:
     """BACKEND auto on the CPU: (backend, {runtime: tiles per second}, its forward when just
     built by the measurement, else None), measured once per model content and machine, then
@@ -199,9 +230,10 @@ def choose(model, model_path, channels: int, precision: str, threads: int, strea
             return saved["backend"], saved["tiles_per_s"], None
         except (ValueError, KeyError):
             pass  # unreadable: measure again
-    candidates = [b for b in versions() if not (b == "onnxruntime" and precision != "fp32")]
-    if candidates == ["torch"]:
-        return "torch", {}, None  # nothing to compare with
+    candidates = [b for b in versions() if not (b == "onnxruntime" and precision not in ("fp32", "int8"))
+                  and not (b == "torch" and precision == "int8")]
+    if len(candidates) == 1:
+        return candidates[0], {}, None  # nothing to compare with
     import torch
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape, dtype=np.float32))
     speed, built = {}, {}
@@ -210,17 +242,22 @@ def choose(model, model_path, channels: int, precision: str, threads: int, strea
     try:
         for name in candidates:
             try:
-                forward = built[name] = make_forward(name, model, model_path, channels, "cpu", precision,
-                                                     threads, streams)
+                forward = built[name] = make_forward(name, model, model_path, header, "cpu", precision,
+                                                     threads, streams, progress)
                 with torch.inference_mode():
                     forward(x)
                     best = min(_timed(forward, x) for _ in range(TIMED_RUNS))
                 speed[name] = round(shape[0] / best, 3)
             except Exception as err:  # a runtime that cannot run this graph is left out, and said so
+                if precision == "int8" and isinstance(err, ValueError):
+                    raise  # the model refuses int8 (or has no calibration): no runtime will do
                 if progress is not None:
                     progress.warning(f"BACKEND auto: {name} could not run the model ({err}); left out")
     finally:
         torch.set_num_threads(own)
+    if not speed and precision == "int8":
+        raise ValueError("PRECISION int8: no installed runtime could run the model's int8 graph (see the "
+                         "warnings above): use PRECISION fp32")
     chosen = max(speed, key=speed.get) if speed else "torch"
     record.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(record) as tmp:

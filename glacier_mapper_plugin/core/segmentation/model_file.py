@@ -124,11 +124,21 @@ def imagenet_network(header: ModelHeader, progress=None):
     return build_network(header, "imagenet")
 
 
-def save_model(path, network, header: ModelHeader) -> Path:
-    """Write the network's weights and the header to one file, atomically."""
+# Tensors that travel with the network but are not its weights (the int8 calibration
+# patches, core.segmentation.quantisation) are named under this prefix.
+EXTRA_PREFIX = "quantisation."
+
+
+def save_model(path, network, header: ModelHeader, extra: dict | None = None) -> Path:
+    """Write the network's weights, `extra` tensors (names under EXTRA_PREFIX) and the header
+    to one file, atomically."""
     from safetensors.torch import save_file
     header.validate(str(path))
     tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    for name, tensor in (extra or {}).items():
+        if not name.startswith(EXTRA_PREFIX):
+            raise ValueError(f"extra tensor {name!r} must be named under {EXTRA_PREFIX!r}")
+        tensors[name] = tensor.detach().cpu().contiguous()
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata={HEADER_KEY: header.to_json()})
     return Path(path)
@@ -159,6 +169,7 @@ def load_model(path, device="cpu"):
         tensors = load_file(str(path), device=str(device))
     except Exception as err:
         raise ModelFileError(f"{path}: tensors cannot be read (corrupt or truncated?): {err}") from None
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
     import torch
     with torch.device("meta"):  # no random initialisation of weights about to be replaced
         network = build_network(header)

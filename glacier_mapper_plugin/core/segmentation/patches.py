@@ -299,20 +299,56 @@ def _cut(writer, rasters, inventory, bands, patch_size, dem_path, mapping, quali
             for p in patches:
                 if progress is not None:
                     progress.check()
-                win = Window(p.col, p.row, min(patch_size, src.width - p.col),
-                             min(patch_size, src.height - p.row))
-                x = np.empty((len(readers), win.height, win.width), np.float32)
-                invalid = np.zeros((win.height, win.width), bool)
-                for c, (ds, b, decode) in enumerate(readers):
-                    x[c], bad = decode(ds.read(b, window=win))
-                    invalid |= bad
-                if features:  # from the decoded bands, as segment computes them
-                    x = np.concatenate([x, derive(x, bands, features, abs(src.transform.a))])
-                if qband is not None:
-                    invalid |= masked_from_quality(src.read(qband, window=win))
-                label = ids[p.row:p.row + win.height, p.col:p.col + win.width] > 0
-                writer.add(_pad(x, patch_size, 0.0), _pad(label.astype(np.uint8), patch_size, 0),
-                           _pad(~invalid, patch_size, False), p)
+                x, label, valid = _read_window(src, readers, qband, ids, bands, features, p.row, p.col,
+                                               patch_size)
+                writer.add(x, label, valid, p)
             if progress is not None:
                 progress.info(f"{path}: {len(patches)} patches on "
                               f"{len({p.glacier for p in patches})} glaciers")
+
+
+def _read_window(src, readers, qband, ids, bands, features, row: int, col: int, size: int):
+    """(x, label, valid) of the size x size window at (row, col), decoded as segment decodes
+    it and padded (invalid) where it passes the raster's edge."""
+    win = Window(col, row, min(size, src.width - col), min(size, src.height - row))
+    x = np.empty((len(readers), win.height, win.width), np.float32)
+    invalid = np.zeros((win.height, win.width), bool)
+    for c, (ds, b, decode) in enumerate(readers):
+        x[c], bad = decode(ds.read(b, window=win))
+        invalid |= bad
+    if features:  # from the decoded bands, as segment computes them
+        x = np.concatenate([x, derive(x, bands, features, abs(src.transform.a))])
+    if qband is not None:
+        invalid |= masked_from_quality(src.read(qband, window=win))
+    label = ids[row:row + win.height, col:col + win.width] > 0
+    return _pad(x, size, 0.0), _pad(label.astype(np.uint8), size, 0), _pad(~invalid, size, False)
+
+
+def cut_windows(rasters, inventory: Inventory, bands, size: int, count: int, seed: int, dem_path=None,
+                mapping=None, quality="auto", features=(), glaciers=None):
+    """`count` windows of `size` px, decoded as the patches are, spread over the rasters:
+    anywhere on them (the whole scene: ice, rock, water, shadow), or centred on random
+    pixels of `glaciers` (ids as in the patches) when given. (x, label, valid) stacked."""
+    rng = np.random.default_rng([seed, 9])
+    out = []
+    for source, path in enumerate(rasters):
+        n = count // len(rasters) + (source < count % len(rasters))
+        if n == 0:
+            continue
+        with contextlib.ExitStack() as stack:
+            src = stack.enter_context(rasterio.open(path))
+            readers = band_readers(stack, src, bands, mapping, dem_path, None)
+            qband = quality_band(src, quality)
+            ids = rasterize_ids(inventory, src.crs, src.transform, (src.height, src.width))
+            if glaciers is not None:
+                rows, cols = np.nonzero(np.isin(ids, list(glaciers)))
+                if rows.size == 0:
+                    continue
+                k = rng.choice(rows.size, n, replace=rows.size < n)
+                origins = [(patch_origin(r, size, src.height), patch_origin(c, size, src.width))
+                           for r, c in zip(rows[k], cols[k])]
+            else:
+                origins = [(int(rng.integers(max(src.height - size, 0) + 1)),
+                            int(rng.integers(max(src.width - size, 0) + 1))) for _ in range(n)]
+            out += [_read_window(src, readers, qband, ids, bands, features, r, c, size) for r, c in origins]
+    return tuple(np.stack(a) for a in zip(*out)) if out else None

@@ -32,7 +32,7 @@ from shapely.geometry import box, shape
 from ..imagery.bands import band_readers
 from ..geodesy import ellipsoidal_area_km2, utm_epsg
 from ..io import GTIFF_PROFILE, atomic_output, gdal_cache_limit
-from . import backends
+from . import backends, quantisation
 from .features import derive
 from .model_file import load_model, read_header
 from ..progress import Progress
@@ -53,7 +53,7 @@ class SegmentOptions:
     batch_size: int = 4
     threshold: float | None = None          # None: the model's own
     device: str = "auto"                    # auto, cuda, mps, cpu
-    precision: str = "auto"                 # auto, fp32, bf16, fp16
+    precision: str = "auto"                 # auto, fp32, bf16, fp16, int8 (CPU, onnxruntime or OpenVINO)
     probability_dtype: str = "float32"      # float32 (NaN = no data) or uint8 (0-100, 255)
     bands: dict[str, int] | None = None     # explicit model band -> raster band mapping
     mask_geometries: list = field(default_factory=list)  # in the raster CRS
@@ -149,18 +149,25 @@ def cpu_supports_bf16() -> bool:
     return bool((probe and probe()) or (amx and amx()))
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+
+
 def pick_precision(precision: str, device: str, backend: str = "torch") -> str:
-    """PRECISION as run: auto is the fastest the device has for the BACKEND (onnxruntime has
-    fp32 only on the CPU)."""
+    """PRECISION as run: auto is the fastest float precision the device has for the BACKEND
+    (onnxruntime has fp32 only on the CPU). int8 is never chosen for the user: it is asked
+    for, and runs only if the model passes its check (core.segmentation.quantisation)."""
     import torch
     precision = (precision or "auto").lower()
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise ValueError(f"PRECISION must be auto, fp32, bf16 or fp16, not {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"PRECISION must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if device == "mps" and precision not in ("auto", "fp32"):
         raise ValueError(f"PRECISION {precision} is not used on Apple GPUs (mps): use fp32 or auto")
     if precision != "auto":
         if precision == "fp16" and device == "cpu":
             raise ValueError("PRECISION fp16 is for CUDA; on the CPU use bf16 or fp32")
+        if precision == "int8" and device != "cpu":
+            raise ValueError(f"PRECISION int8 runs on the CPU (onnxruntime or OpenVINO); DEVICE is {device}: "
+                             f"use DEVICE cpu, or PRECISION auto on the GPU")
         return precision
     if device == "mps":
         return "fp32"
@@ -327,11 +334,11 @@ class Network:
             backend = "torch"  # the other runtimes are the CPU's
         elif backend == "auto":
             views = (shape[0] * len(self.transforms),) + tuple(shape[1:]) if shape else (1, channels, 256, 256)
-            backend, self.speeds, forward = backends.choose(self.model, model_path, channels, precision,
+            backend, self.speeds, forward = backends.choose(self.model, model_path, self.header, precision,
                                                             self.threads_per_stream, self.streams, views, progress)
         self.backend = backend
-        self.forward = forward or backends.make_forward(backend, self.model, model_path, channels, device,
-                                                        precision, self.threads_per_stream, self.streams)
+        self.forward = forward or backends.make_forward(backend, self.model, model_path, self.header, device,
+                                                        precision, self.threads_per_stream, self.streams, progress)
 
     def new_batch(self, n: int, channels: int, size: int):
         """An empty (n, channels, size, size) float32 CPU tensor laid out as the network
@@ -657,6 +664,8 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
     streams = (opts.streams or cpu_streams(torch_threads(), opts.batch_size)) if device == "cpu" else 1
     per_batch = -(-opts.batch_size // streams)  # BATCH_SIZE tiles in flight in all
     header = read_header(model_path)
+    if precision == "int8":
+        quantisation.read_samples(model_path, tensors=False)
     threshold = header.threshold if opts.threshold is None else float(opts.threshold)
     if not 0 < threshold < 1:
         raise ValueError(f"THRESHOLD must be between 0 and 1, not {threshold}")

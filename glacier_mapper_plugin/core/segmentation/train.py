@@ -37,6 +37,7 @@ from .calibration import calibrate, sample_pixels
 from .metrics import add, confusion, scores
 from .features import check as check_features
 from .weighting import batch_weights, loss_weights, parse as parse_weighting
+from . import quantisation
 from .model_file import ModelHeader, build_network, save_model
 from .patches import PatchCache, band_statistics, extract_patches
 from ..progress import Progress
@@ -577,7 +578,10 @@ def train_model(rasters, inventory: Inventory, output_model, dem_path=None,
         loader_workers=workers, step_share=round(busy, 4), config=config, patches=cache.folder.name,
         patches_per_s=round(timing["patches"] / max(timing["step"] + timing["wait"], 1e-9), 2),
         seconds=round(time.perf_counter() - t0, 1))
-    save_model(output_model, network, header)
+    # windows for PRECISION int8 travel with the model, so its int8 graph does not depend on the input
+    samples = quantisation.sample(rasters, inventory, bands, mean, std, train_g, val_g, opts.seed,
+                                  dem_path=dem_path, mapping=opts.mapping, quality=opts.quality, features=features)
+    save_model(output_model, network, header, samples)
     if resume.exists():
         os.remove(resume)
     if patches is None and not opts.keep_patches:

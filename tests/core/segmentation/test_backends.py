@@ -10,12 +10,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from glacier_mapper_plugin.core.labels import Inventory
 from glacier_mapper_plugin.core.progress import Progress
 from glacier_mapper_plugin.core.segmentation import backends
 from glacier_mapper_plugin.core.segmentation.segment import SegmentOptions, segment
-from glacier_mapper_plugin.core.segmentation.train import TrainOptions, train_model
-from glacier_mapper_plugin.core.vector import read_layer
 
 RUNTIMES = ["onnxruntime", "openvino"]  # engine dependencies (requirements.txt): never skipped
 
@@ -32,16 +29,6 @@ class Log(Progress):
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GLACIER_MAPPER_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def trained(small_region, tmp_path_factory):
-    path = tmp_path_factory.mktemp("backend") / "m.gmm"
-    inv = Inventory.from_layer(read_layer(small_region.inventory, "inventory"))
-    train_model([small_region.imagery_start], inv, path, small_region.dem,
-                TrainOptions(patch_size=64, encoder="resnet18", epochs=8, batch_size=4, device="cpu", seed=1,
-                             learning_rate=0.01))
-    return path
 
 
 def _map(image, model, dem, out, **kw):
@@ -68,17 +55,9 @@ def test_the_same_map_whatever_the_runtime_on_the_synthetic_region(small_region,
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_the_same_map_whatever_the_runtime_on_everest_west(shared_data, tmp_path, runtime):
-    from scripts.bench_accuracy import TEST_ROWS, TRAIN_ROWS, crop
-    data = shared_data / "everest_west"
-    inv = Inventory.from_layer(read_layer(data / "rgi60_everest_west.gpkg"), "RGIId")
-    train, test = crop(data / "everest_west.tif", TRAIN_ROWS, tmp_path / "train.tif"), \
-        crop(data / "everest_west.tif", TEST_ROWS, tmp_path / "test.tif")
-    model = tmp_path / "khumbu.gmm"
-    train_model([train], inv, model, None, TrainOptions(patch_size=64, encoder="resnet18", epochs=3, batch_size=8,
-                                                        device="cpu", seed=1, quality="none", patch_cache=str(tmp_path / "p")))
-    ref = _map(test, model, None, tmp_path / "t.tif")
-    got = _map(test, model, None, tmp_path / "o.tif", backend=runtime)
+def test_the_same_map_whatever_the_runtime_on_everest_west(khumbu, tmp_path, runtime):
+    ref = _map(khumbu.test, khumbu.model, None, tmp_path / "t.tif")
+    got = _map(khumbu.test, khumbu.model, None, tmp_path / "o.tif", backend=runtime)
     assert 0.05 < (ref >= 0.5)[np.isfinite(ref)].mean() < 0.95
     _assert_same_map(ref, got)
 
@@ -126,7 +105,7 @@ def test_an_unreadable_record_is_measured_again(trained, tmp_path):
 def _choose_args(model):
     from glacier_mapper_plugin.core.segmentation.segment import prepared_model
     network, header = prepared_model(model, "cpu")
-    return network, model, 6, "fp32", 1, 1, (2, 6, 128, 128)
+    return network, model, header, "fp32", 1, 1, (2, 6, 128, 128)
 
 
 def test_the_machine_is_part_of_the_key():
@@ -143,7 +122,7 @@ def test_a_backend_that_cannot_run_is_refused_naming_what_to_do(monkeypatch):
     with pytest.raises(ValueError, match="BACKEND onnxruntime runs on the CPU; DEVICE is cuda"):
         backends.check_backend("onnxruntime", "cuda", "bf16")
     monkeypatch.setattr(backends, "versions", lambda: {"torch": "2", "onnxruntime": "1"})
-    with pytest.raises(ValueError, match="runs fp32 only.*use PRECISION fp32"):
+    with pytest.raises(ValueError, match="runs fp32 or int8.*use PRECISION fp32"):
         backends.check_backend("onnxruntime", "cpu", "bf16")
     monkeypatch.setattr(backends, "versions", lambda: {"torch": "2"})
     with pytest.raises(ValueError, match="not installed in the engine.*pip install openvino"):
