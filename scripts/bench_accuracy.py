@@ -140,8 +140,12 @@ def unet(train: Path, test: Path, inventory, work: Path, seed: int, epochs: int,
         options = dict(tile_size=256, overlap=64, device="cpu", **variant)
         known = {f.name for f in dataclasses.fields(segmenting.SegmentOptions)}
         t0 = time.perf_counter()
-        segmenting.segment(test, model, probability,
-                           options=segmenting.SegmentOptions(**{k: v for k, v in options.items() if k in known}))
+        try:
+            segmenting.segment(test, model, probability,
+                               options=segmenting.SegmentOptions(**{k: v for k, v in options.items() if k in known}))
+        except ValueError as err:  # a model that loses too much by int8 is refused: said, not scored
+            print(f"  seed {seed}, {name}: refused: {err}", flush=True)
+            continue
         with rasterio.open(probability) as src:
             maps[name] = (np.nan_to_num(src.read(1)), time.perf_counter() - t0)
     return maps, result, trained

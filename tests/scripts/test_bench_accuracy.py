@@ -8,7 +8,8 @@ from scripts import bench_accuracy
 
 
 def test_the_benchmark_runs_and_its_baselines_hold(shared_data, capsys):
-    assert bench_accuracy.main(["--seeds", "1", "--epochs", "1", "--tta", "none", "flips"]) == 0
+    assert bench_accuracy.main(["--seeds", "1", "--epochs", "1", "--tta", "none", "flips",
+                                "--precision", "auto", "int8"]) == 0
     out = capsys.readouterr().out
     assert "train rows 0-299 (53% glacier), gap 300-339, test rows 340-654 (30% glacier)" in out
     threshold = re.search(r"\| brightness >= (\d+) \(chosen on train\) \| - \| ([\d.]+) \|", out)
@@ -19,4 +20,7 @@ def test_the_benchmark_runs_and_its_baselines_hold(shared_data, capsys):
     assert unet and 0.0 <= float(unet.group(1)) <= 1.0
     flips = re.search(r"\| U-Net \(best epoch 1\), TTA flips \| 1 \| ([\d.]+) \|", out)
     assert flips and 0.0 <= float(flips.group(1)) <= 1.0
+    int8 = re.search(r"\| U-Net \(best epoch 1\), TTA none, int8 \| 1 \| ([\d.]+) \|", out)
+    assert (int8 and abs(float(int8.group(1)) - float(unet.group(1))) <= 0.005) \
+        or "seed 1, none, int8: refused: PRECISION int8: quantised" in out  # the model's own check decides
     assert "seed 1: temperature" in out and "'index': 'brightness'" in out  # calibration and baseline reported

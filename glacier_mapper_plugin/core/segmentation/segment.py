@@ -154,7 +154,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 def pick_precision(precision: str, device: str, backend: str = "torch") -> str:
     """PRECISION as run: auto is the fastest float precision the device has for the BACKEND
-    (onnxruntime has fp32 only on the CPU). int8 is never chosen for the user: it is asked
+    (onnxruntime has no bf16 on the CPU). int8 is never chosen for the user: it is asked
     for, and runs only if the model passes its check (core.segmentation.quantisation)."""
     import torch
     precision = (precision or "auto").lower()
