@@ -125,7 +125,7 @@ def imagenet_network(header: ModelHeader, progress=None):
 
 
 # Tensors that travel with the network but are not its weights (the int8 calibration
-# patches, core.segmentation.quantisation) are named under this prefix.
+# windows, core.segmentation.quantisation) are named under this prefix.
 EXTRA_PREFIX = "quantisation."
 
 

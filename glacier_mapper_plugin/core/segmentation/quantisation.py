@@ -20,7 +20,7 @@ import numpy as np
 from ..io import atomic_output
 from .model_file import EXTRA_PREFIX
 
-PATCHES = 16          # calibration windows and check windows, each
+WINDOWS = 16          # calibration windows and check windows, each
 # px: windows of 64 px (the patch size of scripts/bench_accuracy.py) calibrated a synthetic
 # model to 87 % of its fp32 pixels on a whole scene, 128 px to 99.8 %: deep layers see only a
 # few pixels of a small window, padding most of them, and their ranges come out wrong
@@ -38,8 +38,8 @@ def sample(rasters, inventory, bands, mean, std, train_glaciers, val_glaciers, s
 
     from .patches import cut_windows
     from .train import standardise
-    x, _, v = cut_windows(rasters, inventory, bands, WINDOW, PATCHES, seed, **reading)
-    cx, cy, cv = cut_windows(rasters, inventory, bands, WINDOW, PATCHES, seed + 1,
+    x, _, v = cut_windows(rasters, inventory, bands, WINDOW, WINDOWS, seed, **reading)
+    cx, cy, cv = cut_windows(rasters, inventory, bands, WINDOW, WINDOWS, seed + 1,
                              glaciers=list(val_glaciers) or list(train_glaciers), **reading)
     return {CALIBRATION: torch.from_numpy(standardise(x, v, mean, std).astype(np.float16)),
             CHECK_X: torch.from_numpy(standardise(cx, cv, mean, std).astype(np.float16)),
@@ -121,7 +121,7 @@ def _check(fp32: Path, int8: Path, data: dict, header) -> dict:
     return {"iou_fp32": round(iou["fp32"], 5), "iou_int8": round(iou["int8"], 5),
             "iou_loss": round(iou["fp32"] - iou["int8"], 5),
             "agreement": round(float((masks["fp32"] == masks["int8"])[valid].mean()), 5),
-            "patches": int(len(x)), "pixels": int(valid.sum())}
+            "windows": int(len(x)), "pixels": int(valid.sum())}
 
 
 def _iou(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -139,6 +139,6 @@ def offered(record: dict, model_name: str) -> None:
 
 
 def describe(record: dict) -> str:
-    return (f"int8 graph checked on {record['patches']} windows of the model's validation glaciers: IoU "
+    return (f"int8 graph checked on {record['windows']} windows of the model's validation glaciers: IoU "
             f"{record['iou_fp32']:.3f} (fp32) -> {record['iou_int8']:.3f} (int8), "
             f"{record['agreement']:.2%} of pixels agree")

@@ -36,7 +36,7 @@ def test_a_trained_model_carries_its_windows_and_still_loads_as_a_network(traine
     data = quantisation.read_samples(trained)
     calibration, x = data[quantisation.CALIBRATION], data[quantisation.CHECK_X]
     w = quantisation.WINDOW
-    assert calibration.dtype == np.float16 and calibration.shape == (quantisation.PATCHES, 6, w, w)  # 6 bands
+    assert calibration.dtype == np.float16 and calibration.shape == (quantisation.WINDOWS, 6, w, w)  # 6 bands
     assert x.shape == calibration.shape and data[quantisation.CHECK_Y].shape == x[:, 0].shape
     assert 0 < data[quantisation.CHECK_Y].mean() < 1 and data[quantisation.CHECK_VALID].any()
     assert abs(float(calibration.astype(np.float32).mean())) < 1.5  # standardised, as the network sees them
@@ -101,7 +101,7 @@ def test_an_unreadable_record_is_checked_again(small_region, trained, tmp_path):
     graph.with_suffix(".json").write_text("{half")
     _map(small_region.imagery_end, trained, small_region.dem, tmp_path / "b.tif", precision="int8",
          backend="onnxruntime")
-    assert quantisation.json.loads(graph.with_suffix(".json").read_text())["patches"] > 0
+    assert quantisation.json.loads(graph.with_suffix(".json").read_text())["windows"] > 0
 
 
 def test_a_model_file_without_patches_is_refused_before_any_work(small_region, tmp_path):
