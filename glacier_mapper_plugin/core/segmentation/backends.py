@@ -105,8 +105,10 @@ def int8_graph(model, model_path, header, progress=None) -> Path:
     if path.exists():
         try:
             record = json.loads(path.with_suffix(".json").read_text())
+            if not isinstance(record, dict) or not quantisation.RECORD_KEYS <= set(record):
+                record = None
         except (OSError, ValueError):
-            pass  # no or unreadable record: quantised and checked again
+            pass  # no, unreadable or older record: quantised and checked again
     if record is None:
         if progress is not None:
             progress.info("PRECISION int8: quantising the model's graph (once per model and runtime version)")

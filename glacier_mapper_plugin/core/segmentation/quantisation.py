@@ -26,6 +26,7 @@ WINDOWS = 16          # calibration windows and check windows, each
 # few pixels of a small window, padding most of them, and their ranges come out wrong
 WINDOW = 128
 IOU_LOSS_LIMIT = 0.005
+RECORD_KEYS = {"iou_fp32", "iou_int8", "iou_loss", "agreement", "windows", "pixels"}
 CALIBRATION, CHECK_X, CHECK_Y, CHECK_VALID = (EXTRA_PREFIX + n for n in ("calibration", "check_x", "check_y", "check_valid"))
 
 

@@ -94,14 +94,15 @@ def test_a_model_that_loses_iou_by_int8_is_refused_and_checked_once(small_region
     assert len(_int8_graphs(tmp_path)) == 1
 
 
-def test_an_unreadable_record_is_checked_again(small_region, trained, tmp_path):
+def test_an_unreadable_or_older_record_is_checked_again(small_region, trained, tmp_path):
     _map(small_region.imagery_end, trained, small_region.dem, tmp_path / "a.tif", precision="int8",
          backend="onnxruntime")
     (graph,) = _int8_graphs(tmp_path)
-    graph.with_suffix(".json").write_text("{half")
-    _map(small_region.imagery_end, trained, small_region.dem, tmp_path / "b.tif", precision="int8",
-         backend="onnxruntime")
-    assert quantisation.json.loads(graph.with_suffix(".json").read_text())["windows"] > 0
+    for broken in ("{half", '{"iou_loss": 0.0}'):  # half written; from an older release
+        graph.with_suffix(".json").write_text(broken)
+        _map(small_region.imagery_end, trained, small_region.dem, tmp_path / "b.tif", precision="int8",
+             backend="onnxruntime")
+        assert set(quantisation.json.loads(graph.with_suffix(".json").read_text())) == quantisation.RECORD_KEYS
 
 
 def test_a_model_file_without_patches_is_refused_before_any_work(small_region, tmp_path):
