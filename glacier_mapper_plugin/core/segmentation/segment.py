@@ -367,6 +367,13 @@ class Network:
                                     for i, (k, f) in enumerate(self.transforms)]).mean(0)
         return prob.cpu().numpy()
 
+    def close(self):
+        """Release the runtime (an onnxruntime session, an OpenVINO compiled model and their
+        thread pools) here and now, in the thread that made it, when no forward is running;
+        left to the garbage collector, it went at whatever moment a collection ran (a test
+        process crashed in such a release)."""
+        self.forward = None
+
     def describe(self) -> str:
         if self.device == "cpu":
             return f"{self.backend}, {self.streams} stream(s) x {self.threads_per_stream} thread(s)"
@@ -728,6 +735,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         side = 1 << (T - 1).bit_length()
         net = Network(model_path, device, precision, streams, opts.tta, opts.backend,
                       (per_batch, channels, side, side), progress)
+        stack.callback(net.close)
         if net.why():
             progress.info(net.why())
         progress.info(f"model: {header.architecture}/{header.encoder}, bands {', '.join(header.bands)}; "
