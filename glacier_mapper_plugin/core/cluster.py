@@ -240,7 +240,7 @@ class DaskPool(Pool):
         events: queue.SimpleQueue = queue.SimpleQueue()
         self.client.subscribe_topic(topic, lambda event: events.put(event[1]))
         threads = self._torch_threads()
-        shared = [self.client.scatter(c, hash=False) for c in common]  # sent once, not per task
+        shared = [self._scatter(c) for c in common]  # sent once, not per task
         futures = [self.client.submit(_remote, fn, shared, item, topic, i, cancel, threads, pure=False,
                                       key=f"{getattr(fn, '__name__', 'piece')}-{i}-{run_id}",
                                       resources={"GPU": 1} if gpu else None)
@@ -292,6 +292,20 @@ class DaskPool(Pool):
                 progress.info(msg["info"])
             if msg.get("warning"):
                 progress.warning(msg["warning"])
+
+    def _scatter(self, value, tries: int = 5):
+        """`value` on the workers. A worker killed a moment ago is still on the scheduler's
+        list until its heartbeat is missed, and a scatter that picks it fails with a closed
+        connection: try again while the scheduler drops it."""
+        from distributed.comm.core import CommClosedError
+        for attempt in range(tries):
+            try:
+                return self.client.scatter(value, hash=False)
+            except (CommClosedError, OSError):
+                self._alive()
+                time.sleep(1 + attempt)
+        raise SchedulerLost(f"{PARAMETER} {self.address}: the inputs could not be sent to the workers "
+                            f"in {tries} tries (workers lost?): check them and run again to resume")
 
     def _alive(self):
         if self.client.status not in ("running", "connecting"):

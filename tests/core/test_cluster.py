@@ -144,16 +144,19 @@ def test_local_pool_is_the_default():
     assert isinstance(cluster.open_pool(None, threads=3), LocalPool) and cluster.open_pool(None, threads=3).workers == 3
 
 
+@pytest.mark.parametrize("kill_at", [0.0, 0.3])
 def test_a_killed_worker_loses_nothing(region, untrained_model, tmp_path, tmp_path_factory,
-                                       blocks_of_one_row, user_cache):
-    """SIGKILL one of two workers (nanny and all) while blocks run: its tasks rerun on the
-    other and the joined rasters are still those of a whole run here."""
+                                       blocks_of_one_row, user_cache, kill_at):
+    """SIGKILL one of two workers (nanny and all) as the run starts (while the runtime is
+    resolved and the inputs are sent: a scatter to the dead worker failed before) or while
+    blocks run: its tasks rerun on the other and the joined rasters are still those of a
+    whole run here."""
     segment(region.imagery_start, untrained_model, tmp_path / "p.tif", dem_path=region.dem, options=OPTIONS)
     with DaskCluster(tmp_path_factory.mktemp("dask_kill")) as c:
         killed = []
 
         def kill_once(fraction):
-            if fraction > 0 and not killed:
+            if fraction > kill_at and not killed:
                 killed.append(True)
                 threading.Thread(target=c.kill, args=(c.workers[0],)).start()
 

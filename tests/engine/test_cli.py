@@ -1,6 +1,5 @@
 """`glacier-mapper <step>`: every step's --help, names as in QGIS, a run, errors, Ctrl-C."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -91,18 +90,27 @@ def test_invalid_outlines_are_repaired_with_a_warning(tmp_path):
 
 
 def test_segment_on_a_dask_cluster_from_the_command_line(tmp_path, region, untrained_model, user_cache):
-    """`--dask ADDRESS`: the same probability raster as the run here; an address where no
-    scheduler listens is an error naming DASK_SCHEDULER, with no traceback and no file."""
+    """`--dask ADDRESS`: the same probability raster as the run here with the runtime the
+    cluster used (BACKEND auto is resolved once, on a worker, for every block: workers that
+    measured apart made one map with several runtimes, and a CLI run that measured on its own
+    differed from it in the 7th digit); an address where no scheduler listens is an error
+    naming DASK_SCHEDULER, with no traceback and no file."""
+    import json
+
     import numpy as np
     from tests.servers import DaskCluster, free_port
     common = ["segment", "--input", region.imagery_end, "--dem", region.dem, "--model", untrained_model,
               "--tile-size", 128, "--overlap", 16, "--device", "cpu"]
-    here = cli(*common, "--output-probability", tmp_path / "here.tif")
-    assert here.returncode == 0, here.stderr
     with DaskCluster(tmp_path / "dask") as cluster:
         there = cli(*common, "--output-probability", tmp_path / "there.tif", "--dask", cluster.address, "--json")
     assert there.returncode == 0, there.stderr
     assert "Dask scheduler" in there.stderr and "block(s)" in there.stderr
+    assert there.stderr.count("resolved once, on a worker") == 1
+    used = json.loads(there.stdout)
+    here = cli(*common, "--output-probability", tmp_path / "here.tif", "--json",
+               "--backend", used["BACKEND_USED"], "--precision", used["PRECISION_USED"])
+    assert here.returncode == 0, here.stderr
+    assert json.loads(here.stdout)["BACKEND_USED"] == used["BACKEND_USED"]
     with rasterio.open(tmp_path / "here.tif") as a, rasterio.open(tmp_path / "there.tif") as b:
         assert np.array_equal(a.read(), b.read(), equal_nan=True)
     lost = cli(*common, "--output-probability", tmp_path / "lost.tif", "--dask", f"127.0.0.1:{free_port()}")

@@ -657,6 +657,43 @@ def _check_coverage(src, readers, side: int = 512):
                                  "that covers the whole raster (a larger extent or a mosaic)")
 
 
+def _runtime(opts: SegmentOptions) -> tuple[str, str, int, int]:
+    """(device, precision, CPU streams, tiles per stream's batch) on this machine; a backend
+    that cannot run is refused here, before any work."""
+    device = pick_device(opts.device)
+    precision = pick_precision(opts.precision, device, opts.backend)
+    backends.check_backend(opts.backend, device, precision)
+    streams = (opts.streams or cpu_streams(torch_threads(), opts.batch_size)) if device == "cpu" else 1
+    return device, precision, streams, -(-opts.batch_size // streams)  # BATCH_SIZE tiles in flight in all
+
+
+def _measured_shape(per_batch: int, channels: int, tile: int) -> tuple:
+    """The batch BACKEND auto times: tiles of the next power of two, so a batch over chips of
+    many sizes measures once per size class, not once per chip."""
+    side = 1 << (tile - 1).bit_length()
+    return per_batch, channels, side, side
+
+
+def resolve_runtime(input_path, model_path, dem_path, options: SegmentOptions, *,
+                    progress: Progress) -> tuple[str, str, str]:
+    """DEVICE, PRECISION and BACKEND as `segment` resolves them on this machine, `auto`
+    measured here. A cluster run resolves them once, on one worker, and gives every block
+    the answer: workers on other CPUs, or with other thread counts, measure apart and would
+    make one map with several runtimes (a CLI run and a Dask run of the same scene differed
+    in the 7th digit that way)."""
+    opts = options
+    device, precision, streams, per_batch = _runtime(opts)
+    header = read_header(model_path)
+    with rasterio.open(input_path) as src:
+        tile = effective_tile(opts.tile_size, src.height, src.width)
+    net = Network(model_path, device, precision, streams, opts.tta, opts.backend,
+                  _measured_shape(per_batch, len(header.bands) + len(header.features), tile), progress)
+    net.close()
+    if net.why():
+        progress.info(net.why())
+    return device, precision, net.backend
+
+
 def segment(input_path, model_path, probability_path, mask_path=None, polygons_path=None,
             dem_path=None, options: SegmentOptions | None = None,
             progress: Progress | None = None) -> SegmentResult:
@@ -665,11 +702,7 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
     progress = progress or Progress()
     t0 = time.perf_counter()
     _check_options(opts)
-    device = pick_device(opts.device)
-    precision = pick_precision(opts.precision, device, opts.backend)
-    backends.check_backend(opts.backend, device, precision)  # refused before any work
-    streams = (opts.streams or cpu_streams(torch_threads(), opts.batch_size)) if device == "cpu" else 1
-    per_batch = -(-opts.batch_size // streams)  # BATCH_SIZE tiles in flight in all
+    device, precision, streams, per_batch = _runtime(opts)
     header = read_header(model_path)
     if precision == "int8":
         quantisation.read_samples(model_path, tensors=False)
@@ -730,11 +763,8 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
         read_piece = _PieceReader(readers, header, pieces, ys, T, H, W)
         first_piece = io.submit(read_piece, 0) if pieces else None  # read while the network loads
         channels = len(readers) + len(header.features)
-        # BACKEND auto times a tile of the next power of two: a batch over chips of many sizes
-        # measures once per size class, not once per chip
-        side = 1 << (T - 1).bit_length()
         net = Network(model_path, device, precision, streams, opts.tta, opts.backend,
-                      (per_batch, channels, side, side), progress)
+                      _measured_shape(per_batch, channels, T), progress)
         stack.callback(net.close)
         if net.why():
             progress.info(net.why())
@@ -863,6 +893,13 @@ def segment_blocks(input_path, model_path, probability_path, mask_path=None, pol
         H, W = src.height, src.width
         T = effective_tile(opts.tile_size, H, W)
         n_rows = len(tile_origins(H, T, aligned_stride(T, opts.overlap)))
+    if "auto" in (opts.device, opts.precision, opts.backend):
+        [(device, precision, backend)] = pool.run(resolve_runtime, [()], progress.sub(0.0, 0.02),
+                                                  gpu=opts.device == "cuda",
+                                                  common=(input_path, model_path, dem_path, opts))
+        opts = replace(opts, device=device, precision=precision, backend=backend)
+        progress.info(f"every block runs on {device}, precision {precision}, backend {backend} "
+                      "(resolved once, on a worker)")
     per_block = max(BLOCK_MIN_TILE_ROWS, -(-n_rows // (2 * pool.workers)))
     blocks = [(a, min(a + per_block, n_rows)) for a in range(0, n_rows, per_block)]
     parts = probability_path.parent / f".{probability_path.stem}.blocks-" \
@@ -882,7 +919,7 @@ def segment_blocks(input_path, model_path, probability_path, mask_path=None, pol
     try:
         # The options (MASK_LAYER's outlines among them) travel once, not with every block.
         block_opts = replace(opts, min_area_km2=0.0, simplify_m=0.0)
-        results = pool.run(segment_block, items, progress.sub(0.0, 0.9), gpu=opts.device == "cuda",
+        results = pool.run(segment_block, items, progress.sub(0.02, 0.9), gpu=opts.device == "cuda",
                            common=(input_path, model_path, dem_path, block_opts))
         polygons, glacier_px = None, 0
         with contextlib.ExitStack() as stack:
