@@ -10,11 +10,5 @@ source scripts/env.sh
 # Tests that reach PyPI (the engine's wheels for other platforms) run in CI only.
 network=(-m "not network")
 if [ "${CI:-}" = "true" ]; then network=(); fi
-# The CPU runtimes' tests (onnxruntime sessions, OpenVINO compiled models) run in a pytest
-# process of their own: after them, training in the same process crashed it (SIGSEGV, 3 of 4
-# tries, session 12; open, see the closing note), as a job after them would in one process.
-RUNTIMES=(tests/core/segmentation/test_backends.py tests/core/segmentation/test_quantisation.py)
-"$VENV/bin/python" -m pytest tests/test_architecture.py tests/core tests/data tests/engine tests/scripts \
-  "${RUNTIMES[@]/#/--ignore=}" -p no:cacheprovider "${network[@]}" "$@"
-"$VENV/bin/python" -m pytest "${RUNTIMES[@]}" -p no:cacheprovider "${network[@]}" "$@"
+"$VENV/bin/python" -m pytest tests/test_architecture.py tests/core tests/data tests/engine tests/scripts -p no:cacheprovider "${network[@]}" "$@"
 "$QGIS_VENV/bin/python" -m pytest tests/algorithms tests/headless tests/desktop -p no:cacheprovider "$@"

@@ -172,17 +172,35 @@ class OnnxRuntimeForward:
         return torch.from_numpy(out)
 
 
+_OPENVINO: list = []
+_OPENVINO_LOCK = threading.Lock()
+
+
+def openvino_core():
+    """The process's one OpenVINO Core, kept until the process ends. Why: OpenVINO's CPU
+    plugin (one per Core) swaps its thread's signal stack for one of its own and gives the
+    old one back only if plugins are freed in reverse order of creation. Two Cores freed
+    first-in-first-out left the thread's signal stack on unmapped memory, and the next signal
+    with a Python handler (SIGCHLD, which torch's DataLoader handles, when a subprocess ended)
+    killed the process with SIGSEGV: a test process died so after segmenting with OpenVINO
+    and then training, and a long-lived engine would have too."""
+    with _OPENVINO_LOCK:
+        if not _OPENVINO:
+            import openvino as ov
+            _OPENVINO.append(ov.Core())
+        return _OPENVINO[0]
+
+
 class OpenVinoForward:
     """One compiled model with as many OpenVINO streams as ours, one infer request per
     stream thread (a request is not shared between threads)."""
     name = "openvino"
 
     def __init__(self, graph: Path, threads: int, streams: int, precision: str):
-        import openvino as ov
-        core = ov.Core()
-        # the compiled blob, keyed by OpenVINO (its version included): the next run starts faster
-        core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
-        self.compiled = core.compile_model(str(graph), "CPU", {
+        # CACHE_DIR: the compiled blob, keyed by OpenVINO (its version included): the next
+        # run starts faster
+        self.compiled = openvino_core().compile_model(str(graph), "CPU", {
+            "CACHE_DIR": str(cache_dir() / "openvino"),
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "NUM_STREAMS": str(streams), "INFERENCE_NUM_THREADS": str(threads * streams)})
         self.local = threading.local()

@@ -369,9 +369,8 @@ class Network:
 
     def close(self):
         """Release the runtime (an onnxruntime session, an OpenVINO compiled model and their
-        thread pools) here and now, in the thread that made it, when no forward is running;
-        left to the garbage collector, it went at whatever moment a collection ran (a test
-        process crashed in such a release)."""
+        thread pools) here and now, when no forward is running, not at whatever moment the
+        garbage collector gets to it."""
         self.forward = None
 
     def describe(self) -> str:

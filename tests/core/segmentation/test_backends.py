@@ -158,3 +158,32 @@ def test_auto_measures_once_for_chips_of_one_size_class(small_region, trained, t
         segment(chip, trained, tmp_path / f"p_{chip.stem}.tif", None, None, small_region.dem,
                 SegmentOptions(tile_size=512, overlap=64, device="cpu", precision="fp32", backend="auto"))
     assert len(list((tmp_path / "cache" / "backends").glob("*.json"))) == 1
+
+
+SIGNALS_AFTER_OPENVINO = """
+import gc, signal, subprocess, sys
+from glacier_mapper_plugin.core.segmentation import backends
+from glacier_mapper_plugin.core.segmentation.segment import prepared_model
+model, header = prepared_model(sys.argv[1], "cpu")
+first = backends.make_forward("openvino", model, sys.argv[1], header, "cpu", "fp32", 1, 1)
+second = backends.make_forward("openvino", model, sys.argv[1], header, "cpu", "fp32", 1, 1)
+del first; gc.collect()   # freed in the order they were made, as the garbage collector may
+del second; gc.collect()
+signal.signal(signal.SIGCHLD, lambda *a: None)  # a Python handler, as torch's DataLoader installs
+subprocess.run([sys.executable, "-c", "pass"], check=True)  # its SIGCHLD runs the handler
+print("signals work")
+"""
+
+
+def test_openvino_models_freed_in_any_order_leave_signals_working(trained, tmp_path):
+    """Regression: two OpenVINO models freed first-made-first-freed left the thread's signal
+    stack on unmapped memory (OpenVINO's CPU plugin restores it only in reverse order), and
+    the next handled signal killed the process with SIGSEGV (the engine-tier test process
+    died so after test_backends, when training's DataLoader had installed a SIGCHLD handler
+    and a subprocess ended). One Core per process (backends.openvino_core) keeps it valid."""
+    import os
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-c", SIGNALS_AFTER_OPENVINO, str(trained)], capture_output=True,
+                         text=True, timeout=300, env=dict(os.environ, GLACIER_MAPPER_CACHE=str(tmp_path / "cache")))
+    assert run.returncode == 0 and "signals work" in run.stdout, (run.returncode, run.stderr[-2000:])

@@ -3,7 +3,6 @@ stored in the model file, so the int8 graph is the same whichever raster is segm
 its map close to fp32's on the synthetic region and on the real everest_west scene, scored
 against the RGI outlines; a model that loses more than 0.005 IoU by it refused, checked once;
 an older model file refused before any work, saying what to do."""
-import gc
 import hashlib
 
 import numpy as np
@@ -20,8 +19,6 @@ from .test_backends import RUNTIMES, Log
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GLACIER_MAPPER_CACHE", str(tmp_path / "cache"))
-    yield
-    gc.collect()  # the runtimes' sessions go now, not inside a later test
 
 
 def _map(image, model, dem, out, progress=None, **kw):
