@@ -6,6 +6,7 @@ onnxruntime on the same tiles, measured in one run; and peak memory on a full S2
     .venv/bin/python scripts/bench_segment.py --memory   # 10980 x 10980, peak RSS
     .venv/bin/python scripts/bench_segment.py --chips 200 --encoder resnet18   # a batch through the engine
     .venv/bin/python scripts/bench_segment.py --backends --size 2048   # torch, onnxruntime, OpenVINO (issue 27)
+    .venv/bin/python scripts/bench_segment.py --members 5 --encoder resnet18   # an ensemble: M calls or one
 
 Two forward baselines on the same tiles and precision: the raw forward (the model called
 batch after batch, torch's default threads) and, stricter, the bare network spread over the
@@ -361,6 +362,69 @@ def run_backends(args):
         print(json.dumps(result))
 
 
+def run_members(args):
+    """Issue 27 item 6: an ensemble of M members on the same batches, each runtime at fp32
+    with all the cores: M calls per batch (one session per member, as M runs of
+    segment_glaciers would make) against one call of one graph holding every member (their
+    logits concatenated). Prints members x tiles per second for both, in alternating rounds."""
+    import os
+
+    import torch
+
+    from glacier_mapper_plugin.core.segmentation import backends
+    from glacier_mapper_plugin.core.segmentation.segment import prepared_model
+    threads, m = torch_threads(), args.members
+    print(f"CPU: {cpu_features()}; runtimes: " + ", ".join(f"{k} {v}" for k, v in backends.versions().items()), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ["GLACIER_MAPPER_CACHE"] = str(tmp / "cache")
+        nets = []
+        for k in range(m):  # members that differ by their seed, as train_model's MEMBERS makes them
+            new_model(tmp / f"m{k}.gmm", BANDS, mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0],
+                      encoder=args.encoder, seed=k)
+            nets.append(prepared_model(tmp / f"m{k}.gmm", "cpu")[0])
+
+        class Stacked(torch.nn.Module):
+            def __init__(self, members):
+                super().__init__()
+                self.members = torch.nn.ModuleList(members)
+
+            def forward(self, x):
+                return torch.cat([net(x) for net in self.members], 1)
+
+        graphs = [backends.export_graph(net, len(BANDS), tmp / f"m{k}.onnx") for k, net in enumerate(nets)]
+        stacked = backends.export_graph(Stacked(nets), len(BANDS), tmp / "stacked.onnx")
+        runtimes = {"onnxruntime": lambda g: backends.OnnxRuntimeForward(g, threads),
+                    "openvino": lambda g: backends.OpenVinoForward(g, threads, 1, "fp32")}
+        runtimes = {k: v for k, v in runtimes.items() if k in backends.versions()}
+        x = torch.from_numpy(np.random.default_rng(0).standard_normal((args.batch, len(BANDS), args.tile, args.tile),
+                                                                       dtype=np.float32))
+        print(f"{m} members, {args.encoder}, batches of {args.batch} tiles of {args.tile} px, {threads} thread(s)",
+              flush=True)
+        result = dict(cpu=cpu_features(), members=m, encoder=args.encoder, batch=args.batch, tile=args.tile)
+        calls = {}
+        for name, make in runtimes.items():
+            separate, one = [make(g) for g in graphs], make(stacked)
+            assert tuple(one(x).shape) == (args.batch, m, args.tile, args.tile)
+            calls[name] = dict(separate=lambda fs=separate: [f(x) for f in fs], stacked=lambda f=one: f(x))
+            for fn in calls[name].values():
+                fn()  # warm-up
+        best = {(r, k): 0.0 for r in calls for k in ("separate", "stacked")}
+        for i in range(args.rounds):
+            for (r, k) in best:
+                t = time.perf_counter()
+                calls[r][k]()
+                best[r, k] = max(best[r, k], m * args.batch / (time.perf_counter() - t))
+            print(f"round {i + 1}: " + "; ".join(f"{r} {k} {v:.3f}" for (r, k), v in best.items()), flush=True)
+        print("\n| runtime (fp32) | M calls per batch, members x tiles/s | one call, all members stacked | "
+              "stacked / separate |\n|---|---|---|---|")
+        for r in calls:
+            sep, one = best[r, "separate"], best[r, "stacked"]
+            print(f"| {r} {backends.versions()[r]} | {sep:.3f} | {one:.3f} | {one / sep:.3f} |")
+            result[r] = dict(separate=sep, stacked=one)
+        print(json.dumps(result))
+
+
 def with_int8_samples(model: Path, out: Path, n_bands: int) -> Path:
     """The benchmark's untrained model with the patches PRECISION int8 needs (a trained model
     stores its training patches): speed only; the IoU cost is measured by bench_accuracy.py
@@ -530,9 +594,12 @@ if __name__ == "__main__":
     p.add_argument("--backends", action="store_true", help="torch, onnxruntime and OpenVINO at equal precision")
     p.add_argument("--tta", nargs="*", default=["flips"], help="with --backends: TTA modes to time")
     p.add_argument("--int8-only", action="store_true", help="with --backends: the int8 rows and their fp32 reference only")
+    p.add_argument("--members", type=int, default=0,
+                   help="ensemble of this many members: M calls per batch against one stacked graph")
     p.add_argument("--memory", action="store_true")
     p.add_argument("--chips", type=int, default=0, help="batch of this many chips through the engine")
     p.add_argument("--chip", type=int, default=384, help="chip side (px) for --chips")
     a = p.parse_args()
-    (run_chips if a.chips else run_memory if a.memory else run_backends if a.backends else run_speed)(a)
+    (run_members if a.members else run_chips if a.chips else run_memory if a.memory
+     else run_backends if a.backends else run_speed)(a)
     print("benchmark process peak RSS MB:", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

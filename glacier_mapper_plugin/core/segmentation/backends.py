@@ -204,6 +204,13 @@ class OpenVinoForward:
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "NUM_STREAMS": str(streams), "INFERENCE_NUM_THREADS": str(threads * streams)})
         self.local = threading.local()
+        # Why a first call here, one thread at a time: OpenVINO's Python binding sets up its
+        # numpy bridge (pybind11) on first use inside a C++ static, and two stream threads
+        # making the process's first call together deadlocked (one held the GIL waiting for
+        # the static, the other held the static waiting for the GIL: an engine hung in CI).
+        with _OPENVINO_LOCK:
+            import torch
+            self(torch.zeros(1, self.compiled.input(0).get_partial_shape()[1].get_length(), 32, 32))
 
     def __call__(self, x):
         import torch

@@ -180,10 +180,49 @@ def test_openvino_models_freed_in_any_order_leave_signals_working(trained, tmp_p
     stack on unmapped memory (OpenVINO's CPU plugin restores it only in reverse order), and
     the next handled signal killed the process with SIGSEGV (the engine-tier test process
     died so after test_backends, when training's DataLoader had installed a SIGCHLD handler
-    and a subprocess ended). One Core per process (backends.openvino_core) keeps it valid."""
+    and a subprocess ended). One Core per process (backends.openvino_core) keeps it valid; the
+    compiled model still goes to the user's cache."""
     import os
     import subprocess
     import sys
     run = subprocess.run([sys.executable, "-c", SIGNALS_AFTER_OPENVINO, str(trained)], capture_output=True,
                          text=True, timeout=300, env=dict(os.environ, GLACIER_MAPPER_CACHE=str(tmp_path / "cache")))
     assert run.returncode == 0 and "signals work" in run.stdout, (run.returncode, run.stderr[-2000:])
+    assert list((tmp_path / "cache" / "openvino").glob("*.blob")), "the compiled model is cached (CACHE_DIR)"
+
+
+FIRST_CALLS_TOGETHER = """
+import sys, threading
+import torch
+from glacier_mapper_plugin.core.segmentation import backends
+from glacier_mapper_plugin.core.segmentation.segment import prepared_model
+model, header = prepared_model(sys.argv[1], "cpu")
+forward = backends.make_forward("openvino", model, sys.argv[1], header, "cpu", "fp32", 1, 2)
+x, start = torch.zeros(1, len(header.bands) + len(header.features), 64, 64), threading.Barrier(2)
+def stream():
+    start.wait()  # both stream threads call at once, as segment's first two batches do
+    forward(x)
+threads = [threading.Thread(target=stream) for _ in range(2)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("both streams ran")
+"""
+
+
+def test_openvino_streams_calling_first_together_do_not_deadlock(trained, tmp_path):
+    """Regression: two stream threads making a process's first OpenVINO calls together hung
+    it for good (pybind11's numpy bridge is set up inside a C++ static: one thread held the
+    GIL waiting for the static, the other held the static waiting for the GIL) -- an engine
+    hung in CI; reproduced in 1 of 5 fresh processes. OpenVinoForward makes the first call
+    itself, one thread at a time. Fresh processes, since only a process's first call can hang."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, GLACIER_MAPPER_CACHE=str(tmp_path / "cache"))
+    for attempt in range(5):
+        try:
+            run = subprocess.run([sys.executable, "-c", FIRST_CALLS_TOGETHER, str(trained)], capture_output=True,
+                                 text=True, timeout=180, env=env)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"deadlock: the streams' first OpenVINO calls hung (fresh process {attempt + 1} of 5)")
+        assert run.returncode == 0 and "both streams ran" in run.stdout, run.stderr[-2000:]
