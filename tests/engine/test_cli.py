@@ -95,8 +95,6 @@ def test_segment_on_a_dask_cluster_from_the_command_line(tmp_path, region, untra
     measured apart made one map with several runtimes, and a CLI run that measured on its own
     differed from it in the 7th digit); an address where no scheduler listens is an error
     naming DASK_SCHEDULER, with no traceback and no file."""
-    import json
-
     import numpy as np
     from tests.servers import DaskCluster, free_port
     common = ["segment", "--input", region.imagery_end, "--dem", region.dem, "--model", untrained_model,

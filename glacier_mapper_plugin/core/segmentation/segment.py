@@ -682,6 +682,10 @@ def resolve_runtime(input_path, model_path, dem_path, options: SegmentOptions, *
     in the 7th digit that way)."""
     opts = options
     device, precision, streams, per_batch = _runtime(opts)
+    if opts.backend != "auto":  # nothing to measure: the network is not loaded
+        return device, precision, opts.backend
+    if device != "cpu":
+        return device, precision, "torch"  # as Network: the other runtimes are the CPU's
     header = read_header(model_path)
     with rasterio.open(input_path) as src:
         tile = effective_tile(opts.tile_size, src.height, src.width)

@@ -160,6 +160,16 @@ def test_auto_measures_once_for_chips_of_one_size_class(small_region, trained, t
     assert len(list((tmp_path / "cache" / "backends").glob("*.json"))) == 1
 
 
+def _fresh_process(script: str, model, tmp_path, timeout: float):
+    """`script` run with the model's path in a new Python (what only a process's first
+    OpenVINO use or its signal handling can show), with this test's cache."""
+    import os
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-c", script, str(model)], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, GLACIER_MAPPER_CACHE=str(tmp_path / "cache")))
+
+
 SIGNALS_AFTER_OPENVINO = """
 import gc, signal, subprocess, sys
 from glacier_mapper_plugin.core.segmentation import backends
@@ -182,11 +192,7 @@ def test_openvino_models_freed_in_any_order_leave_signals_working(trained, tmp_p
     died so after test_backends, when training's DataLoader had installed a SIGCHLD handler
     and a subprocess ended). One Core per process (backends.openvino_core) keeps it valid; the
     compiled model still goes to the user's cache."""
-    import os
-    import subprocess
-    import sys
-    run = subprocess.run([sys.executable, "-c", SIGNALS_AFTER_OPENVINO, str(trained)], capture_output=True,
-                         text=True, timeout=300, env=dict(os.environ, GLACIER_MAPPER_CACHE=str(tmp_path / "cache")))
+    run = _fresh_process(SIGNALS_AFTER_OPENVINO, trained, tmp_path, timeout=300)
     assert run.returncode == 0 and "signals work" in run.stdout, (run.returncode, run.stderr[-2000:])
     assert list((tmp_path / "cache" / "openvino").glob("*.blob")), "the compiled model is cached (CACHE_DIR)"
 
@@ -215,14 +221,10 @@ def test_openvino_streams_calling_first_together_do_not_deadlock(trained, tmp_pa
     GIL waiting for the static, the other held the static waiting for the GIL) -- an engine
     hung in CI; reproduced in 1 of 5 fresh processes. OpenVinoForward makes the first call
     itself, one thread at a time. Fresh processes, since only a process's first call can hang."""
-    import os
     import subprocess
-    import sys
-    env = dict(os.environ, GLACIER_MAPPER_CACHE=str(tmp_path / "cache"))
     for attempt in range(5):
         try:
-            run = subprocess.run([sys.executable, "-c", FIRST_CALLS_TOGETHER, str(trained)], capture_output=True,
-                                 text=True, timeout=180, env=env)
+            run = _fresh_process(FIRST_CALLS_TOGETHER, trained, tmp_path, timeout=180)
         except subprocess.TimeoutExpired:
             pytest.fail(f"deadlock: the streams' first OpenVINO calls hung (fresh process {attempt + 1} of 5)")
         assert run.returncode == 0 and "both streams ran" in run.stdout, run.stderr[-2000:]
