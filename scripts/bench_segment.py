@@ -123,7 +123,7 @@ class NoNetwork(segment_module.Network):
 
     def __call__(self, batch):
         b = batch if isinstance(batch, np.ndarray) else batch.numpy()
-        return 1 / (1 + np.exp(-b[:, 3]))
+        return 1 / (1 + np.exp(-b[:, 3:4]))  # (N, members, H, W), one member
 
 
 class GpuTimedNetwork(segment_module.Network):
@@ -365,8 +365,10 @@ def run_backends(args):
 def run_members(args):
     """Issue 27 item 6: an ensemble of M members on the same batches, each runtime at fp32
     with all the cores: M calls per batch (one session per member, as M runs of
-    segment_glaciers would make) against one call of one graph holding every member (their
-    logits concatenated). Prints members x tiles per second for both, in alternating rounds."""
+    segment_glaciers would make) against one call of the graph segment_glaciers' ENSEMBLE
+    runs (every member's logits in one output). Prints members x tiles per second for both,
+    in alternating rounds; then end to end on a --size raster: M runs of segment against
+    one run with ENSEMBLE, on each runtime."""
     import os
 
     import torch
@@ -378,22 +380,12 @@ def run_members(args):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.environ["GLACIER_MAPPER_CACHE"] = str(tmp / "cache")
-        nets = []
-        for k in range(m):  # members that differ by their seed, as train_model's MEMBERS makes them
-            new_model(tmp / f"m{k}.gmm", BANDS, mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0],
-                      encoder=args.encoder, seed=k)
-            nets.append(prepared_model(tmp / f"m{k}.gmm", "cpu")[0])
-
-        class Stacked(torch.nn.Module):
-            def __init__(self, members):
-                super().__init__()
-                self.members = torch.nn.ModuleList(members)
-
-            def forward(self, x):
-                return torch.cat([net(x) for net in self.members], 1)
-
-        graphs = [backends.export_graph(net, len(BANDS), tmp / f"m{k}.onnx") for k, net in enumerate(nets)]
-        stacked = backends.export_graph(Stacked(nets), len(BANDS), tmp / "stacked.onnx")
+        models = [tmp / f"m{k}.gmm" for k in range(m)]
+        for k, path in enumerate(models):  # members that differ by their seed, as train_model's MEMBERS makes them
+            new_model(path, BANDS, mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0], encoder=args.encoder, seed=k)
+        graphs = [backends.export_graph(prepared_model(path, "cpu")[0], len(BANDS), tmp / f"m{k}.onnx")
+                  for k, path in enumerate(models)]
+        stacked = backends.export_graph(prepared_model(models, "cpu")[0], len(BANDS), tmp / "stacked.onnx")
         runtimes = {"onnxruntime": lambda g: backends.OnnxRuntimeForward(g, threads),
                     "openvino": lambda g: backends.OpenVinoForward(g, threads, 1, "fp32")}
         runtimes = {k: v for k, v in runtimes.items() if k in backends.versions()}
@@ -416,12 +408,31 @@ def run_members(args):
                 calls[r][k]()
                 best[r, k] = max(best[r, k], m * args.batch / (time.perf_counter() - t))
             print(f"round {i + 1}: " + "; ".join(f"{r} {k} {v:.3f}" for (r, k), v in best.items()), flush=True)
-        print("\n| runtime (fp32) | M calls per batch, members x tiles/s | one call, all members stacked | "
-              "stacked / separate |\n|---|---|---|---|")
-        for r in calls:
+        calls.clear()  # the sessions' memory back before the end-to-end runs
+        raster = make_big_raster(tmp / "big.tif", args.size)
+        n = count_tiles(args.size, args.tile, args.overlap)
+        end = {}
+        for r in runtimes:
+            opts = SegmentOptions(tile_size=args.tile, overlap=args.overlap, batch_size=args.batch, precision="fp32",
+                                  backend=r)
+            segment(raster, models[0], tmp / "warm.tif", options=opts, ensemble=models[1:])  # exports, compiles
+            t = time.perf_counter()
+            for k, path in enumerate(models):
+                segment(raster, path, tmp / f"p{k}.tif", options=opts)
+            separate = m * n / (time.perf_counter() - t)
+            t = time.perf_counter()
+            segment(raster, models[0], tmp / "mean.tif", options=opts, ensemble=models[1:])
+            end[r] = (separate, m * n / (time.perf_counter() - t))
+            print(f"end to end, {r}: {m} runs {end[r][0]:.3f}, one run with ENSEMBLE {end[r][1]:.3f} "
+                  "members x tiles/s", flush=True)
+        print("\n| runtime (fp32) | network: M calls per batch, members x tiles/s | one call, all members stacked | "
+              f"stacked / separate | end to end ({args.size} px): M runs of segment | one run with ENSEMBLE | "
+              "ENSEMBLE / M runs |\n|---|---|---|---|---|---|---|")
+        for r in runtimes:
             sep, one = best[r, "separate"], best[r, "stacked"]
-            print(f"| {r} {backends.versions()[r]} | {sep:.3f} | {one:.3f} | {one / sep:.3f} |")
-            result[r] = dict(separate=sep, stacked=one)
+            print(f"| {r} {backends.versions()[r]} | {sep:.3f} | {one:.3f} | {one / sep:.3f} | {end[r][0]:.3f} | "
+                  f"{end[r][1]:.3f} | {end[r][1] / end[r][0]:.3f} |")
+            result[r] = dict(separate=sep, stacked=one, end_to_end_separate=end[r][0], end_to_end_ensemble=end[r][1])
         print(json.dumps(result))
 
 

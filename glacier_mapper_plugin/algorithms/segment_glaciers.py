@@ -1,8 +1,9 @@
 """glacier_mapper:segment_glaciers (engine step segment_glaciers)."""
-from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsUnitTypes,
+from qgis.core import (QgsProcessing, QgsProcessingOutputMultipleLayers, QgsProcessingOutputNumber,
                        QgsProcessingOutputString, QgsProcessingParameterDistance,
-                       QgsProcessingParameterFeatureSource,
-                       QgsProcessingParameterFile, QgsProcessingParameterNumber,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterFile, QgsProcessingParameterMultipleLayers,
+                       QgsProcessingParameterNumber, QgsUnitTypes,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
@@ -34,6 +35,12 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         "DEM": "Elevation raster, reprojected and resampled on the fly onto the INPUT grid; "
                "needed when the model uses elevation and INPUT has no DEM band.",
         "MODEL": "Glacier Mapper model file (.gmm: safetensors + JSON header).",
+        "ENSEMBLE": "Optional other members of MODEL's ensemble (train_model with MEMBERS > 1 writes them as "
+                    "<name>_seed<N>.gmm beside its OUTPUT_MODEL; its MODELS output lists them all, MODEL "
+                    "included, which is counted once). The members run as one network on each batch (one "
+                    "graph for onnxruntime and OpenVINO) and OUTPUT_PROBABILITY is their mean, each member "
+                    "calibrated by its own temperature; the mask thresholds the mean. Members must read the "
+                    "same bands and features with the same normalisation (one training). Not with PRECISION int8.",
         "DEVICE": "auto uses a CUDA GPU when torch sees one, else an Apple GPU (mps, Apple silicon; operators "
                   "it lacks run on the CPU and are named in the log), else the CPU. A device the engine's torch "
                   "cannot use is refused, naming the torch installed (a CUDA torch: Install engine, TORCH=cuda).",
@@ -69,6 +76,9 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
                               "OUTPUT_MASK is given: skipped, it is made in a temporary file beside the mask.",
         "OUTPUT_MASK": "Glacier mask raster (uint8: 1 glacier, 0 not, 255 no data).",
         "OUTPUT_POLYGONS": "Glacier polygons (GeoPackage) with area_km2 on the ellipsoid.",
+        "OUTPUT_MEMBERS": "Optional folder for each ensemble member's probability raster (member1_<model>.tif, "
+                          "...; in PROBABILITY_FORMAT), in member order: the list (MEMBER_PROBABILITIES) is "
+                          "what area_change takes as START_ENSEMBLE or END_ENSEMBLE for its uncertainty.",
         "DASK_SCHEDULER": DASK_HELP + " Here: the raster in blocks of tile rows, one task each "
                           "(the joined result is the same as a run here); DEVICE cuda asks for "
                           "workers with a GPU resource.",
@@ -78,6 +88,8 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Input raster"))
         self.addParameter(QgsProcessingParameterRasterLayer("DEM", "DEM", optional=True))
         self.addParameter(QgsProcessingParameterFile("MODEL", "Model file", fileFilter="Glacier Mapper model (*.gmm *.safetensors);;All files (*)"))
+        self.addParameter(QgsProcessingParameterMultipleLayers("ENSEMBLE", "Other ensemble members (model files)",
+                                                               QgsProcessing.SourceType.TypeFile, optional=True))
         self.addParameter(string_enum("DEVICE", "Device", DEVICES))
         self.addParameter(string_enum("PRECISION", "Precision", PRECISIONS))
         self.addParameter(string_enum("BACKEND", "CPU runtime", BACKENDS))
@@ -97,7 +109,11 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_PROBABILITY", "Glacier probability", optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_MASK", "Glacier mask", optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT_POLYGONS", "Glacier polygons", QgsProcessing.SourceType.TypeVectorPolygon, optional=True, createByDefault=True))
+        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT_MEMBERS", "Ensemble members' probabilities",
+                                                                  optional=True, createByDefault=False))
         self.add_dask_parameter()
+        self.addOutput(QgsProcessingOutputMultipleLayers("MEMBER_PROBABILITIES", "Members' probability rasters"))
+        self.addOutput(QgsProcessingOutputNumber("MEMBERS_USED", "Ensemble members used"))
         self.addOutput(QgsProcessingOutputNumber("GLACIER_AREA_KM2", "Glacier area (km2, planar)"))
         self.addOutput(QgsProcessingOutputString("DEVICE_USED", "Device used"))
         self.addOutput(QgsProcessingOutputString("PRECISION_USED", "Precision used"))

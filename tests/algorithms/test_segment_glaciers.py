@@ -123,3 +123,55 @@ def test_int8_with_a_model_without_calibration_patches_is_refused_saying_what_to
         processing.run("glacier_mapper:segment_glaciers", _params(
             region, untrained_model, tmp_path, BACKEND="torch", PRECISION="int8"))
     assert not any(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def seed_members(untrained_model, tmp_path_factory):
+    """MODEL and two more members of its normalisation (other seeds), as train_model MEMBERS
+    3 writes them."""
+    from tests.conftest import S2_DEM_BANDS, in_engine
+    folder = tmp_path_factory.mktemp("ensemble")
+    others = [str(folder / f"untrained_seed{s}.gmm") for s in (2, 3)]
+    in_engine("from glacier_mapper_plugin.core.segmentation.model_file import new_model\n"
+              f"for s, p in zip((2, 3), {others!r}):\n"
+              f"    new_model(p, {S2_DEM_BANDS!r}, mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0], "
+              "encoder='resnet18', seed=s)\nprint('null')")
+    return [str(untrained_model)] + others
+
+
+def test_ensemble_members_feed_area_change_uncertainty(processing, region, seed_members, tmp_path):
+    """segment_glaciers with ENSEMBLE (train_model's MODELS list, MODEL in it too) writes the
+    members' mean and each member; the members are what area_change takes as START_ENSEMBLE /
+    END_ENSEMBLE, and its per-glacier sigma is their spread."""
+    runs = {}
+    for date, scene in (("start", region.imagery_start), ("end", region.imagery_end)):
+        folder = tmp_path / date
+        runs[date] = processing.run("glacier_mapper:segment_glaciers", _params(
+            region, seed_members[0], folder, INPUT=str(scene), ENSEMBLE=seed_members, OUTPUT_MASK=None,
+            OUTPUT_POLYGONS=None, OUTPUT_PROBABILITY=str(folder / "mean.tif"),
+            OUTPUT_MEMBERS=str(folder / "members")))
+        res = runs[date]
+        assert res["MEMBERS_USED"] == 3 and len(res["MEMBER_PROBABILITIES"]) == 3
+        assert sorted(p.name for p in (folder / "members").iterdir()) == [
+            "member1_untrained.tif", "member2_untrained_seed2.tif", "member3_untrained_seed3.tif"]
+        with rasterio.open(res["OUTPUT_PROBABILITY"]) as src:
+            mean = src.read(1)
+        members = []
+        for path in res["MEMBER_PROBABILITIES"]:
+            with rasterio.open(path) as src:
+                members.append(src.read(1))
+        np.testing.assert_allclose(mean, np.mean(members, axis=0), atol=1e-6, equal_nan=True)
+    change = processing.run("glacier_mapper:area_change", {
+        "INVENTORY": f"{region.inventory}|layername=inventory", "START": [runs["start"]["OUTPUT_PROBABILITY"]],
+        "END": [runs["end"]["OUTPUT_PROBABILITY"]], "START_ENSEMBLE": runs["start"]["MEMBER_PROBABILITIES"],
+        "END_ENSEMBLE": runs["end"]["MEMBER_PROBABILITIES"], "OUTLINE_UNCERTAINTY_PX": 0, "MIN_RECALL": 0,
+        "OUTPUT": str(tmp_path / "change.gpkg")})
+    sigma = [f["area_start_sigma_km2"] for f in QgsVectorLayer(change["OUTPUT"], "c", "ogr").getFeatures()]
+    assert sigma and max(sigma) > 0  # the members disagree: the spread is the uncertainty
+
+
+def test_output_members_without_an_ensemble_is_refused(processing, region, untrained_model, tmp_path):
+    with pytest.raises(QgsProcessingException, match="OUTPUT_MEMBERS writes each ensemble member"):
+        processing.run("glacier_mapper:segment_glaciers",
+                       _params(region, untrained_model, tmp_path, OUTPUT_MEMBERS=str(tmp_path / "members")))
+    assert not (tmp_path / "members").exists() and not (tmp_path / "prob.tif").exists()

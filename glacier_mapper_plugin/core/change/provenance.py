@@ -69,9 +69,9 @@ def model_rows(rasters: list[tuple[str, dict]]) -> list[dict]:
     from ..segmentation.model_file import read_header
     paths = []
     for _, tags in rasters:
-        path = tags.get("MODEL_PATH")
-        if path and path not in paths:
-            paths.append(path)
+        for path in [tags.get("MODEL_PATH")] + str(tags.get("MEMBER_PATHS") or "").split("|"):
+            if path and path not in paths:  # an ensemble mean names every member
+                paths.append(path)
     rows = []
     for path in paths:
         try:

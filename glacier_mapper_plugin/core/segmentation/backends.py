@@ -74,8 +74,12 @@ def check_backend(backend: str, device: str, precision: str) -> str:
 def content_key(model_path) -> str:
     """The model file's SHA-256 (first 16 hex): a cache entry follows the content, not the path.
     Read once per file version (path, size, modification time) in a process, however many
-    runtimes and records ask."""
+    runtimes and records ask. A list of files (an ensemble, one stacked graph): the key of
+    their keys, in member order (the graph's output channels follow it)."""
     from ..identity import file_key
+    if isinstance(model_path, (list, tuple)):
+        keys = [content_key(m) for m in model_path]
+        return keys[0] if len(keys) == 1 else hashlib.sha256("+".join(keys).encode()).hexdigest()[:16]
     return _sha256(*file_key(model_path))
 
 

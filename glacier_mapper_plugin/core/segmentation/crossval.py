@@ -208,7 +208,7 @@ def fold_confusion(models, patch_folder, indices, device, *, progress: Progress)
     from .patches import PatchCache
     from .segment import Network
     header = read_header(models[0])
-    nets = [Network(m, pick_device(device), "fp32") for m in models]
+    net = Network(list(models), pick_device(device), "fp32")  # the members in one network
     ps = PatchCache(patch_folder)
     total = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
     try:
@@ -216,11 +216,7 @@ def fold_confusion(models, patch_folder, indices, device, *, progress: Progress)
             progress.update(b0 / max(len(indices), 1))
             x, y, valid = ps.arrays(indices[b0:b0 + 8])
             x = standardise(x, valid, header.mean, header.std)
-            prob = nets[0](x)
-            for net in nets[1:]:
-                prob = prob + net(x)
-            if len(nets) > 1:
-                prob = prob / len(nets)
+            prob = net(x).mean(1)
             for j in range(len(x)):
                 total = add(total, confusion(prob[j] >= header.threshold, y[j] > 0, valid[j]))
     finally:

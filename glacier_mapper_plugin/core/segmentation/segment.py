@@ -33,6 +33,7 @@ from ..imagery.bands import band_readers
 from ..geodesy import ellipsoidal_area_km2, utm_epsg
 from ..io import GTIFF_PROFILE, atomic_output, gdal_cache_limit
 from . import backends, quantisation
+from .ensemble import check_members, member_models, stacked
 from .features import derive
 from .model_file import load_model, read_header
 from ..progress import Progress
@@ -275,23 +276,35 @@ _PREPARED_LOCK = threading.Lock()
 def prepared_model(model_path, device: str):
     """(network ready for inference, header), kept for the next call with the same file and
     device: a batch run over many glacier chips loads and prepares the model once. Only
-    one model is kept, so memory stays bounded; a rewritten file is loaded anew."""
-    import torch
-    path = Path(model_path)
-    try:
-        st = path.stat()
-    except OSError:
-        return load_model(path, device=device)  # names the problem
-    key = (str(path.resolve()), st.st_ino, st.st_mtime_ns, st.st_size, device)
+    one model is kept, so memory stays bounded; a rewritten file is loaded anew. A list of
+    files is an ensemble: one module whose output channels are the members' logits
+    (core.segmentation.ensemble), with MODEL's header."""
+    models = [model_path] if isinstance(model_path, (str, Path)) else list(model_path)
+    keys = []
+    for m in models:
+        path = Path(m)
+        try:
+            st = path.stat()
+        except OSError:
+            return load_model(path, device=device)  # names the problem
+        keys.append((str(path.resolve()), st.st_ino, st.st_mtime_ns, st.st_size))
+    key = (tuple(keys), device)
     with _PREPARED_LOCK:
         if key not in _PREPARED:
             _PREPARED.clear()
-            model, header = load_model(path, device=device)
-            fuse_conv_bn(model)
-            if device == "cpu":
-                model = model.to(memory_format=torch.channels_last)
-            _PREPARED[key] = model, header
+            loaded = [_prepared(m, device) for m in models]
+            _PREPARED[key] = loaded[0] if len(loaded) == 1 else \
+                (stacked([net for net, _ in loaded]), loaded[0][1])
         return _PREPARED[key]
+
+
+def _prepared(path, device: str):
+    import torch
+    model, header = load_model(path, device=device)
+    fuse_conv_bn(model)
+    if device == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    return model, header
 
 
 TTA = {"none": ((0, False),), "flips": ((0, False), (0, True), (2, False), (2, True)),
@@ -323,8 +336,15 @@ class Network:
         self.device = device
         self.precision = precision
         self.transforms = TTA[tta]
-        self.model, self.header = prepared_model(model_path, device)
-        self.temperature = float(self.header.temperature)
+        models = [model_path] if isinstance(model_path, (str, Path)) else list(model_path)
+        if len(models) > 1 and precision == "int8":
+            raise ValueError("PRECISION int8 quantises one model at a time, checked on its own validation "
+                             "glaciers; with ENSEMBLE use PRECISION fp32 (or auto)")
+        self.model, self.header = prepared_model(models, device)
+        # each member's own temperature, fitted on its validation glaciers
+        self.temperatures = [float(read_header(m).temperature) for m in models] if len(models) > 1 \
+            else [float(self.header.temperature)]
+        source = models[0] if len(models) == 1 else models  # what the runtimes' caches are keyed by
         self.streams = max(1, int(streams)) if device == "cpu" else 1
         self.threads_per_stream = max(1, torch.get_num_threads() // self.streams)
         channels = len(self.header.bands) + len(self.header.features)
@@ -334,10 +354,10 @@ class Network:
             backend = "torch"  # the other runtimes are the CPU's
         elif backend == "auto":
             views = (shape[0] * len(self.transforms),) + tuple(shape[1:]) if shape else (1, channels, 256, 256)
-            backend, self.speeds, forward = backends.choose(self.model, model_path, self.header, precision,
+            backend, self.speeds, forward = backends.choose(self.model, source, self.header, precision,
                                                             self.threads_per_stream, self.streams, views, progress)
         self.backend = backend
-        self.forward = forward or backends.make_forward(backend, self.model, model_path, self.header, device,
+        self.forward = forward or backends.make_forward(backend, self.model, source, self.header, device,
                                                         precision, self.threads_per_stream, self.streams, progress)
 
     def new_batch(self, n: int, channels: int, size: int):
@@ -350,7 +370,8 @@ class Network:
         return torch.empty((n, channels, size, size), pin_memory=True)
 
     def __call__(self, batch) -> np.ndarray:
-        """(N, C, H, W) normalised float32 (array or tensor) -> (N, H, W) glacier probability."""
+        """(N, C, H, W) normalised float32 (array or tensor) -> (N, M, H, W) glacier probability
+        of each of the M members (1 without an ensemble)."""
         torch = self.torch
         x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)
         x = x.to(self.device, non_blocking=True)
@@ -361,7 +382,8 @@ class Network:
             logits = self.forward(x)
             # The model's temperature (fitted on its validation glaciers) calibrates the
             # probability without moving 0.5; views are averaged as probabilities.
-            prob = torch.sigmoid(logits.float()[:, 0] / self.temperature)
+            logits = logits.float()
+            prob = torch.stack([torch.sigmoid(logits[:, m] / t) for m, t in enumerate(self.temperatures)], 1)
             if len(self.transforms) > 1:
                 prob = torch.stack([_dihedral(prob[i * n:(i + 1) * n], k, f, inverse=True)
                                     for i, (k, f) in enumerate(self.transforms)]).mean(0)
@@ -529,33 +551,47 @@ class _PieceReader:
 class _Mosaic:
     """Tile probabilities blended with smooth weights into a one-tile-high accumulator
     (tiles arrive in raster order, so rows above the current tile row are final); finished
-    rows become probability and mask blocks, written in the I/O thread."""
+    rows become probability and mask blocks, written in the I/O thread. With M ensemble
+    members each is blended apart (blending is linear, so the mean of the blended members
+    is the blend of the mean) and the map is their mean; `members` also hands each
+    member's rows to `write`."""
 
     def __init__(self, H: int, W: int, T: int, overlap: int, threshold: float, prob_u8: bool,
-                 write, io):
+                 write, io, n_members: int = 1, members: bool = False):
         self.H, self.W, self.T = H, W, T
         self.weights = blend_weights(T, overlap)
         self.threshold, self.prob_u8, self.write, self.io = threshold, prob_u8, write, io
+        self.members = members
         self.rows = min(H, T)
-        self.acc = np.zeros((self.rows, W), np.float32)
+        self.acc = np.zeros((n_members, self.rows, W), np.float32)
         self.wsum = np.zeros((self.rows, W), np.float32)
         self.invalid = np.zeros((self.rows, W), bool)
-        self.weighted = np.empty((T, T), np.float32)
+        self.weighted = np.empty((n_members, T, T), np.float32)
         self.y0 = 0
         self.writes = []
 
     def add(self, y: int, x: int, prob: np.ndarray, invalid):
+        """prob: (M, T, T), one layer per member."""
         if y > self.y0:
             self.flush(y)  # rows above y are final: earlier rows' tiles came first
         h, w = min(self.T, self.H - y), min(self.T, self.W - x)
         r0 = y - self.y0
-        np.multiply(prob[:h, :w], self.weights[:h, :w], out=self.weighted[:h, :w])
-        self.acc[r0:r0 + h, x:x + w] += self.weighted[:h, :w]
+        np.multiply(prob[:, :h, :w], self.weights[:h, :w], out=self.weighted[:, :h, :w])
+        self.acc[:, r0:r0 + h, x:x + w] += self.weighted[:, :h, :w]
         self.wsum[r0:r0 + h, x:x + w] += self.weights[:h, :w]
         if invalid is not None:
             self.invalid[r0:r0 + h, x:x + w] |= invalid[:h, :w]
         while self.writes and self.writes[0].done():
             self.writes.pop(0).result()  # surface write errors early
+
+    def _encoded(self, p, nodata):
+        """A probability block as written: uint8 percent (255 no data) or float32 (NaN)."""
+        if self.prob_u8:
+            np.multiply(p, 100, out=p)
+            np.copyto(p, PROBABILITY_NODATA_U8, where=nodata)
+            return np.rint(p, out=p).astype(np.uint8)
+        np.copyto(p, np.nan, where=self.invalid[:len(p)])
+        return p
 
     def flush(self, upto: int):
         """Write rows [y0, upto), at most the accumulator's height at a time (rows that
@@ -564,21 +600,17 @@ class _Mosaic:
         while self.y0 < upto:
             n = min(upto - self.y0, n_rows)
             with np.errstate(invalid="ignore", divide="ignore"):
-                p = np.divide(self.acc[:n], self.wsum[:n])  # NaN where no tile ran
+                each = np.divide(self.acc[:, :n], self.wsum[:n])  # NaN where no tile ran
+                p = each[0] if len(each) == 1 and not self.members else each.mean(0)  # a copy when members are written
                 mask = (p >= self.threshold).view(np.uint8)
             nodata = self.invalid[:n] | (self.wsum[:n] == 0)
             np.copyto(mask, MASK_NODATA, where=nodata)
-            if self.prob_u8:
-                np.multiply(p, 100, out=p)
-                np.copyto(p, PROBABILITY_NODATA_U8, where=nodata)
-                out = np.rint(p, out=p).astype(np.uint8)
-            else:
-                np.copyto(p, np.nan, where=self.invalid[:n])
-                out = p
-            self.writes.append(self.io.submit(self.write, out, mask, Window(0, self.y0, self.W, n)))
+            members = [self._encoded(q, nodata) for q in each] if self.members else None
+            out = self._encoded(p, nodata)
+            self.writes.append(self.io.submit(self.write, out, mask, Window(0, self.y0, self.W, n), members))
             for arr in (self.acc, self.wsum, self.invalid):
-                arr[:n_rows - n] = arr[n:]  # numpy copies overlapping ranges correctly
-                arr[n_rows - n:] = 0
+                arr[..., :n_rows - n, :] = arr[..., n:, :]  # numpy copies overlapping ranges correctly
+                arr[..., n_rows - n:, :] = 0
             self.y0 += n
 
     def finish(self, end: int | None = None):
@@ -587,10 +619,11 @@ class _Mosaic:
             w.result()
 
 
-def _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags, rows=None):
-    """(probability dataset, mask dataset or None, temporary mask path) at temporary names
-    that `atomic_output` moves into place only when the run completes; `rows` (first, end)
-    makes them that band of rows of INPUT's grid (a block of segment_blocks)."""
+def _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags, rows=None, member_paths=()):
+    """(probability dataset, mask dataset or None, temporary mask path, member probability
+    datasets) at temporary names that `atomic_output` moves into place only when the run
+    completes; `rows` (first, end) makes them that band of rows of INPUT's grid (a block of
+    segment_blocks)."""
     # Deflate level 1: a third of the default level's CPU time for a few % more bytes,
     # and still readable by every GIS (ZSTD is faster still but not readable everywhere).
     # Blocks are compressed on all cores: the last ones are, at close, on otherwise idle ones.
@@ -603,9 +636,14 @@ def _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags, rows=N
             base.pop(key, None)
     prob_profile = dict(base, dtype="uint8", nodata=PROBABILITY_NODATA_U8) if prob_u8 else \
         dict(base, dtype="float32", nodata=float("nan"), **({"predictor": 3} if "compress" in base else {}))
-    tmp_prob = stack.enter_context(atomic_output(probability_path))
-    prob_dst = stack.enter_context(rasterio.open(tmp_prob, "w", **prob_profile))
-    prob_dst.set_band_description(1, PROBABILITY_BAND + (" (%)" if prob_u8 else ""))
+
+    def probability(path, what=""):
+        dst = stack.enter_context(rasterio.open(stack.enter_context(atomic_output(path)), "w", **prob_profile))
+        dst.set_band_description(1, PROBABILITY_BAND + what + (" (%)" if prob_u8 else ""))
+        return dst
+
+    members = [probability(path, f", ensemble member {k + 1}") for k, path in enumerate(member_paths)]
+    prob_dst = probability(probability_path, ", ensemble mean" if "MEMBERS" in tags else "")
     mask_dst = tmp_mask = None
     if mask_path:
         tmp_mask = stack.enter_context(atomic_output(mask_path))
@@ -614,7 +652,10 @@ def _open_outputs(stack, src, probability_path, mask_path, prob_u8, tags, rows=N
         mask_dst.set_band_description(1, MASK_BAND)
     for dst in filter(None, (prob_dst, mask_dst)):
         dst.update_tags(**tags)
-    return prob_dst, mask_dst, tmp_mask
+    for dst, model in zip(members, str(tags.get("MEMBER_PATHS", "")).split("|")):
+        own = {k: v for k, v in tags.items() if k not in ("MEMBERS", "MEMBER_PATHS")}
+        dst.update_tags(**dict(own, MODEL=Path(model).name, MODEL_PATH=model))
+    return prob_dst, mask_dst, tmp_mask, members
 
 
 def _check_options(opts: SegmentOptions) -> None:
@@ -629,11 +670,16 @@ def _check_options(opts: SegmentOptions) -> None:
         raise ValueError(f"TTA must be one of {', '.join(TTA)}, not {opts.tta!r}")
 
 
-def _tags(src, model_path, threshold, input_path) -> dict:
+def _tags(src, models, threshold, input_path) -> dict:
     # SOURCE_PATH lets area_change find the imagery's own quality (SCL) band without being told.
-    return dict(MODEL=Path(model_path).name, THRESHOLD=str(threshold), SOURCE=Path(input_path).name,
-                SOURCE_PATH=str(Path(input_path).resolve()), MODEL_PATH=str(Path(model_path).resolve()),
+    models = [str(Path(m).resolve()) for m in ([models] if isinstance(models, (str, Path)) else models)]
+    tags = dict(MODEL=Path(models[0]).name, THRESHOLD=str(threshold), SOURCE=Path(input_path).name,
+                SOURCE_PATH=str(Path(input_path).resolve()), MODEL_PATH=models[0],
                 **{k: v for k, v in src.tags().items() if k in ("DATE", "DATETIME", "SCENE_ID")})
+    if len(models) > 1:  # the mean of an ensemble: every member named (area_change's report lists them)
+        tags.update(MODEL=f"{tags['MODEL']} and {len(models) - 1} more (ensemble mean)",
+                    MEMBERS=str(len(models)), MEMBER_PATHS="|".join(models))
+    return tags
 
 
 def _check_coverage(src, readers, side: int = 512):
@@ -654,6 +700,22 @@ def _check_coverage(src, readers, side: int = 512):
             if covered < 0.99:
                 raise ValueError(f"DEM covers only {covered:.0%} of INPUT's valid pixels: give a DEM "
                                  "that covers the whole raster (a larger extent or a mosaic)")
+
+
+def _members(model_path, ensemble, member_paths, precision: str):
+    """(MODEL and the ENSEMBLE members, MODEL's header), checked before any work."""
+    models = member_models(model_path, ensemble)
+    if len(models) == 1:
+        if member_paths:
+            raise ValueError("OUTPUT_MEMBERS writes each ensemble member's probability: give the members in "
+                             "ENSEMBLE, or leave OUTPUT_MEMBERS out")
+        return [str(model_path)], read_header(model_path)
+    if precision == "int8":
+        raise ValueError("PRECISION int8 quantises one model at a time, checked on its own validation "
+                         "glaciers; with ENSEMBLE use PRECISION fp32 (or auto)")
+    if member_paths and len(member_paths) != len(models):
+        raise ValueError(f"OUTPUT_MEMBERS: {len(member_paths)} rasters for {len(models)} members")
+    return models, check_members(models)[0]
 
 
 def _runtime(opts: SegmentOptions) -> tuple[str, str, int, int]:
@@ -686,7 +748,7 @@ def resolve_runtime(input_path, model_path, dem_path, options: SegmentOptions, *
         return device, precision, opts.backend
     if device != "cpu":
         return device, precision, "torch"  # as Network: the other runtimes are the CPU's
-    header = read_header(model_path)
+    header = read_header(model_path if isinstance(model_path, (str, Path)) else model_path[0])
     with rasterio.open(input_path) as src:
         tile = effective_tile(opts.tile_size, src.height, src.width)
     net = Network(model_path, device, precision, streams, opts.tta, opts.backend,
@@ -699,14 +761,16 @@ def resolve_runtime(input_path, model_path, dem_path, options: SegmentOptions, *
 
 def segment(input_path, model_path, probability_path, mask_path=None, polygons_path=None,
             dem_path=None, options: SegmentOptions | None = None,
-            progress: Progress | None = None) -> SegmentResult:
-    """Glacier probability (and mask, polygons) for INPUT with the model in MODEL."""
+            progress: Progress | None = None, ensemble=(), member_paths=()) -> SegmentResult:
+    """Glacier probability (and mask, polygons) for INPUT with the model in MODEL; with
+    ENSEMBLE (the other members' model files) the members' mean, and with `member_paths`
+    each member's probability too."""
     opts = options or SegmentOptions()
     progress = progress or Progress()
     t0 = time.perf_counter()
     _check_options(opts)
     device, precision, streams, per_batch = _runtime(opts)
-    header = read_header(model_path)
+    models, header = _members(model_path, ensemble, member_paths, precision)
     if precision == "int8":
         quantisation.read_samples(model_path, tensors=False)
     threshold = header.threshold if opts.threshold is None else float(opts.threshold)
@@ -741,12 +805,13 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
                              "unless memory forbids")
 
         prob_u8 = opts.probability_dtype == "uint8"
-        tags = _tags(src, model_path, threshold, input_path)
-        prob_dst, mask_dst, tmp_mask = _open_outputs(stack, src, probability_path, mask_path, prob_u8,
-                                                     tags, None if opts.rows is None else keep)
+        tags = _tags(src, models, threshold, input_path)
+        prob_dst, mask_dst, tmp_mask, member_dsts = _open_outputs(
+            stack, src, probability_path, mask_path, prob_u8, tags, None if opts.rows is None else keep,
+            member_paths)
         glacier_px = [0]
 
-        def write_rows(out, mask, window):
+        def write_rows(out, mask, window, members=None):
             """Rows of INPUT's grid, those of this run's band (all but in a block)."""
             y, n = window.row_off, window.height
             lo, hi = max(y, keep[0]), min(y + n, keep[1])
@@ -756,23 +821,27 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
             glacier_px[0] += int(np.count_nonzero(mask == 1))
             win = Window(0, lo - keep[0], W, hi - lo)
             prob_dst.write(out, 1, window=win)
+            for dst, member in zip(member_dsts, members or ()):
+                dst.write(member[lo - y:hi - y], 1, window=win)
             if mask_dst is not None:
                 mask_dst.write(mask, 1, window=win)
 
         io = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="io"))
-        mosaic = _Mosaic(H, W, T, overlap, threshold, prob_u8, write_rows, io)
+        mosaic = _Mosaic(H, W, T, overlap, threshold, prob_u8, write_rows, io, len(models), bool(member_dsts))
         mosaic.y0 = ys[first]
         pieces = _pieces(plan, T, stride, per_batch)
         read_piece = _PieceReader(readers, header, pieces, ys, T, H, W)
         first_piece = io.submit(read_piece, 0) if pieces else None  # read while the network loads
         channels = len(readers) + len(header.features)
-        net = Network(model_path, device, precision, streams, opts.tta, opts.backend,
+        net = Network(models, device, precision, streams, opts.tta, opts.backend,
                       _measured_shape(per_batch, channels, T), progress)
         stack.callback(net.close)
         if net.why():
             progress.info(net.why())
         progress.info(f"model: {header.architecture}/{header.encoder}, bands {', '.join(header.bands)}; "
-                      f"device {device} ({net.describe()}), precision {precision}")
+                      f"device {device} ({net.describe()}), precision {precision}"
+                      + (f"; an ensemble of {len(models)} members in one network, their mean mapped"
+                         if len(models) > 1 else ""))
         # A batch buffer is refilled only after its probabilities were blended: run() keeps
         # at most streams + 1 batches in flight.
         buffers = [net.new_batch(per_batch, channels, T) for _ in range(net.streams + 2)]
@@ -845,23 +914,24 @@ def polygonise(mask_path, polygons_path, min_area_km2=0.0, simplify_m=0.0) -> Pa
 BLOCK_MIN_TILE_ROWS = 4  # each block recomputes the tile row above it: >= 4 keeps that <= 25 %
 
 
-def segment_block(input_path, model_path, dem_path, options, rows, probability_path, mask_path, *,
+def segment_block(input_path, models, dem_path, options, rows, probability_path, mask_path, member_paths=(), *,
                   progress: Progress) -> SegmentResult:
-    """One block of tile rows (a Dask task of segment_blocks); its files appear complete."""
+    """One block of tile rows (a Dask task of segment_blocks); its files appear complete.
+    `models`: MODEL and the ensemble's other members."""
     from dataclasses import replace
-    return segment(input_path, model_path, probability_path, mask_path, None, dem_path,
-                   replace(options, rows=tuple(rows)), progress)
+    return segment(input_path, models[0], probability_path, mask_path, None, dem_path,
+                   replace(options, rows=tuple(rows)), progress, models[1:], member_paths)
 
 
-def _block_key(input_path, model_path, dem_path, opts: SegmentOptions) -> str:
+def _block_key(input_path, models, dem_path, opts: SegmentOptions, members: bool = False) -> str:
     """What a block's pixels depend on: a rerun with the same inputs and settings finds them."""
     import hashlib
     import json as _json
     parts = [opts.tile_size, opts.overlap, opts.threshold, opts.device, opts.precision, opts.tta, opts.backend,
              opts.probability_dtype, sorted((opts.bands or {}).items()), opts.mask_buffer_m,
-             [g.wkb_hex for g in opts.mask_geometries if g is not None]]
+             [g.wkb_hex for g in opts.mask_geometries if g is not None], members]
     from ..identity import file_key
-    for path in (input_path, model_path, dem_path):
+    for path in (input_path, *models, dem_path):
         if path:
             parts += file_key(path)
     return hashlib.sha256(_json.dumps(parts, default=str).encode()).hexdigest()[:16]
@@ -869,12 +939,12 @@ def _block_key(input_path, model_path, dem_path, opts: SegmentOptions) -> str:
 
 def segment_blocks(input_path, model_path, probability_path, mask_path=None, polygons_path=None,
                    dem_path=None, options: SegmentOptions | None = None,
-                   progress: Progress | None = None, pool=None) -> SegmentResult:
+                   progress: Progress | None = None, pool=None, ensemble=(), member_paths=()) -> SegmentResult:
     """`segment` with the raster cut into blocks of tile rows, run as pieces of `pool` (Dask
     tasks), and joined. A block computes every tile that touches its rows, in the order a
     whole run does, so the joined rasters are those of a whole run. Blocks are kept in a
     hidden folder beside the output until the join: a run cut short by a lost scheduler
-    resumes from the blocks that are done."""
+    resumes from the blocks that are done. An ensemble's members are joined one by one."""
     import shutil
     from dataclasses import replace
 
@@ -884,10 +954,11 @@ def segment_blocks(input_path, model_path, probability_path, mask_path=None, pol
     pool = pool or LocalPool()
     t0 = time.perf_counter()
     _check_options(opts)
-    input_path, model_path = str(Path(input_path).resolve()), str(Path(model_path).resolve())
+    input_path = str(Path(input_path).resolve())
     dem_path = str(Path(dem_path).resolve()) if dem_path else None
     probability_path = Path(probability_path).resolve()
-    header = read_header(model_path)
+    models, header = _members(model_path, ensemble, member_paths, opts.precision)
+    models = [str(Path(m).resolve()) for m in models]
     threshold = header.threshold if opts.threshold is None else float(opts.threshold)
     with contextlib.ExitStack() as stack:  # the whole run's checks, once, here
         src = stack.enter_context(rasterio.open(input_path))
@@ -899,22 +970,23 @@ def segment_blocks(input_path, model_path, probability_path, mask_path=None, pol
     if "auto" in (opts.device, opts.precision, opts.backend):
         [(device, precision, backend)] = pool.run(resolve_runtime, [()], progress.sub(0.0, 0.02),
                                                   gpu=opts.device == "cuda",
-                                                  common=(input_path, model_path, dem_path, opts))
+                                                  common=(input_path, models, dem_path, opts))
         opts = replace(opts, device=device, precision=precision, backend=backend)
         progress.info(f"every block runs on {device}, precision {precision}, backend {backend} "
                       "(resolved once, on a worker)")
     per_block = max(BLOCK_MIN_TILE_ROWS, -(-n_rows // (2 * pool.workers)))
     blocks = [(a, min(a + per_block, n_rows)) for a in range(0, n_rows, per_block)]
     parts = probability_path.parent / f".{probability_path.stem}.blocks-" \
-                                      f"{_block_key(input_path, model_path, dem_path, opts)}"
+                                      f"{_block_key(input_path, models, dem_path, opts, bool(member_paths))}"
     parts.mkdir(parents=True, exist_ok=True)
     items, done_before = [], 0
     for k, rows in enumerate(blocks):
         prob_k, mask_k = parts / f"probability_{k}.tif", parts / f"mask_{k}.tif"
-        if prob_k.is_file() and mask_k.is_file():  # written atomically: complete
+        members_k = [str(parts / f"member{m}_{k}.tif") for m in range(len(member_paths))]
+        if all(Path(f).is_file() for f in (prob_k, mask_k, *members_k)):  # written atomically: complete
             done_before += 1
             continue
-        items.append((rows, str(prob_k), str(mask_k)))
+        items.append((rows, str(prob_k), str(mask_k), members_k))
     progress.info(f"{W} x {H} pixels in {len(blocks)} block(s) of {per_block} tile rows on "
                   f"{pool.workers} worker(s)" + (f"; {done_before} block(s) done by an earlier run"
                                                  if done_before else ""))
@@ -923,18 +995,19 @@ def segment_blocks(input_path, model_path, probability_path, mask_path=None, pol
         # The options (MASK_LAYER's outlines among them) travel once, not with every block.
         block_opts = replace(opts, min_area_km2=0.0, simplify_m=0.0)
         results = pool.run(segment_block, items, progress.sub(0.02, 0.9), gpu=opts.device == "cuda",
-                           common=(input_path, model_path, dem_path, block_opts))
+                           common=(input_path, models, dem_path, block_opts))
         polygons, glacier_px = None, 0
         with contextlib.ExitStack() as stack:
             stack.enter_context(gdal_cache_limit())
             src = stack.enter_context(rasterio.open(input_path))
             pixel_km2 = abs(src.transform.a * src.transform.e) / 1e6
-            prob_dst, mask_dst, tmp_mask = _open_outputs(
+            prob_dst, mask_dst, tmp_mask, member_dsts = _open_outputs(
                 stack, src, probability_path, mask_path, opts.probability_dtype == "uint8",
-                _tags(src, model_path, threshold, input_path))
+                _tags(src, models, threshold, input_path), member_paths=member_paths)
             for k in range(len(blocks)):
                 progress.check()
-                for name, dst in (("probability", prob_dst), ("mask", mask_dst)):
+                for name, dst in (("probability", prob_dst), ("mask", mask_dst),
+                                  *((f"member{m}", d) for m, d in enumerate(member_dsts))):
                     with rasterio.open(parts / f"{name}_{k}.tif") as blk:
                         y0 = round((blk.transform.f - src.transform.f) / src.transform.e)
                         for r in range(0, blk.height, 1024):  # bounded windows, not whole blocks

@@ -166,7 +166,25 @@ def segment_glaciers(p, progress: Progress):
         raise ValueError(f"OUTPUT_POLYGONS must be a GeoPackage (.gpkg), not {poly}")
     if poly and not mask:
         raise ValueError("OUTPUT_POLYGONS is made from the mask: set OUTPUT_MASK too")
+    from ...core.segmentation.ensemble import member_models, member_outputs
     from ...core.segmentation.model_file import ModelFileError
+    ensemble = paths(p, "ENSEMBLE")
+    models = member_models(p["MODEL"], ensemble)
+    if len(models) < len(ensemble) + 1:
+        progress.info(f"ENSEMBLE: {len(ensemble) + 1 - len(models)} file(s) named twice or MODEL itself, "
+                      "counted once")
+    members = []
+    if p.get("OUTPUT_MEMBERS"):
+        if len(models) == 1:
+            raise ValueError("OUTPUT_MEMBERS writes each ensemble member's probability: give the other members "
+                             "in ENSEMBLE (train_model's MODELS output lists them), or leave OUTPUT_MEMBERS out")
+        members = member_outputs(p["OUTPUT_MEMBERS"], models)
+        from ..outputs import same_file
+        for name in ("INPUT", "DEM"):
+            hit = next((m for m in members if p.get(name) and same_file(m.resolve(), Path(p[name]).resolve())), None)
+            if hit:
+                raise ValueError(f"OUTPUT_MEMBERS: {hit.name} would replace {name}: an output never replaces an "
+                                 "input; choose another folder")
     # The probability is where the tiles are blended: without OUTPUT_PROBABILITY it is made
     # in a hidden folder beside the mask (same disk) and removed with it.
     if not prob:  # the mask's folder may be new (the runner removes it again if the run fails)
@@ -177,9 +195,10 @@ def segment_glaciers(p, progress: Progress):
         if p.get("DASK_SCHEDULER"):
             with pool_of(p, progress) as pool:
                 result = segment_blocks(p["INPUT"], p["MODEL"], written, mask, poly, p.get("DEM") or None,
-                                        options, progress, pool)
+                                        options, progress, pool, models[1:], members)
         else:
-            result = segment(p["INPUT"], p["MODEL"], written, mask, poly, p.get("DEM") or None, options, progress)
+            result = segment(p["INPUT"], p["MODEL"], written, mask, poly, p.get("DEM") or None, options, progress,
+                             models[1:], members)
         _say_if_implausible(p["MODEL"], written, options, mask_geoms, progress)
     except ModelFileError as err:
         raise ValueError(f"MODEL: {err}") from None
@@ -187,7 +206,8 @@ def segment_glaciers(p, progress: Progress):
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     return {"OUTPUT_PROBABILITY": prob, "OUTPUT_MASK": mask, "OUTPUT_POLYGONS": poly,
-            "GLACIER_AREA_KM2": result.glacier_area_km2, "DEVICE_USED": result.device,
+            "OUTPUT_MEMBERS": p.get("OUTPUT_MEMBERS") or None, "MEMBER_PROBABILITIES": [str(m) for m in members],
+            "MEMBERS_USED": len(models), "GLACIER_AREA_KM2": result.glacier_area_km2, "DEVICE_USED": result.device,
             "PRECISION_USED": result.precision, "BACKEND_USED": result.backend}
 
 

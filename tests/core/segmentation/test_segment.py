@@ -440,7 +440,7 @@ def test_tta_map_turns_with_the_image(untrained_model, tta):
     for on_map, on_image in turns:
         np.testing.assert_allclose(net(on_image(x)), on_map(p), atol=2e-5)
         assert np.abs(plain(on_image(x)) - on_map(plain(x))).max() > 1e-3  # without TTA it does not
-    assert p.shape == (2, 64, 64) and np.abs(p - plain(x)).max() > 1e-4
+    assert p.shape == (2, 1, 64, 64) and np.abs(p - plain(x)).max() > 1e-4  # (N, members, H, W)
 
 
 def test_unknown_tta_refused(region, untrained_model, tmp_path):

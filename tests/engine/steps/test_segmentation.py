@@ -1,4 +1,5 @@
 """The segmentation steps through `glacier-mapper`, from another working folder."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,34 @@ def test_the_probability_is_optional_when_the_mask_is_asked_for(region, untraine
     none = subprocess.run(common, capture_output=True, text=True, timeout=600)
     assert none.returncode != 0 and "OUTPUT_PROBABILITY and OUTPUT_MASK are both skipped" in none.stderr
     assert "Traceback" not in none.stderr
+
+
+def test_an_ensemble_from_the_command_line_with_relative_paths(region, tmp_path):
+    """`segment --ensemble` (repeated) with model paths relative to the caller's folder and
+    --output-members: the members' rasters and their mean, as the core run with absolute paths."""
+    from glacier_mapper_plugin.core.segmentation.model_file import new_model
+    from glacier_mapper_plugin.core.segmentation.segment import SegmentOptions, segment
+    from tests.conftest import S2_DEM_BANDS
+    models = tmp_path / "models"
+    for s in (1, 2, 3):
+        new_model(models / f"m_seed{s}.gmm", S2_DEM_BANDS, mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0],
+                  encoder="resnet18", seed=s)
+    out = subprocess.run([str(EXE), "segment", "--input", str(region.imagery_end), "--dem", str(region.dem),
+                          "--model", "models/m_seed1.gmm", "--ensemble", "models/m_seed2.gmm", "--ensemble",
+                          "models/m_seed3.gmm", "--tile-size", "128", "--overlap", "32", "--precision", "fp32",
+                          "--backend", "torch", "--output-probability", "maps/mean.tif",
+                          "--output-members", "maps/members", "--json"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "an ensemble of 3 members in one network" in out.stderr
+    result = json.loads(out.stdout)
+    assert result["MEMBERS_USED"] == 3 and [Path(p).name for p in result["MEMBER_PROBABILITIES"]] == [
+        "member1_m_seed1.tif", "member2_m_seed2.tif", "member3_m_seed3.tif"]
+    core = [tmp_path / "core" / f"{k}.tif" for k in range(3)]
+    segment(region.imagery_end, models / "m_seed1.gmm", tmp_path / "core" / "mean.tif", dem_path=region.dem,
+            options=SegmentOptions(tile_size=128, overlap=32, precision="fp32", backend="torch"),
+            ensemble=[models / "m_seed2.gmm", models / "m_seed3.gmm"], member_paths=core)
+    for a, b in [(tmp_path / "maps" / "mean.tif", tmp_path / "core" / "mean.tif"),
+                 *zip(result["MEMBER_PROBABILITIES"], core)]:
+        with rasterio.open(a) as x, rasterio.open(b) as y:
+            np.testing.assert_allclose(x.read(1), y.read(1), atol=1e-6, equal_nan=True)
