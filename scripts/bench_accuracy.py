@@ -209,9 +209,10 @@ def main(argv=None) -> int:
     ap.add_argument("--tta", nargs="+", default=["none"], choices=["none", "flips", "d4"],
                     help="test-time augmentations to segment the test part with (each scored; the first "
                          "makes the ensemble's area bounds)")
-    ap.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "fp32", "int8"],
-                    help="precisions to segment the test part with (int8: the quantised graph on onnxruntime or "
-                         "OpenVINO, BACKEND auto; its IoU change beside the first)")
+    ap.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16", "int8"],
+                    help="precisions to segment the test part with (bf16: on a CPU with AVX512-BF16 or AMX; "
+                         "int8: the quantised graph on onnxruntime or OpenVINO, BACKEND auto; its IoU change "
+                         "beside the first)")
     ap.add_argument("--train", nargs="*", default=[], metavar="OPTION=VALUE",
                     help="training options to change (TrainOptions fields, e.g. loss=bce schedule=constant): "
                          "an ablation")

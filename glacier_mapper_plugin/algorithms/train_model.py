@@ -65,8 +65,9 @@ TRAINING_HELP = {
                     "calibrated on them (temperature scaling), and its validation IoU is compared with an NDSI "
                     "(or brightness) threshold on the same glaciers: a model that does not beat it says so.",
     "MEMBERS": "Ensemble members: models that differ only by their seed (SEED, SEED + 1, ...), as "
-               "DL4GAM's ensembles; their spread is the model uncertainty that area change uses "
-               "(START_ENSEMBLE/END_ENSEMBLE).",
+               "DL4GAM's ensembles; segment_glaciers runs them together (MODEL and ENSEMBLE: the MODELS "
+               "output) and writes each member's probability (OUTPUT_MEMBERS), whose spread is the model "
+               "uncertainty that area change uses (START_ENSEMBLE/END_ENSEMBLE).",
     "DASK_SCHEDULER": DASK_HELP + " Here: one task per member (per fold x member when "
                       "cross-validating), on a worker with a GPU resource when DEVICE is cuda; "
                       "the patch cache must be on the shared filesystem (PATCH_CACHE).",
