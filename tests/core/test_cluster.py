@@ -114,6 +114,25 @@ def test_scenes_and_a_raster_in_blocks_on_the_cluster(region, untrained_model, p
     assert not list(tmp_path.glob(".*")), "no block folder or partial file is left"
 
 
+def test_an_ensemble_in_blocks_on_the_cluster_gives_the_local_files(region, untrained_model, pool, tmp_path,
+                                                                   blocks_of_one_row):
+    """ENSEMBLE on Dask: each block runs every member, and the join writes the mean and each
+    member as the local run does, bit for bit (local vs Dask for ensembles)."""
+    from glacier_mapper_plugin.core.segmentation.model_file import new_model
+    from tests.conftest import S2_DEM_BANDS
+    other = tmp_path / "models" / "untrained_seed2.gmm"
+    new_model(other, S2_DEM_BANDS, mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0], encoder="resnet18", seed=2)
+    here_members = [tmp_path / "here" / f"m{k}.tif" for k in range(2)]
+    there_members = [tmp_path / "there" / f"m{k}.tif" for k in range(2)]
+    segment(region.imagery_end, untrained_model, tmp_path / "here" / "p.tif", tmp_path / "here" / "mask.tif",
+            dem_path=region.dem, options=OPTIONS, ensemble=[other], member_paths=here_members)
+    segment_blocks(region.imagery_end, untrained_model, tmp_path / "there" / "p.tif", tmp_path / "there" / "mask.tif",
+                   None, region.dem, OPTIONS, Progress(), pool, ensemble=[other], member_paths=there_members)
+    for name in ("p.tif", "mask.tif", "m0.tif", "m1.tif"):
+        _same_raster(tmp_path / "here" / name, tmp_path / "there" / name)
+    assert not list((tmp_path / "there").glob(".*")), "no block folder or partial file is left"
+
+
 def test_cancel_stops_the_tasks_and_leaves_no_file(region, untrained_model, pool, tmp_path,
                                                    blocks_of_one_row):
     progress = Recorder(cancel_at=0.05)

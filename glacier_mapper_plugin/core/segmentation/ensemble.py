@@ -12,6 +12,9 @@ from pathlib import Path
 
 from .model_file import ModelFileError, ModelHeader, read_header
 
+NO_INT8 = ("PRECISION int8 quantises one model at a time, checked on its own validation glaciers; with "
+           "ENSEMBLE use PRECISION fp32 (or auto)")
+
 
 def member_models(model_path, ensemble) -> list[str]:
     """MODEL first, then the ENSEMBLE members not already named (train_model's MODELS output

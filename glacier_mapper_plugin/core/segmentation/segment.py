@@ -33,7 +33,7 @@ from ..imagery.bands import band_readers
 from ..geodesy import ellipsoidal_area_km2, utm_epsg
 from ..io import GTIFF_PROFILE, atomic_output, gdal_cache_limit
 from . import backends, quantisation
-from .ensemble import check_members, member_models, stacked
+from .ensemble import NO_INT8, check_members, member_models, stacked
 from .features import derive
 from .model_file import load_model, read_header
 from ..progress import Progress
@@ -338,8 +338,7 @@ class Network:
         self.transforms = TTA[tta]
         models = [model_path] if isinstance(model_path, (str, Path)) else list(model_path)
         if len(models) > 1 and precision == "int8":
-            raise ValueError("PRECISION int8 quantises one model at a time, checked on its own validation "
-                             "glaciers; with ENSEMBLE use PRECISION fp32 (or auto)")
+            raise ValueError(NO_INT8)
         self.model, self.header = prepared_model(models, device)
         # each member's own temperature, fitted on its validation glaciers
         self.temperatures = [float(read_header(m).temperature) for m in models] if len(models) > 1 \
@@ -711,8 +710,7 @@ def _members(model_path, ensemble, member_paths, precision: str):
                              "ENSEMBLE, or leave OUTPUT_MEMBERS out")
         return [str(model_path)], read_header(model_path)
     if precision == "int8":
-        raise ValueError("PRECISION int8 quantises one model at a time, checked on its own validation "
-                         "glaciers; with ENSEMBLE use PRECISION fp32 (or auto)")
+        raise ValueError(NO_INT8)
     if member_paths and len(member_paths) != len(models):
         raise ValueError(f"OUTPUT_MEMBERS: {len(member_paths)} rasters for {len(models)} members")
     return models, check_members(models)[0]
