@@ -23,6 +23,7 @@ Results and command go to docs/benchmarks.md ("Segmentation accuracy").
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import tempfile
@@ -272,6 +273,22 @@ def main(argv=None) -> int:
                   f"{calibration.get('ece_before')} -> {calibration.get('ece')}; baseline "
                   f"{(result.header.metrics or {}).get('baseline')}", flush=True)
             members.append(maps[next(iter(maps))][0] >= result.header.threshold)
+        if len(members) > 1 and "ensemble" in inspect.signature(_core("segment").segment).parameters:
+            # The seeds' models as one ensemble through segment_glaciers' ENSEMBLE: its mean scored
+            # as one map (the first variant's settings; each member's own temperature).
+            segmenting = _core("segment")
+            models = [work / f"unet_seed{seed}.gmm" for seed in args.seeds]
+            variant = next(iter(variants.values()))
+            t0 = time.perf_counter()
+            segmenting.segment(test, models[0], work / "ensemble.tif", options=segmenting.SegmentOptions(
+                tile_size=256, overlap=64, device="cpu", **variant), ensemble=models[1:])
+            with rasterio.open(work / "ensemble.tif") as src:
+                prob = np.nan_to_num(src.read(1))
+            threshold = segmenting.read_header(models[0]).threshold
+            rows.append((f"Ensemble of the {len(models)} seeds' U-Nets (ENSEMBLE: their mean)", "all",
+                         dict(scores(prob >= threshold, test_truth, dark), ece=ece(prob, test_truth)), 0.0,
+                         time.perf_counter() - t0))
+            print(f"  ensemble of {len(models)} seeds: IoU {rows[-1][2]['iou']:.3f}", flush=True)
         if len(members) > 1:
             areas = glacier_areas(test, inventory, members)
             inside = [min(m) <= true <= max(m) for true, m in areas]

@@ -8,7 +8,7 @@ from scripts import bench_accuracy
 
 
 def test_the_benchmark_runs_and_its_baselines_hold(shared_data, capsys):
-    assert bench_accuracy.main(["--seeds", "1", "--epochs", "1", "--tta", "none", "flips",
+    assert bench_accuracy.main(["--seeds", "1", "2", "--epochs", "1", "--tta", "none", "flips",
                                 "--precision", "auto", "int8"]) == 0
     out = capsys.readouterr().out
     assert "train rows 0-299 (53% glacier), gap 300-339, test rows 340-654 (30% glacier)" in out
@@ -24,3 +24,7 @@ def test_the_benchmark_runs_and_its_baselines_hold(shared_data, capsys):
     assert (int8 and abs(float(int8.group(1)) - float(unet.group(1))) <= 0.005) \
         or "seed 1, none, int8: refused: PRECISION int8: quantised" in out  # the model's own check decides
     assert "seed 1: temperature" in out and "'index': 'brightness'" in out  # calibration and baseline reported
+    # the two seeds as one ensemble through segment_glaciers' ENSEMBLE, scored as one map
+    ensemble = re.search(r"\| Ensemble of the 2 seeds' U-Nets \(ENSEMBLE: their mean\) \| all \| ([\d.]+) \|", out)
+    assert ensemble and 0.0 <= float(ensemble.group(1)) <= 1.0
+    assert "lies within the members' range" in out
