@@ -39,8 +39,9 @@ class SegmentGlaciersAlgorithm(GlacierMapperAlgorithm):
                     "<name>_seed<N>.gmm beside its OUTPUT_MODEL; its MODELS output lists them all, MODEL "
                     "included, which is counted once). The members run as one network on each batch (one "
                     "graph for onnxruntime and OpenVINO) and OUTPUT_PROBABILITY is their mean, each member "
-                    "calibrated by its own temperature; the mask thresholds the mean. Members must read the "
-                    "same bands and features with the same normalisation (one training). Not with PRECISION int8.",
+                    "calibrated by its own temperature and fed the tiles in its own normalisation; the mask "
+                    "thresholds the mean. Members must read the same bands and features at the same pixel size. "
+                    "Not with PRECISION int8.",
         "DEVICE": "auto uses a CUDA GPU when torch sees one, else an Apple GPU (mps, Apple silicon; operators "
                   "it lacks run on the CPU and are named in the log), else the CPU. A device the engine's torch "
                   "cannot use is refused, naming the torch installed (a CUDA torch: Install engine, TORCH=cuda).",

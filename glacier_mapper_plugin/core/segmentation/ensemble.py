@@ -4,8 +4,9 @@ train_model with MEMBERS > 1 writes models that differ only by their seed. Segme
 all of them used to take one run per member; here the members become one module whose
 output holds every member's logits, so a batch is read, cut and sent once and a runtime
 (onnxruntime, OpenVINO) runs one graph: docs/benchmarks.md, "Ensembles". The members must
-read the same inputs the same way (bands, features, normalisation, pixel size): the tiles
-are normalised once for all of them."""
+read the same inputs (bands, features, pixel size): the tiles are read and normalised once,
+with the first member's statistics, and re-normalised inside the module for a member whose
+statistics differ (trained apart)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,36 +55,56 @@ def check_members(models: list[str]) -> list[ModelHeader]:
         if h.pixel_size_m != first.pixel_size_m:
             raise ValueError(f"ENSEMBLE: {name} was trained on {h.pixel_size_m:g} m pixels, MODEL on "
                              f"{first.pixel_size_m:g} m: members must come from the same imagery")
-        if not _same_statistics(h, first):
-            raise ValueError(f"ENSEMBLE: {name} normalises its inputs with other statistics than MODEL "
-                             "(it was trained on other rasters): give members of one training (train_model "
-                             "with MEMBERS > 1 writes them as <name>_seed<N>.gmm beside OUTPUT_MODEL)")
     return headers
 
 
-def _same_statistics(a: ModelHeader, b: ModelHeader) -> bool:
-    """Normalisations that agree to a thousandth of a standard deviation: the tiles are
-    normalised once, with MODEL's. Models trained apart on the same rasters differ in the last
-    digits (moments merged in another order); models of other rasters differ by far more."""
+def same_statistics(a: ModelHeader, b: ModelHeader) -> bool:
+    """Normalisations that agree to a thousandth of a standard deviation (members of one
+    training share theirs; models trained apart, even on the same rasters with other seeds,
+    saw other training glaciers and differ)."""
     import numpy as np
     scale = np.abs(np.asarray(b.std, float))
     return bool(np.all(np.abs(np.subtract(a.mean, b.mean)) <= 1e-3 * scale)
                 and np.all(np.abs(np.subtract(a.std, b.std)) <= 1e-3 * scale))
 
 
-def stacked(networks):
-    """One module: (N, C, H, W) -> (N, M, H, W), member m's logits in channel m."""
+def stacked(networks, headers: list[ModelHeader]):
+    """One module: (N, C, H, W) normalised with the first member's statistics -> (N, M, H, W),
+    member m's logits in channel m. A member with other statistics gets the tiles re-normalised
+    to its own inside the module (an affine map per channel, exact for every valid pixel); at
+    no-data pixels, which every member sees as the first member's band mean, it is not its own
+    mean: a difference of (mean_0 - mean_m) / std_m of its standard deviations there."""
     import torch
 
+    first = headers[0]
+    maps = []
+    for h in headers:
+        if same_statistics(h, first):
+            maps.append(None)
+            continue
+        std0, mean0 = torch.tensor(first.std), torch.tensor(first.mean)
+        std, mean = torch.tensor(h.std), torch.tensor(h.mean)
+        maps.append(((std0 / std).view(1, -1, 1, 1).float(), ((mean0 - mean) / std).view(1, -1, 1, 1).float()))
+
     class Stacked(torch.nn.Module):
-        def __init__(self, members):
+        def __init__(self):
             super().__init__()
-            self.members = torch.nn.ModuleList(members)
+            self.members = torch.nn.ModuleList(networks)
+            for k, affine in enumerate(maps):
+                if affine is not None:
+                    self.register_buffer(f"scale{k}", affine[0])
+                    self.register_buffer(f"shift{k}", affine[1])
 
         def forward(self, x):
-            return torch.cat([m(x) for m in self.members], 1)
+            out = []
+            for k, member in enumerate(self.members):
+                if maps[k] is None:
+                    out.append(member(x))
+                else:
+                    out.append(member(x * getattr(self, f"scale{k}") + getattr(self, f"shift{k}")))
+            return torch.cat(out, 1)
 
-    return Stacked(networks).eval()
+    return Stacked().eval()
 
 
 def member_outputs(folder, models: list[str]) -> list[Path]:

@@ -33,7 +33,7 @@ from ..imagery.bands import band_readers
 from ..geodesy import ellipsoidal_area_km2, utm_epsg
 from ..io import GTIFF_PROFILE, atomic_output, gdal_cache_limit
 from . import backends, quantisation
-from .ensemble import NO_INT8, check_members, member_models, stacked
+from .ensemble import NO_INT8, check_members, member_models, same_statistics, stacked
 from .features import derive
 from .model_file import load_model, read_header
 from ..progress import Progress
@@ -294,7 +294,7 @@ def prepared_model(model_path, device: str):
             _PREPARED.clear()
             loaded = [_prepared(m, device) for m in models]
             _PREPARED[key] = loaded[0] if len(loaded) == 1 else \
-                (stacked([net for net, _ in loaded]), loaded[0][1])
+                (stacked([net for net, _ in loaded], [h for _, h in loaded]), loaded[0][1])
         return _PREPARED[key]
 
 
@@ -702,18 +702,18 @@ def _check_coverage(src, readers, side: int = 512):
 
 
 def _members(model_path, ensemble, member_paths, precision: str):
-    """(MODEL and the ENSEMBLE members, MODEL's header), checked before any work."""
+    """(MODEL and the ENSEMBLE members, their headers), checked before any work."""
     models = member_models(model_path, ensemble)
     if len(models) == 1:
         if member_paths:
             raise ValueError("OUTPUT_MEMBERS writes each ensemble member's probability: give the members in "
                              "ENSEMBLE, or leave OUTPUT_MEMBERS out")
-        return [str(model_path)], read_header(model_path)
+        return [str(model_path)], [read_header(model_path)]
     if precision == "int8":
         raise ValueError(NO_INT8)
     if member_paths and len(member_paths) != len(models):
         raise ValueError(f"OUTPUT_MEMBERS: {len(member_paths)} rasters for {len(models)} members")
-    return models, check_members(models)[0]
+    return models, check_members(models)
 
 
 def _runtime(opts: SegmentOptions) -> tuple[str, str, int, int]:
@@ -768,7 +768,12 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
     t0 = time.perf_counter()
     _check_options(opts)
     device, precision, streams, per_batch = _runtime(opts)
-    models, header = _members(model_path, ensemble, member_paths, precision)
+    models, headers = _members(model_path, ensemble, member_paths, precision)
+    header = headers[0]
+    apart = [Path(m).name for m, h in zip(models[1:], headers[1:]) if not same_statistics(h, header)]
+    if apart and opts.rows is None:
+        progress.info(f"ENSEMBLE: {', '.join(apart)} normalise(s) the bands with other statistics than MODEL "
+                      "(trained apart): the tiles are re-normalised to each member's own inside the network")
     if precision == "int8":
         quantisation.read_samples(model_path, tensors=False)
     threshold = header.threshold if opts.threshold is None else float(opts.threshold)
@@ -955,8 +960,8 @@ def segment_blocks(input_path, model_path, probability_path, mask_path=None, pol
     input_path = str(Path(input_path).resolve())
     dem_path = str(Path(dem_path).resolve()) if dem_path else None
     probability_path = Path(probability_path).resolve()
-    models, header = _members(model_path, ensemble, member_paths, opts.precision)
-    models = [str(Path(m).resolve()) for m in models]
+    models, headers = _members(model_path, ensemble, member_paths, opts.precision)
+    models, header = [str(Path(m).resolve()) for m in models], headers[0]
     threshold = header.threshold if opts.threshold is None else float(opts.threshold)
     with contextlib.ExitStack() as stack:  # the whole run's checks, once, here
         src = stack.enter_context(rasterio.open(input_path))
