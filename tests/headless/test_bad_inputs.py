@@ -136,10 +136,26 @@ def _null_ids(region, t):
     return f"{path}|layername=inventory"
 
 
+def rgb_model(path):
+    """A model of other bands than the region's models (B2, B3, B4 only)."""
+    from tests.conftest import in_engine
+    in_engine("from glacier_mapper_plugin.core.segmentation.model_file import new_model; "
+              f"new_model({str(path)!r}, ['B2', 'B3', 'B4'], encoder='resnet18'); print('null')")
+    return path
+
+
 CASES.update({
     "segment: a GeoTIFF named .gpkg": ("segment_glaciers", lambda r, m, o, t: dict(
         INPUT=r.imagery_end, DEM=r.dem, MODEL=m, OUTPUT_PROBABILITY=o / "p.tif", OUTPUT_MASK=o / "m.gpkg"),
         "OUTPUT_MASK: m.gpkg would hold a GeoTIFF under another file type's name: end it with .tif"),
+    "segment: an ENSEMBLE member of other bands": ("segment_glaciers", lambda r, m, o, t: dict(
+        INPUT=r.imagery_end, DEM=r.dem, MODEL=m, ENSEMBLE=rgb_model(t / "rgb.gmm"), OUTPUT_PROBABILITY=o / "p.tif",
+        OUTPUT_MEMBERS=o / "members"), "ENSEMBLE: rgb.gmm reads bands B2, B3, B4"),
+    "segment: an ENSEMBLE file that is no model": ("segment_glaciers", lambda r, m, o, t: dict(
+        INPUT=r.imagery_end, DEM=r.dem, MODEL=m, ENSEMBLE=t / "afile", OUTPUT_PROBABILITY=o / "p.tif"), "ENSEMBLE: "),
+    "segment: OUTPUT_MEMBERS without ENSEMBLE": ("segment_glaciers", lambda r, m, o, t: dict(
+        INPUT=r.imagery_end, DEM=r.dem, MODEL=m, OUTPUT_PROBABILITY=o / "p.tif", OUTPUT_MEMBERS=o / "members"),
+        "OUTPUT_MEMBERS writes each ensemble member's probability"),
     "train: a model named .txt": ("train_model", lambda r, m, o, t: dict(
         INPUT=r.imagery_start, INVENTORY=f"{r.inventory}|layername=inventory", DEM=r.dem, OUTPUT_MODEL=o / "m.txt"),
         "OUTPUT_MODEL: m.txt would hold a model file under another file type's name: end it with .gmm"),
