@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from glacier_mapper_plugin.core.progress import Progress
 from glacier_mapper_plugin.core.segmentation.model_file import load_model, new_model, save_model
 from glacier_mapper_plugin.core.segmentation.segment import SegmentOptions, segment, segment_blocks
 from tests.conftest import S2_DEM_BANDS
+from tests.core.segmentation.test_backends import Log
 
 SMALL = dict(tile_size=128, overlap=32, batch_size=4, precision="fp32", backend="torch")
 NORM = dict(mean=[0.25] * 5 + [2600.0], std=[0.2] * 5 + [400.0])
@@ -137,7 +137,7 @@ def test_a_member_trained_apart_sees_the_tiles_in_its_own_statistics(region, mem
     save_model(apart, net, header)
     alone = segment(region.imagery_start, apart, tmp_path / "alone.tif", dem_path=region.dem,
                     options=SegmentOptions(**SMALL))
-    progress = Recorder()
+    progress = Log()
     res = segment(region.imagery_start, members[0], tmp_path / "p.tif", dem_path=region.dem,
                   options=SegmentOptions(**SMALL), ensemble=[apart], member_paths=[tmp_path / "m0.tif",
                                                                                    tmp_path / "m1.tif"],
@@ -151,19 +151,10 @@ def test_a_member_trained_apart_sees_the_tiles_in_its_own_statistics(region, mem
     off = d > 2e-5
     assert off.mean() <= 0.001 and d.max() <= 1e-3
     assert (ndimage.distance_transform_edt(~nodata)[off] <= SMALL["tile_size"]).all()  # only near no data
-    assert any("apart.gmm normalise(s) the bands with other statistics" in m for m in progress.messages)
+    assert any("apart.gmm normalise(s) the bands with other statistics" in m for m in progress.lines)
     mean = _read(res.probability)[0]
     with np.errstate(invalid="ignore"):
         np.testing.assert_allclose(mean, (_read(tmp_path / "m0.tif")[0] + together) / 2, atol=1e-6, equal_nan=True)
-
-
-class Recorder(Progress):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def info(self, message):
-        self.messages.append(message)
 
 
 def test_members_trained_apart_on_the_same_rasters_are_accepted(region, members, tmp_path):
