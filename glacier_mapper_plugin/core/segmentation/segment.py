@@ -341,8 +341,8 @@ class Network:
             raise ValueError(NO_INT8)
         self.model, self.header = prepared_model(models, device)
         # each member's own temperature, fitted on its validation glaciers
-        self.temperatures = [float(read_header(m).temperature) for m in models] if len(models) > 1 \
-            else [float(self.header.temperature)]
+        self.temperatures = torch.tensor([float(read_header(m).temperature) for m in models] if len(models) > 1
+                                         else [float(self.header.temperature)]).view(1, -1, 1, 1)
         source = models[0] if len(models) == 1 else models  # what the runtimes' caches are keyed by
         self.streams = max(1, int(streams)) if device == "cpu" else 1
         self.threads_per_stream = max(1, torch.get_num_threads() // self.streams)
@@ -381,8 +381,7 @@ class Network:
             logits = self.forward(x)
             # The model's temperature (fitted on its validation glaciers) calibrates the
             # probability without moving 0.5; views are averaged as probabilities.
-            logits = logits.float()
-            prob = torch.stack([torch.sigmoid(logits[:, m] / t) for m, t in enumerate(self.temperatures)], 1)
+            prob = torch.sigmoid(logits.float() / self.temperatures.to(logits.device))
             if len(self.transforms) > 1:
                 prob = torch.stack([_dihedral(prob[i * n:(i + 1) * n], k, f, inverse=True)
                                     for i, (k, f) in enumerate(self.transforms)]).mean(0)
