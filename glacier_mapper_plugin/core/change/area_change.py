@@ -15,6 +15,7 @@ A filtered glacier stays in the output with the reason.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import warnings
 from pathlib import Path
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import rasterio
 
-from ..segmentation.evaluate import read_prediction
+from ..segmentation.evaluate import BLOCK_ROWS, kind_from_blocks, prediction_kind, read_prediction
 from ..geodesy import ellipsoidal_area_km2
 from ..imagery.quality import masked_from_quality, quality_band
 from ..inventories import decimal_year
@@ -204,14 +205,18 @@ def raster_year(src) -> float | None:
 def count_pixels(prediction, index: InventoryIndex, quality_raster=None, quality="auto",
                  threshold=0.5, parameter="START") -> DateCounts:
     """Outline, masked and predicted pixel counts of the glaciers near one prediction raster
-    (only those are transformed and burnt: 5000 per-glacier chips must not cost 5000^2)."""
-    with rasterio.open(prediction) as src:
+    (only those are transformed and burnt: 5000 per-glacier chips must not cost 5000^2),
+    counted in blocks of rows: a whole Sentinel-2 tile costs a block's memory, not the tile's."""
+    from rasterio.windows import Window, transform as window_transform
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(rasterio.open(prediction))
         if src.crs is None or src.crs.is_geographic:
             raise ValueError(f"{prediction}: predictions must be in a metric CRS")
-        glacier, masked = read_prediction(src, threshold, parameter)
+        if src.count != 1:  # the error that names the bands
+            prediction_kind(src, np.zeros(1), np.ones(1, bool), parameter)
+        kind = kind_from_blocks(src, parameter)
         near = index.near(src)
         sub = index.inventory.subset(near).to_crs(src.crs.to_wkt())
-        local = rasterize_ids(sub, src.crs, src.transform, (src.height, src.width))
         pixel_km2 = abs(src.transform.a * src.transform.e) / 1e6
         year = raster_year(src)
         grid = (src.height, src.width, src.transform)
@@ -226,22 +231,32 @@ def count_pixels(prediction, index: InventoryIndex, quality_raster=None, quality
         beyond = np.array([g is not None and not g.is_empty and not g.within(frame)
                            for g in sub.geometries], bool)
         full_px = planar * 1e6 / abs(src.transform.a * src.transform.e)
-    if quality_raster:
-        with rasterio.open(quality_raster) as q:
+        q, band = None, None
+        if quality_raster:
+            q = stack.enter_context(rasterio.open(quality_raster))
             if (q.height, q.width, q.transform) != grid:
                 raise ValueError(f"quality raster {quality_raster} does not share the grid of "
                                  f"{prediction}")
             band = quality_band(q, quality)
             if band is None:
                 raise ValueError(f"quality raster {quality_raster} has no SCL/QUALITY band")
-            masked = masked | masked_from_quality(q.read(band))
             year = year if year is not None else raster_year(q)
-    n = len(near) + 1
-    inside = local > 0
-    pixels = np.bincount(local[inside], minlength=n)
+        n = len(near) + 1
+        pixels, masked_n, predicted = (np.zeros(n, np.int64) for _ in range(3))
+        for r0 in range(0, src.height, BLOCK_ROWS) if len(near) else ():
+            win = Window(0, r0, src.width, min(BLOCK_ROWS, src.height - r0))
+            local = rasterize_ids(sub, src.crs, window_transform(win, src.transform), (win.height, win.width))
+            inside = local > 0
+            if not inside.any():
+                continue
+            glacier, masked = read_prediction(src, threshold, parameter, kind=kind, window=win)
+            if q is not None:
+                masked |= masked_from_quality(q.read(band, window=win))
+            pixels += np.bincount(local[inside], minlength=n)
+            masked_n += np.bincount(local[inside & masked], minlength=n)
+            predicted += np.bincount(local[inside & ~masked & glacier], minlength=n)
     outside = np.where(beyond, np.maximum(0.0, np.round(full_px) - pixels[1:]), 0.0)
-    return DateCounts(pixels[1:], np.bincount(local[inside & masked], minlength=n)[1:],
-                      np.bincount(local[inside & ~masked & glacier], minlength=n)[1:], km2,
+    return DateCounts(pixels[1:], masked_n[1:], predicted[1:], km2,
                       np.full(len(near), np.nan if year is None else year), outside, near + 1,
                       np.nan if year is None else year, pixel_km2)
 

@@ -93,7 +93,7 @@ def read_prediction(src, threshold: float = 0.5, parameter="PREDICTION", kind=No
 BLOCK_ROWS = 1024  # rows per piece: the distance transform of a 10980 px wide block is ~0.3 GB
 
 
-def _range_of(src, parameter="PREDICTION") -> str:
+def kind_from_blocks(src, parameter="PREDICTION") -> str:
     """The kind of the prediction from the range of all its valid values, read block by block."""
     lo, hi = np.inf, -np.inf
     for _, win in src.block_windows(1):
@@ -164,7 +164,7 @@ def evaluate(prediction, inventory: Inventory, quality_raster=None, quality="aut
         if src.count != 1:
             prediction_kind(src, np.zeros(1), np.ones(1, bool))  # the error that names the bands
         require_overlap(inventory, [(src.crs, src.bounds)], "PREDICTION")
-        kind = _range_of(src)
+        kind = kind_from_blocks(src)
         crs, transform, shape = src.crs, src.transform, (src.height, src.width)
     if quality_raster:
         quality_raster = str(Path(quality_raster).resolve())

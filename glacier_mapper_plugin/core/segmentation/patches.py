@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.windows import Window
-from scipy import ndimage
 
 from ..imagery.bands import band_readers
 from .features import derive
@@ -66,23 +65,6 @@ def glacier_centres(ids: np.ndarray, gid: int, patch_size: int, offset=(0, 0)) -
 def patch_origin(centre: int, size: int, length: int) -> int:
     """Top-left coordinate of a patch centred on `centre`, shifted inside [0, length)."""
     return int(min(max(centre - size // 2, 0), max(length - size, 0)))
-
-
-def sample_patches(ids: np.ndarray, patch_size: int, source: int = 0,
-                   glaciers=None) -> list[Patch]:
-    """All patches of one raster's id grid (optionally only for the given glacier ids)."""
-    h, w = ids.shape
-    windows = ndimage.find_objects(ids)  # each glacier's bounding box, in one pass
-    wanted = [g + 1 for g, sl in enumerate(windows) if sl is not None] if glaciers is None else glaciers
-    patches = []
-    for gid in wanted:
-        sl = windows[int(gid) - 1] if 0 < int(gid) <= len(windows) else None
-        if sl is None:
-            continue
-        for r, c in glacier_centres(ids[sl], int(gid), patch_size, (sl[0].start, sl[1].start)):
-            patches.append(Patch(source, patch_origin(r, patch_size, h),
-                                 patch_origin(c, patch_size, w), int(gid)))
-    return patches
 
 
 _SEEK = threading.Lock()
@@ -212,6 +194,41 @@ def _pad(a, size, value):
     return np.pad(a, pad, constant_values=value)
 
 
+def glacier_windows(local: Inventory, src, margin: int):
+    """(glacier id, window, ids on that window) for each outline near the raster: its pixel
+    bounding box widened by `margin` and clipped to the raster, burnt with every outline that
+    reaches it. `local` is the inventory in the raster's CRS. One glacier's window at a time,
+    so memory follows the largest glacier, not the raster (a Sentinel-2 tile's id grid alone
+    is 0.5 GB)."""
+    from rasterio.windows import transform as window_transform
+    inverse = ~src.transform
+    for k in local.near(src.crs, tuple(src.bounds)):
+        g = local.geometries[k]
+        if g is None or g.is_empty:
+            continue
+        x0, y0, x1, y1 = g.bounds
+        cols, rows = zip(*(inverse * (x, y) for x in (x0, x1) for y in (y0, y1)))
+        r0, r1 = max(int(np.floor(min(rows))) - margin, 0), min(int(np.ceil(max(rows))) + margin, src.height)
+        c0, c1 = max(int(np.floor(min(cols))) - margin, 0), min(int(np.ceil(max(cols))) + margin, src.width)
+        if r1 <= r0 or c1 <= c0:
+            continue
+        win = Window(c0, r0, c1 - c0, r1 - r0)
+        yield int(k) + 1, win, rasterize_ids(local, src.crs, window_transform(win, src.transform), (r1 - r0, c1 - c0))
+
+
+def window_label(local: Inventory, src, row: int, col: int, height: int, width: int, near=None) -> np.ndarray:
+    """Glacier (any outline) or not on a window of the raster: sliced from `near` (a
+    (window, ids) pair from glacier_windows) when it holds the window, else burnt anew."""
+    from rasterio.windows import transform as window_transform
+    if near is not None:
+        win, ids = near
+        r, c = row - win.row_off, col - win.col_off
+        if r >= 0 and c >= 0 and r + height <= win.height and c + width <= win.width:
+            return ids[r:r + height, c:c + width] > 0
+    return rasterize_ids(local, src.crs, window_transform(Window(col, row, width, height), src.transform),
+                         (height, width)) > 0
+
+
 def _home_rasters(rasters, inventory: Inventory) -> np.ndarray:
     """For each glacier id (index), the raster holding most of its pixels (-1: none).
     Per-glacier chips overlap their neighbours: sampling a glacier in every chip that shows
@@ -220,10 +237,11 @@ def _home_rasters(rasters, inventory: Inventory) -> np.ndarray:
     most = np.zeros(len(inventory.geometries) + 1, np.int64)
     for source, path in enumerate(rasters):
         with rasterio.open(path) as src:
-            ids = rasterize_ids(inventory, src.crs, src.transform, (src.height, src.width))
-        gid, n = np.unique(ids[ids > 0], return_counts=True)  # this chip's glaciers only
-        more = n > most[gid]  # ties: the first raster
-        home[gid[more]], most[gid[more]] = source, n[more]
+            local = inventory.to_crs(src.crs)
+            for gid, _, ids in glacier_windows(local, src, 0):
+                n = int((ids == gid).sum())  # this chip's part of the glacier only
+                if n > most[gid]:  # ties: the first raster
+                    home[gid], most[gid] = source, n
     return home
 
 
@@ -290,26 +308,31 @@ def _cut(writer, rasters, inventory, bands, patch_size, dem_path, mapping, quali
                 raise ValueError(f"INPUT {path}: imagery must be in a metric CRS (UTM), not {src.crs}")
             readers = band_readers(stack, src, bands, mapping, dem_path, progress)
             qband = quality_band(src, quality)
-            ids = rasterize_ids(inventory, src.crs, src.transform, (src.height, src.width))
-            wanted = glaciers
+            local = inventory.to_crs(src.crs)
+            wanted = None if glaciers is None else set(int(g) for g in glaciers)
             if home is not None:  # each glacier sampled once, where most of it is
                 mine = set(np.nonzero(home == source)[0].tolist()) - {0}
-                wanted = sorted(mine if glaciers is None else mine & set(glaciers))
-            patches = sample_patches(ids, patch_size, source, wanted)
-            for p in patches:
-                if progress is not None:
-                    progress.check()
-                x, label, valid = _read_window(src, readers, qband, ids, bands, features, p.row, p.col,
-                                               patch_size)
-                writer.add(x, label, valid, p)
+                wanted = mine if wanted is None else mine & wanted
+            cut, on = 0, set()
+            for gid, win, ids in glacier_windows(local, src, patch_size):
+                if wanted is not None and gid not in wanted:
+                    continue
+                for r, c in glacier_centres(ids, gid, patch_size, (win.row_off, win.col_off)):
+                    if progress is not None:
+                        progress.check()
+                    p = Patch(source, patch_origin(r, patch_size, src.height),
+                              patch_origin(c, patch_size, src.width), gid)
+                    x, label, valid = _read_window(src, readers, qband, local, bands, features, p.row,
+                                                   p.col, patch_size, (win, ids))
+                    writer.add(x, label, valid, p)
+                    cut, on = cut + 1, on | {gid}
             if progress is not None:
-                progress.info(f"{path}: {len(patches)} patches on "
-                              f"{len({p.glacier for p in patches})} glaciers")
+                progress.info(f"{path}: {cut} patches on {len(on)} glaciers")
 
 
-def _read_window(src, readers, qband, ids, bands, features, row: int, col: int, size: int):
+def _read_window(src, readers, qband, local, bands, features, row: int, col: int, size: int, near=None):
     """(x, label, valid) of the size x size window at (row, col), decoded as segment decodes
-    it and padded (invalid) where it passes the raster's edge."""
+    it and padded (invalid) where it passes the raster's edge; `near`: window_label's."""
     win = Window(col, row, min(size, src.width - col), min(size, src.height - row))
     x = np.empty((len(readers), win.height, win.width), np.float32)
     invalid = np.zeros((win.height, win.width), bool)
@@ -320,7 +343,7 @@ def _read_window(src, readers, qband, ids, bands, features, row: int, col: int, 
         x = np.concatenate([x, derive(x, bands, features, abs(src.transform.a))])
     if qband is not None:
         invalid |= masked_from_quality(src.read(qband, window=win))
-    label = ids[row:row + win.height, col:col + win.width] > 0
+    label = window_label(local, src, row, col, win.height, win.width, near)
     return _pad(x, size, 0.0), _pad(label.astype(np.uint8), size, 0), _pad(~invalid, size, False)
 
 
@@ -339,16 +362,30 @@ def cut_windows(rasters, inventory: Inventory, bands, size: int, count: int, see
             src = stack.enter_context(rasterio.open(path))
             readers = band_readers(stack, src, bands, mapping, dem_path, None)
             qband = quality_band(src, quality)
-            ids = rasterize_ids(inventory, src.crs, src.transform, (src.height, src.width))
+            local = inventory.to_crs(src.crs)
             if glaciers is not None:
-                rows, cols = np.nonzero(np.isin(ids, list(glaciers)))
-                if rows.size == 0:
-                    continue
-                k = rng.choice(rows.size, n, replace=rows.size < n)
-                origins = [(patch_origin(r, size, src.height), patch_origin(c, size, src.width))
-                           for r, c in zip(rows[k], cols[k])]
+                origins = _glacier_pixels(local, src, set(int(g) for g in glaciers), n, rng)
+                origins = [(patch_origin(r, size, src.height), patch_origin(c, size, src.width)) for r, c in origins]
             else:
                 origins = [(int(rng.integers(max(src.height - size, 0) + 1)),
                             int(rng.integers(max(src.width - size, 0) + 1))) for _ in range(n)]
-            out += [_read_window(src, readers, qband, ids, bands, features, r, c, size) for r, c in origins]
+            out += [_read_window(src, readers, qband, local, bands, features, r, c, size) for r, c in origins]
     return tuple(np.stack(a) for a in zip(*out)) if out else None
+
+
+def _glacier_pixels(local: Inventory, src, glaciers: set, n: int, rng) -> list[tuple[int, int]]:
+    """`n` pixels (row, col) drawn uniformly from the pixels of `glaciers` on the raster, in
+    two passes over the glaciers' windows (count, then pick), so no raster-sized array."""
+    counts = [(gid, int((ids == gid).sum())) for gid, _, ids in glacier_windows(local, src, 0) if gid in glaciers]
+    total = sum(c for _, c in counts)
+    if total == 0:
+        return []
+    picks = np.sort(rng.choice(total, n, replace=total < n))
+    starts = dict(zip([g for g, _ in counts], np.cumsum([0] + [c for _, c in counts])[:-1]))
+    mine = {gid: picks[(picks >= starts[gid]) & (picks < starts[gid] + c)] - starts[gid] for gid, c in counts}
+    found = []
+    for gid, win, ids in glacier_windows(local, src, 0):
+        if len(mine.get(gid, ())):
+            rows, cols = np.nonzero(ids == gid)
+            found += [(int(rows[k]) + win.row_off, int(cols[k]) + win.col_off) for k in mine[gid]]
+    return found

@@ -491,3 +491,70 @@ def test_implausible_rates_are_said_in_the_result_and_the_report(tmp_path):
     plausible = area_change(inv, [same], [write(tmp_path / "e3.tif", slow, "2023-08-28")],
                             options=AreaChangeOptions(trim_percent=0, start_year=2015.0))
     assert plausible.warnings == []
+
+
+def _cloudy_case(folder, height=90):
+    """Five glaciers over 90 rows (one cut by the raster's bottom edge), a probability map
+    with a lake-dark hole and noise, a cloud (SCL 9) over parts of two glaciers."""
+    rng = np.random.default_rng(11)
+    geoms, truth = [], np.zeros((height, 120), bool)
+    for i, (r0, c0, h, w) in enumerate([(3, 4, 20, 30), (30, 40, 25, 20), (60, 8, 40, 25), (10, 70, 50, 30),
+                                        (70, 80, 12, 12)]):
+        geoms.append(box(X0 + c0 * PX, Y0 - (r0 + h) * PX, X0 + (c0 + w) * PX, Y0 - r0 * PX))
+        truth[r0:r0 + h, c0:c0 + w] = True
+    prob = np.clip(truth * 0.8 + rng.normal(0.1, 0.2, truth.shape), 0, 1).astype(np.float32)
+    prob[35:40, 45:50] = 0.05  # a lake on the glacier
+    scl = np.full(truth.shape, 4, np.uint8)
+    scl[20:45, 60:100] = 9
+    inv = Inventory([f"G{i}" for i in range(5)], geoms, "EPSG:32632")
+    return (inv, write(folder / "p.tif", prob, "2016-08-01"), write(folder / "q.tif", scl, scl=True))
+
+
+@settings(max_examples=12, deadline=None)
+@given(rows=st.integers(1, 95))
+def test_counting_in_blocks_of_rows_changes_nothing(tmp_path_factory, rows):
+    """Whatever the block height (1 row, a non-divisor, more than the raster), the counts are
+    those of the whole raster at once: pixels, masked, predicted, and the part beyond the edge."""
+    from glacier_mapper_plugin.core.change import area_change as module
+    folder = tmp_path_factory.mktemp("blocks")
+    inv, prob, scl = _cloudy_case(folder)
+    index = module.InventoryIndex(inv)
+    whole = module.count_pixels(prob, index, scl, threshold=0.5)
+    saved = module.BLOCK_ROWS
+    try:
+        module.BLOCK_ROWS = rows
+        blocks = module.count_pixels(prob, index, scl, threshold=0.5)
+    finally:
+        module.BLOCK_ROWS = saved
+    for name in ("pixels", "masked", "predicted", "outside"):
+        assert np.array_equal(getattr(whole, name), getattr(blocks, name)), name
+    assert whole.masked.sum() > 0 and whole.outside.sum() > 0 and whole.predicted.sum() > 0
+
+
+def test_counting_memory_does_not_grow_with_the_raster(tmp_path):
+    """The same glaciers on a raster 10 times longer (no glacier on the rest): peak
+    Python-heap memory stays that of a few blocks, not the raster."""
+    import tracemalloc
+    from glacier_mapper_plugin.core.change import area_change as module
+    inv, small, _ = _cloudy_case(tmp_path)
+    with rasterio.open(small) as src:
+        prob, tags = src.read(1), src.tags()
+    tall = np.zeros((prob.shape[0] * 30, prob.shape[1] * 10), np.float32)
+    tall[:prob.shape[0], :prob.shape[1]] = prob
+    big = write(tmp_path / "big.tif", tall, tags["DATE"])
+    size = tall.nbytes
+    del tall
+    index = module.InventoryIndex(inv)
+    peaks, counts = [], []
+    saved = module.BLOCK_ROWS
+    try:
+        module.BLOCK_ROWS = 30  # a block is 1/90 of the raster
+        for raster in (small, big):
+            tracemalloc.start()
+            counts.append(module.count_pixels(raster, index, threshold=0.5).predicted)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+    finally:
+        module.BLOCK_ROWS = saved
+    assert np.array_equal(counts[0], counts[1])
+    assert peaks[1] < size / 10, (peaks, size)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from glacier_mapper_plugin.core.labels import Inventory, rasterize_ids
-from glacier_mapper_plugin.core.segmentation.patches import (extract_patches, glacier_centres, patch_origin,
-                                                sample_patches)
+from glacier_mapper_plugin.core.segmentation.patches import (Patch, cut_windows, extract_patches, glacier_centres,
+                                                patch_origin)
 from glacier_mapper_plugin.core.vector import read_layer
 
 
@@ -32,16 +32,94 @@ def test_patches_shift_inside_the_raster():
     assert patch_origin(10, 256, 100) == 0  # raster smaller than a patch
 
 
-def test_sample_counts_and_glacier_subset():
-    ids = np.zeros((128, 128), np.int32)
-    ids[10:40, 10:40] = 1
-    ids[80:120, 70:120] = 2
-    all_p = sample_patches(ids, 32)
-    only2 = sample_patches(ids, 32, glaciers=[2])
-    assert {p.glacier for p in all_p} == {1, 2}
-    assert {p.glacier for p in only2} == {2}
-    assert len(all_p) == len(sample_patches(ids, 32, glaciers=[1])) + len(only2)
-    assert all(0 <= p.row <= 96 and 0 <= p.col <= 96 for p in all_p)
+def _whole_grid_patches(raster, inv, size, glaciers=None):
+    """The patches as the whole raster's id grid gives them (the cut before per-glacier
+    windows): each glacier's pixel box from one grid, its centres, its labels sliced."""
+    import rasterio
+    from scipy import ndimage
+    with rasterio.open(raster) as src:
+        ids = rasterize_ids(inv, src.crs, src.transform, (src.height, src.width))
+    patches = []
+    for gid, sl in enumerate(ndimage.find_objects(ids), start=1):
+        if sl is None or (glaciers is not None and gid not in glaciers):
+            continue
+        for r, c in glacier_centres(ids[sl], gid, size, (sl[0].start, sl[1].start)):
+            patches.append(Patch(0, patch_origin(r, size, ids.shape[0]), patch_origin(c, size, ids.shape[1]), gid))
+    return patches, ids
+
+
+def _same_as_whole_grid(raster, inv, size, tmp_path, glaciers=None):
+    ps = extract_patches([raster], inv, ["B2"] if "everest" not in str(raster) else ["RED"], size,
+                         glaciers=glaciers, cache_root=tmp_path / "cache")
+    expected, ids = _whole_grid_patches(raster, inv, size, glaciers)
+    assert ps.patches == expected
+    _, y, _ = ps.arrays(range(len(ps)))
+    for p, label in zip(ps.patches, y):
+        part = ids[p.row:p.row + size, p.col:p.col + size] > 0
+        assert np.array_equal(label[:part.shape[0], :part.shape[1]], part) and not label[part.shape[0]:].any()
+    return ps
+
+
+def test_patches_per_glacier_window_equal_those_of_the_whole_grid(region, tmp_path):
+    """Same patches, same labels, whether the ids are burnt per glacier window or once for the
+    whole raster (glaciers that touch, a subset, patches shifted at the raster's edge)."""
+    inv = Inventory.from_layer(read_layer(region.inventory, "inventory"))
+    assert len(_same_as_whole_grid(region.imagery_start, inv, 64, tmp_path / "a")) > 20
+    subset = _same_as_whole_grid(region.imagery_start, inv.to_crs("EPSG:4326"), 128, tmp_path / "b", glaciers=[2, 5])
+    assert {p.glacier for p in subset.patches} == {2, 5}
+
+
+def test_patches_per_glacier_window_on_real_rgi_outlines(tmp_path):
+    """everest_west (Landsat 7 over Khumbu, RGI 6.0 outlines: adjacent glaciers sharing
+    divides, outlines cut at the crop's edge): the per-window cut equals the whole grid's."""
+    from pathlib import Path
+    data = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "everest_west"
+    if not data.is_dir():
+        pytest.skip("../shared/data/everest_west is absent")
+    inv = Inventory.from_layer(read_layer(data / "rgi60_everest_west.gpkg"), "RGIId")
+    assert len(_same_as_whole_grid(data / "everest_west.tif", inv, 64, tmp_path)) > 150
+
+
+def test_cutting_memory_does_not_grow_with_the_raster(region, tmp_path):
+    """The same glaciers in a scene 3 x 3 times larger (no data around): peak Python-heap
+    memory while cutting patches and glacier-centred windows stays what the small scene
+    costs, against 4 bytes a pixel more for an id grid of the whole raster."""
+    import tracemalloc
+    from pathlib import Path
+    import rasterio
+    from rasterio.transform import Affine
+    big = tmp_path / "big.tif"
+    with rasterio.open(region.imagery_start) as src:
+        h, w = src.height, src.width
+        t = src.transform
+        data = np.zeros((src.count, 3 * h, 3 * w), src.dtypes[0])
+        data[:, h:2 * h, w:2 * w] = src.read()
+        prof = dict(src.profile, height=3 * h, width=3 * w,
+                    transform=Affine(t.a, t.b, t.c - w * t.a, t.d, t.e, t.f - h * t.e))
+        with rasterio.open(big, "w", **prof) as dst:
+            dst.write(data)
+            dst.descriptions = src.descriptions
+            dst.update_tags(**src.tags())
+    del data
+    inv = Inventory.from_layer(read_layer(region.inventory, "inventory"))
+    peaks, counts = [], []
+    for raster in (region.imagery_start, big):
+        tracemalloc.start()
+        ps = extract_patches([raster], inv, ["B2", "B3"], 64, cache_root=tmp_path / Path(raster).stem)
+        cut_windows([raster], inv, ["B2", "B3"], 64, 8, seed=1, glaciers=[1, 2, 3])
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        counts.append(len(ps))
+    assert counts[0] == counts[1]
+    assert peaks[1] - peaks[0] < 8 * h * w * 4 / 10, peaks
+
+
+def test_glacier_centred_windows_lie_on_the_glaciers_asked_for(region):
+    inv = Inventory.from_layer(read_layer(region.inventory, "inventory"))
+    x, y, valid = cut_windows([region.imagery_start], inv, ["B2"], 32, 12, seed=4, glaciers=[3])
+    assert x.shape == (12, 1, 32, 32) and all(label.any() for label in y)
+    again = cut_windows([region.imagery_start], inv, ["B2"], 32, 12, seed=4, glaciers=[3])
+    assert np.array_equal(x, again[0])
 
 
 def test_extract_labels_and_validity_from_scl(region):
