@@ -224,9 +224,16 @@ def fold_confusion(models, patch_folder, indices, device, *, progress: Progress)
     return total
 
 
+def segment_fold(raster, members, output, dem_path, options, *, progress: Progress):
+    """One fold's prediction of a raster (a piece of the pool): its members as one ENSEMBLE
+    run, so each tile is read and decoded once and the members go through one network call;
+    the probability written is the members' mean."""
+    return segment(raster, members[0], output, None, None, dem_path, options, progress, ensemble=members[1:])
+
+
 def _out_of_fold(rasters, inventory, folds, results, dem_path, opts, output_folder, progress, pool):
-    """Each raster predicted by every fold x member model near that fold's glaciers (pieces
-    of the pool), then composed here, pixel by pixel from the nearest glacier's fold."""
+    """Each raster predicted by every fold's models near that fold's glaciers (pieces of the
+    pool), then composed here, pixel by pixel from the nearest glacier's fold."""
     scratch = Path(tempfile.mkdtemp(prefix=".folds-", dir=output_folder))
     try:
         items, layout = [], []
@@ -239,12 +246,11 @@ def _out_of_fold(rasters, inventory, folds, results, dem_path, opts, output_fold
                 seg = SegmentOptions(tile_size=max(256, opts.patch_size * 2), overlap=opts.patch_size // 4,
                                      device=opts.device, bands=opts.mapping, mask_geometries=geoms,
                                      mask_buffer_m=MASK_BUFFER_M)
-                outs = [str(scratch / f"{j}_fold{r.fold + 1}_m{m}.tif") for m in range(len(r.members))]
-                items += [(raster, str(model), out, None, None, dem_path, seg)
-                          for model, out in zip(r.members, outs)]
-                per_fold.append(outs)
+                out = str(scratch / f"{j}_fold{r.fold + 1}.tif")
+                items.append((raster, [str(m) for m in r.members], out, dem_path, seg))
+                per_fold.append(out)
             layout.append(per_fold)
-        pool.run(segment, items, progress.sub(0.0, 0.9), gpu=opts.device == "cuda")
+        pool.run(segment_fold, items, progress.sub(0.0, 0.9), gpu=opts.device == "cuda")
         predictions = []
         for j, raster in enumerate(rasters):
             predictions.append(compose_out_of_fold(

@@ -91,3 +91,30 @@ def test_out_of_fold_composite_in_blocks_equals_one_distance_map(region, tmp_pat
     near = dist <= 300 / 10 + 2
     assert np.isnan(got[~near]).all()
     assert np.allclose(got[near], want[near].astype(np.float32))
+
+
+def test_out_of_fold_members_in_one_run_equal_the_mean_of_their_own_runs(small_region, tmp_path):
+    """2 folds x 2 members: each fold's members go through one ENSEMBLE run; the out-of-fold
+    map equals the one composed from every member segmented on its own (their mean)."""
+    from glacier_mapper_plugin.core.segmentation.crossval import MASK_BUFFER_M, _near, compose_out_of_fold
+    from glacier_mapper_plugin.core.segmentation.segment import SegmentOptions, segment
+    inv = Inventory.from_layer(read_layer(small_region.inventory, "inventory"))
+    opts = TrainOptions(patch_size=64, encoder="resnet18", epochs=1, batch_size=4, device="cpu", seed=2)
+    cv = cross_validate([small_region.imagery_start], inv, tmp_path / "cv", small_region.dem, k=2,
+                        options=opts, members=2)
+    near, crs = _near(inv, small_region.imagery_start, MASK_BUFFER_M)
+    local = inv.subset(near).to_crs(crs).geometries
+    per_fold = []
+    for r in cv.results:
+        seg = SegmentOptions(tile_size=256, overlap=16, device="cpu", mask_geometries=[
+            g for g, i in zip(local, near) if cv.folds[i] == r.fold], mask_buffer_m=MASK_BUFFER_M)
+        outs = [tmp_path / f"fold{r.fold}_m{m}.tif" for m in range(2)]
+        for model, out in zip(r.members, outs):
+            segment(small_region.imagery_start, model, out, dem_path=small_region.dem, options=seg)
+        per_fold.append(outs)
+    alone = compose_out_of_fold(small_region.imagery_start, per_fold, inv, cv.folds, tmp_path / "alone.tif",
+                                MASK_BUFFER_M)
+    with rasterio.open(cv.predictions[0]) as a, rasterio.open(alone) as b:
+        together, apart = a.read(1), b.read(1)
+    assert np.array_equal(np.isnan(together), np.isnan(apart)) and np.isfinite(together).mean() > 0.3
+    assert np.nanmax(np.abs(together - apart)) < 1e-5
