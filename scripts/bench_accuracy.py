@@ -179,6 +179,27 @@ def glacier_areas(raster: Path, inventory, masks: list[np.ndarray]):
     return rows
 
 
+def error_map(path: Path, stack: np.ndarray, truth: np.ndarray, prob: np.ndarray, threshold: float, title: str):
+    """Where the map is wrong, beside the scene and the probability: what to fix next."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rgb = stack[:3].transpose(1, 2, 0).astype(np.float32)
+    pred = prob >= threshold
+    err = np.zeros(truth.shape + (3,), np.float32)
+    err[pred & truth], err[pred & ~truth], err[~pred & truth] = (1, 1, 1), (0.9, 0.1, 0.1), (0.1, 0.6, 1)
+    fig, ax = plt.subplots(1, 3, figsize=(12, 3.6))
+    for a, (image, name) in zip(ax, [(np.clip(rgb / np.percentile(rgb, 99), 0, 1), "test part (RGB)"),
+                                     (err, "white: hit, red: false glacier, blue: missed glacier"),
+                                     (prob, f"probability ({title})")]):
+        a.imshow(image, vmin=0, vmax=1, interpolation="nearest")
+        a.set_title(name, fontsize=9)
+        a.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
+
+
 def _option(text: str):
     """KEY=VALUE -> (key, value as a number when it reads as one; features, weighting as lists)."""
     key, _, value = text.partition("=")
@@ -217,6 +238,9 @@ def main(argv=None) -> int:
     ap.add_argument("--train", nargs="*", default=[], metavar="OPTION=VALUE",
                     help="training options to change (TrainOptions fields, e.g. loss=bce schedule=constant): "
                          "an ablation")
+    ap.add_argument("--error-map", type=Path, default=None, metavar="PNG",
+                    help="write where the first seed's map is wrong (test RGB; hits, false glacier, missed "
+                         "glacier; probability) as a PNG")
     args = ap.parse_args(argv)
     if args.code:
         sys.path.insert(0, str(args.code.resolve()))
@@ -273,6 +297,11 @@ def main(argv=None) -> int:
                   f"{calibration.get('ece_before')} -> {calibration.get('ece')}; baseline "
                   f"{(result.header.metrics or {}).get('baseline')}", flush=True)
             members.append(maps[next(iter(maps))][0] >= result.header.threshold)
+            if args.error_map and len(members) == 1:
+                prob = maps[next(iter(maps))][0]
+                iou = scores(prob >= result.header.threshold, test_truth, dark)["iou"]
+                error_map(args.error_map, test_stack, test_truth, prob, result.header.threshold,
+                          f"seed {seed}, IoU {iou:.3f}")
         if len(members) > 1 and "ensemble" in inspect.signature(_core("segment").segment).parameters:
             # The seeds' models as one ensemble through segment_glaciers' ENSEMBLE: its mean scored
             # as one map (the first variant's settings; each member's own temperature).

@@ -7,9 +7,9 @@ import re
 from scripts import bench_accuracy
 
 
-def test_the_benchmark_runs_and_its_baselines_hold(shared_data, capsys):
+def test_the_benchmark_runs_and_its_baselines_hold(shared_data, capsys, tmp_path):
     assert bench_accuracy.main(["--seeds", "1", "2", "--epochs", "1", "--tta", "none", "flips",
-                                "--precision", "auto", "int8"]) == 0
+                                "--precision", "auto", "int8", "--error-map", str(tmp_path / "errors.png")]) == 0
     out = capsys.readouterr().out
     assert "train rows 0-299 (53% glacier), gap 300-339, test rows 340-654 (30% glacier)" in out
     threshold = re.search(r"\| brightness >= (\d+) \(chosen on train\) \| - \| ([\d.]+) \|", out)
@@ -28,3 +28,6 @@ def test_the_benchmark_runs_and_its_baselines_hold(shared_data, capsys):
     ensemble = re.search(r"\| Ensemble of the 2 seeds' U-Nets \(ENSEMBLE: their mean\) \| all \| ([\d.]+) \|", out)
     assert ensemble and 0.0 <= float(ensemble.group(1)) <= 1.0
     assert "lies within the members' range" in out
+    from PIL import Image
+    with Image.open(tmp_path / "errors.png") as image:  # the first seed's error map
+        assert image.size[0] > 2 * image.size[1] and len(set(image.convert("RGB").getdata())) > 50
