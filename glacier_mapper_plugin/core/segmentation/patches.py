@@ -194,39 +194,49 @@ def _pad(a, size, value):
     return np.pad(a, pad, constant_values=value)
 
 
-def glacier_windows(local: Inventory, src, margin: int):
-    """(glacier id, window, ids on that window) for each outline near the raster: its pixel
-    bounding box widened by `margin` and clipped to the raster, burnt with every outline that
-    reaches it. `local` is the inventory in the raster's CRS. One glacier's window at a time,
-    so memory follows the largest glacier, not the raster (a Sentinel-2 tile's id grid alone
-    is 0.5 GB)."""
-    from rasterio.windows import transform as window_transform
-    inverse = ~src.transform
-    for k in local.near(src.crs, tuple(src.bounds)):
-        g = local.geometries[k]
-        if g is None or g.is_empty:
-            continue
-        x0, y0, x1, y1 = g.bounds
-        cols, rows = zip(*(inverse * (x, y) for x in (x0, x1) for y in (y0, y1)))
-        r0, r1 = max(int(np.floor(min(rows))) - margin, 0), min(int(np.ceil(max(rows))) + margin, src.height)
-        c0, c1 = max(int(np.floor(min(cols))) - margin, 0), min(int(np.ceil(max(cols))) + margin, src.width)
-        if r1 <= r0 or c1 <= c0:
-            continue
-        win = Window(c0, r0, c1 - c0, r1 - r0)
-        yield int(k) + 1, win, rasterize_ids(local, src.crs, window_transform(win, src.transform), (r1 - r0, c1 - c0))
+class RasterOutlines:
+    """The outlines near one raster, in its CRS, burnt a window at a time: memory follows the
+    largest glacier, not the raster (a Sentinel-2 tile's id grid alone is 0.5 GB). Only the
+    outlines near the raster are transformed (5000 per-glacier chips must not cost 5000^2);
+    ids are those of the whole inventory (index + 1)."""
 
+    def __init__(self, inventory: Inventory, src):
+        self.src = src
+        self.near = inventory.near(src.crs, tuple(src.bounds))
+        self.local = inventory.subset(self.near).to_crs(src.crs)
+        self.lookup = np.concatenate([[0], self.near + 1]).astype(np.int32)
 
-def window_label(local: Inventory, src, row: int, col: int, height: int, width: int, near=None) -> np.ndarray:
-    """Glacier (any outline) or not on a window of the raster: sliced from `near` (a
-    (window, ids) pair from glacier_windows) when it holds the window, else burnt anew."""
-    from rasterio.windows import transform as window_transform
-    if near is not None:
-        win, ids = near
-        r, c = row - win.row_off, col - win.col_off
-        if r >= 0 and c >= 0 and r + height <= win.height and c + width <= win.width:
-            return ids[r:r + height, c:c + width] > 0
-    return rasterize_ids(local, src.crs, window_transform(Window(col, row, width, height), src.transform),
-                         (height, width)) > 0
+    def ids(self, win: Window) -> np.ndarray:
+        from rasterio.windows import transform as window_transform
+        return self.lookup[rasterize_ids(self.local, self.src.crs, window_transform(win, self.src.transform),
+                                         (int(win.height), int(win.width)))]
+
+    def glacier_windows(self, margin: int):
+        """(glacier id, window, ids on it) per outline: its pixel bounding box widened by
+        `margin`, clipped to the raster, burnt with every outline that reaches it."""
+        inverse = ~self.src.transform
+        for k, g in zip(self.near, self.local.geometries):
+            if g is None or g.is_empty:
+                continue
+            x0, y0, x1, y1 = g.bounds
+            cols, rows = zip(*(inverse * (x, y) for x in (x0, x1) for y in (y0, y1)))
+            r0 = max(int(np.floor(min(rows))) - margin, 0)
+            r1 = min(int(np.ceil(max(rows))) + margin, self.src.height)
+            c0 = max(int(np.floor(min(cols))) - margin, 0)
+            c1 = min(int(np.ceil(max(cols))) + margin, self.src.width)
+            if r1 > r0 and c1 > c0:
+                win = Window(c0, r0, c1 - c0, r1 - r0)
+                yield int(k) + 1, win, self.ids(win)
+
+    def label(self, row: int, col: int, height: int, width: int, near=None) -> np.ndarray:
+        """Glacier (any outline) or not on a window: sliced from `near` (a (window, ids) pair
+        of glacier_windows) when it holds the window, else burnt anew."""
+        if near is not None:
+            win, ids = near
+            r, c = row - win.row_off, col - win.col_off
+            if r >= 0 and c >= 0 and r + height <= win.height and c + width <= win.width:
+                return ids[r:r + height, c:c + width] > 0
+        return self.ids(Window(col, row, width, height)) > 0
 
 
 def _home_rasters(rasters, inventory: Inventory) -> np.ndarray:
@@ -237,8 +247,7 @@ def _home_rasters(rasters, inventory: Inventory) -> np.ndarray:
     most = np.zeros(len(inventory.geometries) + 1, np.int64)
     for source, path in enumerate(rasters):
         with rasterio.open(path) as src:
-            local = inventory.to_crs(src.crs)
-            for gid, _, ids in glacier_windows(local, src, 0):
+            for gid, _, ids in RasterOutlines(inventory, src).glacier_windows(0):
                 n = int((ids == gid).sum())  # this chip's part of the glacier only
                 if n > most[gid]:  # ties: the first raster
                     home[gid], most[gid] = source, n
@@ -308,13 +317,13 @@ def _cut(writer, rasters, inventory, bands, patch_size, dem_path, mapping, quali
                 raise ValueError(f"INPUT {path}: imagery must be in a metric CRS (UTM), not {src.crs}")
             readers = band_readers(stack, src, bands, mapping, dem_path, progress)
             qband = quality_band(src, quality)
-            local = inventory.to_crs(src.crs)
+            outlines = RasterOutlines(inventory, src)
             wanted = None if glaciers is None else set(int(g) for g in glaciers)
             if home is not None:  # each glacier sampled once, where most of it is
                 mine = set(np.nonzero(home == source)[0].tolist()) - {0}
                 wanted = mine if wanted is None else mine & wanted
             cut, on = 0, set()
-            for gid, win, ids in glacier_windows(local, src, patch_size):
+            for gid, win, ids in outlines.glacier_windows(patch_size):
                 if wanted is not None and gid not in wanted:
                     continue
                 for r, c in glacier_centres(ids, gid, patch_size, (win.row_off, win.col_off)):
@@ -322,7 +331,7 @@ def _cut(writer, rasters, inventory, bands, patch_size, dem_path, mapping, quali
                         progress.check()
                     p = Patch(source, patch_origin(r, patch_size, src.height),
                               patch_origin(c, patch_size, src.width), gid)
-                    x, label, valid = _read_window(src, readers, qband, local, bands, features, p.row,
+                    x, label, valid = _read_window(src, readers, qband, outlines, bands, features, p.row,
                                                    p.col, patch_size, (win, ids))
                     writer.add(x, label, valid, p)
                     cut, on = cut + 1, on | {gid}
@@ -330,9 +339,10 @@ def _cut(writer, rasters, inventory, bands, patch_size, dem_path, mapping, quali
                 progress.info(f"{path}: {cut} patches on {len(on)} glaciers")
 
 
-def _read_window(src, readers, qband, local, bands, features, row: int, col: int, size: int, near=None):
+def _read_window(src, readers, qband, outlines: RasterOutlines, bands, features, row: int, col: int, size: int,
+                 near=None):
     """(x, label, valid) of the size x size window at (row, col), decoded as segment decodes
-    it and padded (invalid) where it passes the raster's edge; `near`: window_label's."""
+    it and padded (invalid) where it passes the raster's edge; `near`: RasterOutlines.label's."""
     win = Window(col, row, min(size, src.width - col), min(size, src.height - row))
     x = np.empty((len(readers), win.height, win.width), np.float32)
     invalid = np.zeros((win.height, win.width), bool)
@@ -343,7 +353,7 @@ def _read_window(src, readers, qband, local, bands, features, row: int, col: int
         x = np.concatenate([x, derive(x, bands, features, abs(src.transform.a))])
     if qband is not None:
         invalid |= masked_from_quality(src.read(qband, window=win))
-    label = window_label(local, src, row, col, win.height, win.width, near)
+    label = outlines.label(row, col, win.height, win.width, near)
     return _pad(x, size, 0.0), _pad(label.astype(np.uint8), size, 0), _pad(~invalid, size, False)
 
 
@@ -362,21 +372,21 @@ def cut_windows(rasters, inventory: Inventory, bands, size: int, count: int, see
             src = stack.enter_context(rasterio.open(path))
             readers = band_readers(stack, src, bands, mapping, dem_path, None)
             qband = quality_band(src, quality)
-            local = inventory.to_crs(src.crs)
+            outlines = RasterOutlines(inventory, src)
             if glaciers is not None:
-                origins = _glacier_pixels(local, src, set(int(g) for g in glaciers), n, rng)
+                origins = _glacier_pixels(outlines, set(int(g) for g in glaciers), n, rng)
                 origins = [(patch_origin(r, size, src.height), patch_origin(c, size, src.width)) for r, c in origins]
             else:
                 origins = [(int(rng.integers(max(src.height - size, 0) + 1)),
                             int(rng.integers(max(src.width - size, 0) + 1))) for _ in range(n)]
-            out += [_read_window(src, readers, qband, local, bands, features, r, c, size) for r, c in origins]
+            out += [_read_window(src, readers, qband, outlines, bands, features, r, c, size) for r, c in origins]
     return tuple(np.stack(a) for a in zip(*out)) if out else None
 
 
-def _glacier_pixels(local: Inventory, src, glaciers: set, n: int, rng) -> list[tuple[int, int]]:
+def _glacier_pixels(outlines: RasterOutlines, glaciers: set, n: int, rng) -> list[tuple[int, int]]:
     """`n` pixels (row, col) drawn uniformly from the pixels of `glaciers` on the raster, in
     two passes over the glaciers' windows (count, then pick), so no raster-sized array."""
-    counts = [(gid, int((ids == gid).sum())) for gid, _, ids in glacier_windows(local, src, 0) if gid in glaciers]
+    counts = [(gid, int((ids == gid).sum())) for gid, _, ids in outlines.glacier_windows(0) if gid in glaciers]
     total = sum(c for _, c in counts)
     if total == 0:
         return []
@@ -384,7 +394,7 @@ def _glacier_pixels(local: Inventory, src, glaciers: set, n: int, rng) -> list[t
     starts = dict(zip([g for g, _ in counts], np.cumsum([0] + [c for _, c in counts])[:-1]))
     mine = {gid: picks[(picks >= starts[gid]) & (picks < starts[gid] + c)] - starts[gid] for gid, c in counts}
     found = []
-    for gid, win, ids in glacier_windows(local, src, 0):
+    for gid, win, ids in outlines.glacier_windows(0):
         if len(mine.get(gid, ())):
             rows, cols = np.nonzero(ids == gid)
             found += [(int(rows[k]) + win.row_off, int(cols[k]) + win.col_off) for k in mine[gid]]

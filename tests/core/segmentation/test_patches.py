@@ -218,3 +218,25 @@ def test_band_statistics_merge_exactly():
     mean, std = band_statistics(moments)
     allv = np.concatenate(parts)
     assert mean[0] == pytest.approx(allv.mean(), rel=1e-12) and std[0] == pytest.approx(allv.std(), rel=1e-12)
+
+
+def test_only_the_outlines_near_a_raster_are_transformed(region, tmp_path, monkeypatch):
+    """An inventory of the region's glaciers plus 400 far away (a whole RGI region beside a
+    chip): cutting transforms the near ones only, and cuts the same patches."""
+    from shapely.affinity import translate
+    inv = Inventory.from_layer(read_layer(region.inventory, "inventory"))
+    far = [translate(inv.geometries[k % len(inv.geometries)], 50_000 + 3_000 * (k % 20), 60_000 + 3_000 * (k // 20))
+           for k in range(400)]
+    big = Inventory(list(inv.ids) + [f"far{k}" for k in range(400)], list(inv.geometries) + far, inv.crs)
+    transformed = []
+    original = Inventory.to_crs
+
+    def counting(self, crs):
+        transformed.append(len(self.geometries))
+        return original(self, crs)
+
+    monkeypatch.setattr(Inventory, "to_crs", counting)
+    ps = extract_patches([region.imagery_start], big.to_crs("EPSG:4326"), ["B2"], 64, cache_root=tmp_path / "a")
+    assert max(transformed[1:]) <= len(inv.geometries)
+    monkeypatch.undo()
+    assert ps.patches == extract_patches([region.imagery_start], inv, ["B2"], 64, cache_root=tmp_path / "b").patches
