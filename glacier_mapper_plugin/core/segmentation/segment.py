@@ -891,15 +891,36 @@ def segment(input_path, model_path, probability_path, mask_path=None, polygons_p
                          time.perf_counter() - t0, net.backend)
 
 
+POLYGON_ROWS = 1024  # rows of the mask polygonised at once: 11 MB of a 10980 px wide mask
+
+
 def polygonise(mask_path, polygons_path, min_area_km2=0.0, simplify_m=0.0) -> Path:
-    """Glacier polygons from a mask raster: area on the ellipsoid, optional filters."""
+    """Glacier polygons (8-connected bodies of the mask): area on the ellipsoid, optional
+    filters. The mask is polygonised in blocks of rows, so memory follows a block and the
+    bodies still open, not the raster: a body that reaches a block's lower edge is held back
+    and joined with the parts of the next block that touch it (rasterio.features.shapes
+    polygonises one array; no library carries bodies across blocks). Parts are joined in
+    pixel coordinates, where the shared edges are exact integers, then placed on the map."""
     from rasterio import features
+    from shapely import affinity, union_all
+    from rasterio.transform import Affine
     with rasterio.open(mask_path) as src:
-        mask = src.read(1)
-        crs, transform = src.crs.to_wkt(), src.transform
+        crs, transform, height, width = src.crs.to_wkt(), src.transform, src.height, src.width
+        bodies, open_ = [], []
+        for r0 in range(0, height, POLYGON_ROWS):
+            rows = min(POLYGON_ROWS, height - r0)
+            mask = src.read(1, window=Window(0, r0, width, rows))
+            parts = [shape(g) for g, _ in features.shapes(mask, mask=mask == 1, connectivity=8,
+                                                          transform=Affine.translation(0, r0))]
+            del mask
+            joined = _join_at_seam(open_, parts, r0, union_all)
+            last = r0 + rows >= height
+            open_ = [g for g in joined if not last and g.bounds[3] >= r0 + rows]
+            bodies += [g for g in joined if last or g.bounds[3] < r0 + rows]
     geoms, records = [], []
-    for geom, _ in features.shapes(mask, mask=mask == 1, transform=transform, connectivity=8):
-        poly = shape(geom)
+    a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
+    for body in bodies:
+        poly = affinity.affine_transform(body, [a, b, d, e, c, f])
         if simplify_m > 0:
             poly = poly.simplify(simplify_m, preserve_topology=True)
         area = ellipsoidal_area_km2(poly, crs)
@@ -909,6 +930,30 @@ def polygonise(mask_path, polygons_path, min_area_km2=0.0, simplify_m=0.0) -> Pa
         records.append(dict(id=len(records) + 1, area_km2=area))
     return write_gpkg(polygons_path, [VectorLayer("glaciers", crs, geoms, records,
                                                   fields={"id": int, "area_km2": float})])
+
+
+def _join_at_seam(open_, parts, seam: int, union_all) -> list:
+    """The bodies after a block: each open body (from above the seam) joined with every part
+    below that touches it, transitively (a part may join two open bodies; corners count,
+    as in 8-connectivity); untouched open bodies and parts come back as they are."""
+    if not open_:
+        return parts
+    tree = STRtree(open_)
+    parent = list(range(len(open_) + len(parts)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+    for j, part in enumerate(parts):
+        if part.bounds[1] <= seam:  # reaches the seam
+            for i in tree.query(part, predicate="intersects"):
+                parent[root(len(open_) + j)] = root(int(i))
+    groups: dict[int, list] = {}
+    for k, g in enumerate(list(open_) + list(parts)):
+        groups.setdefault(root(k), []).append(g)
+    return [g[0] if len(g) == 1 else union_all(g) for g in groups.values()]
 
 
 # --------------------------------------------------------------------------- on a cluster

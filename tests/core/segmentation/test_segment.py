@@ -466,3 +466,92 @@ def test_calibration_changes_the_probability_not_the_mask(region, untrained_mode
     assert a.tiles == 1 and ok.mean() > 0.3
     np.testing.assert_allclose(pb[ok], 1 / (1 + np.exp(-logit / 3.0)), atol=1e-4)  # float32 logits
     assert np.array_equal(_read(a.mask)[0], _read(b.mask)[0])
+
+
+def _mask_raster(path, mask):
+    from rasterio.transform import from_origin
+    with rasterio.open(path, "w", driver="GTiff", width=mask.shape[1], height=mask.shape[0], count=1,
+                       dtype="uint8", crs="EPSG:32632", transform=from_origin(600000.0, 5200000.0, 10.0, 10.0),
+                       nodata=255) as dst:
+        dst.write(mask, 1)
+    return path
+
+
+def _bodies_at_once(path):
+    """The reference: the whole mask polygonised in one call (8-connected), as before blocks."""
+    from rasterio import features
+    from shapely.geometry import shape as to_shape
+    with rasterio.open(path) as src:
+        mask = src.read(1)
+        return [to_shape(g) for g, _ in features.shapes(mask, mask=mask == 1, transform=src.transform,
+                                                         connectivity=8)]
+
+
+def _polygonised_in_blocks(path, out, rows, **kw):
+    from glacier_mapper_plugin.core.segmentation import segment as module
+    saved = module.POLYGON_ROWS
+    try:
+        module.POLYGON_ROWS = rows
+        return read_layer(module.polygonise(path, out, **kw))
+    finally:
+        module.POLYGON_ROWS = saved
+
+
+def _same_bodies(layer, reference):
+    from shapely import union_all
+    assert len(layer.geometries) == len(reference)
+    assert np.allclose(sorted(g.area for g in layer.geometries), sorted(g.area for g in reference), rtol=1e-9)
+    a, b = union_all(layer.geometries), union_all(reference)
+    assert a.symmetric_difference(b).area < 1e-6 * b.area
+    assert sorted(r["id"] for r in layer.records) == list(range(1, len(reference) + 1))
+
+
+def test_polygons_in_blocks_of_rows_are_the_bodies_of_the_whole_mask(tmp_path):
+    """Bodies that cross many seams: a glacier with a nunatak (a hole) across a seam, a U
+    whose two arms are separate above a seam and one body below it, a chain linked only
+    corner to corner across seams (8-connectivity), single pixels, bodies on the raster's edges."""
+    mask = np.zeros((40, 30), np.uint8)
+    mask[2:20, 2:12] = 1
+    mask[8:12, 5:8] = 0            # nunatak
+    mask[0:15, 15:17] = 1          # the U's arms
+    mask[0:15, 20:22] = 1
+    mask[15:18, 15:22] = 1         # its base
+    for k in range(8):             # a diagonal staircase: corner contacts only
+        mask[22 + k, 3 + k] = 1
+    mask[26, 28] = mask[39, 0] = 1
+    mask[30:40, 20:30] = 1         # in the lower right corner
+    mask[25, 25] = 255             # no data is not glacier
+    path = _mask_raster(tmp_path / "mask.tif", mask)
+    reference = _bodies_at_once(path)
+    assert len(reference) == 6
+    for rows in (1, 2, 3, 5, 9, 10, 40, 1024):
+        _same_bodies(_polygonised_in_blocks(path, tmp_path / f"g{rows}.gpkg", rows), reference)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(1, 33), cover=st.floats(0.3, 0.7))
+def test_polygons_in_blocks_hold_for_any_mask_and_block_height(tmp_path_factory, seed, rows, cover):
+    from scipy import ndimage
+    noise = ndimage.gaussian_filter(np.random.default_rng(seed).random((48, 37)), 1.5)
+    mask = (noise > np.quantile(noise, 1 - cover)).astype(np.uint8)
+    folder = tmp_path_factory.mktemp("blocks")
+    path = _mask_raster(folder / "mask.tif", mask)
+    _same_bodies(_polygonised_in_blocks(path, folder / "g.gpkg", rows), _bodies_at_once(path))
+
+
+def test_polygonising_memory_does_not_grow_with_the_raster(tmp_path):
+    """A mask 20 times taller with the same glaciers at its top: peak Python-heap memory of
+    polygonising stays that of a block, not the mask."""
+    import tracemalloc
+    mask = np.zeros((3000, 800), np.uint8)
+    mask[10:90, 10:300] = 1
+    small = _mask_raster(tmp_path / "small.tif", mask[:150])
+    tall = _mask_raster(tmp_path / "tall.tif", mask)
+    peaks, counts = [], []
+    for path in (small, tall):
+        tracemalloc.start()
+        counts.append(len(_polygonised_in_blocks(path, tmp_path / f"{path.stem}.gpkg", 100).geometries))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert counts == [1, 1]
+    assert peaks[1] < mask.nbytes / 5, (peaks, mask.nbytes)
