@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import rasterio
 
-from ..segmentation.evaluate import BLOCK_ROWS, kind_from_blocks, prediction_kind, read_prediction
+from ..segmentation.evaluate import kind_from_blocks, prediction_kind, read_prediction
 from ..geodesy import ellipsoidal_area_km2
 from ..imagery.quality import masked_from_quality, quality_band
 from ..inventories import decimal_year
@@ -202,6 +202,9 @@ def raster_year(src) -> float | None:
         return None
 
 
+COUNT_ROWS = 256  # rows counted at once: a 10980 px wide block of a float32 map is 11 MB
+
+
 def count_pixels(prediction, index: InventoryIndex, quality_raster=None, quality="auto",
                  threshold=0.5, parameter="START") -> DateCounts:
     """Outline, masked and predicted pixel counts of the glaciers near one prediction raster
@@ -243,8 +246,8 @@ def count_pixels(prediction, index: InventoryIndex, quality_raster=None, quality
             year = year if year is not None else raster_year(q)
         n = len(near) + 1
         pixels, masked_n, predicted = (np.zeros(n, np.int64) for _ in range(3))
-        for r0 in range(0, src.height, BLOCK_ROWS) if len(near) else ():
-            win = Window(0, r0, src.width, min(BLOCK_ROWS, src.height - r0))
+        for r0 in range(0, src.height, COUNT_ROWS) if len(near) else ():
+            win = Window(0, r0, src.width, min(COUNT_ROWS, src.height - r0))
             local = rasterize_ids(sub, src.crs, window_transform(win, src.transform), (win.height, win.width))
             inside = local > 0
             if not inside.any():

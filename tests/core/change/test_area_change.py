@@ -520,12 +520,12 @@ def test_counting_in_blocks_of_rows_changes_nothing(tmp_path_factory, rows):
     inv, prob, scl = _cloudy_case(folder)
     index = module.InventoryIndex(inv)
     whole = module.count_pixels(prob, index, scl, threshold=0.5)
-    saved = module.BLOCK_ROWS
+    saved = module.COUNT_ROWS
     try:
-        module.BLOCK_ROWS = rows
+        module.COUNT_ROWS = rows
         blocks = module.count_pixels(prob, index, scl, threshold=0.5)
     finally:
-        module.BLOCK_ROWS = saved
+        module.COUNT_ROWS = saved
     for name in ("pixels", "masked", "predicted", "outside"):
         assert np.array_equal(getattr(whole, name), getattr(blocks, name)), name
     assert whole.masked.sum() > 0 and whole.outside.sum() > 0 and whole.predicted.sum() > 0
@@ -546,15 +546,15 @@ def test_counting_memory_does_not_grow_with_the_raster(tmp_path):
     del tall
     index = module.InventoryIndex(inv)
     peaks, counts = [], []
-    saved = module.BLOCK_ROWS
+    saved = module.COUNT_ROWS
     try:
-        module.BLOCK_ROWS = 30  # a block is 1/90 of the raster
+        module.COUNT_ROWS = 30  # a block is 1/90 of the raster
         for raster in (small, big):
             tracemalloc.start()
             counts.append(module.count_pixels(raster, index, threshold=0.5).predicted)
             peaks.append(tracemalloc.get_traced_memory()[1])
             tracemalloc.stop()
     finally:
-        module.BLOCK_ROWS = saved
+        module.COUNT_ROWS = saved
     assert np.array_equal(counts[0], counts[1])
     assert peaks[1] < size / 10, (peaks, size)
