@@ -50,7 +50,8 @@ def embed(small: Path, big: Path, size: int, dtype=None) -> Path:
 
 
 def peak_rss_mb() -> float:
-    """VmHWM: this process's peak RSS since its exec (ru_maxrss would carry the parent's)."""
+    """VmHWM: this process's peak RSS since its exec (ru_maxrss would carry the parent's).
+    Linux's /proc: the benchmark runs where the project's CI and clusters run."""
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
 
