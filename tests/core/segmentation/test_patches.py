@@ -48,9 +48,8 @@ def _whole_grid_patches(raster, inv, size, glaciers=None):
     return patches, ids
 
 
-def _same_as_whole_grid(raster, inv, size, tmp_path, glaciers=None):
-    ps = extract_patches([raster], inv, ["B2"] if "everest" not in str(raster) else ["RED"], size,
-                         glaciers=glaciers, cache_root=tmp_path / "cache")
+def _same_as_whole_grid(raster, inv, size, tmp_path, glaciers=None, bands=("B2",)):
+    ps = extract_patches([raster], inv, list(bands), size, glaciers=glaciers, cache_root=tmp_path / "cache")
     expected, ids = _whole_grid_patches(raster, inv, size, glaciers)
     assert ps.patches == expected
     _, y, _ = ps.arrays(range(len(ps)))
@@ -69,15 +68,12 @@ def test_patches_per_glacier_window_equal_those_of_the_whole_grid(region, tmp_pa
     assert {p.glacier for p in subset.patches} == {2, 5}
 
 
-def test_patches_per_glacier_window_on_real_rgi_outlines(tmp_path):
+def test_patches_per_glacier_window_on_real_rgi_outlines(shared_data, tmp_path):
     """everest_west (Landsat 7 over Khumbu, RGI 6.0 outlines: adjacent glaciers sharing
     divides, outlines cut at the crop's edge): the per-window cut equals the whole grid's."""
-    from pathlib import Path
-    data = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "everest_west"
-    if not data.is_dir():
-        pytest.skip("../shared/data/everest_west is absent")
+    data = shared_data / "everest_west"
     inv = Inventory.from_layer(read_layer(data / "rgi60_everest_west.gpkg"), "RGIId")
-    assert len(_same_as_whole_grid(data / "everest_west.tif", inv, 64, tmp_path)) > 150
+    assert len(_same_as_whole_grid(data / "everest_west.tif", inv, 64, tmp_path, bands=["RED"])) > 150
 
 
 def test_cutting_memory_does_not_grow_with_the_raster(region, tmp_path):
