@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.windows import Window
-from shapely import STRtree
+from shapely import STRtree, union_all
 from shapely.geometry import box, shape
 
 from ..imagery.bands import band_readers
@@ -902,7 +902,7 @@ def polygonise(mask_path, polygons_path, min_area_km2=0.0, simplify_m=0.0) -> Pa
     polygonises one array; no library carries bodies across blocks). Parts are joined in
     pixel coordinates, where the shared edges are exact integers, then placed on the map."""
     from rasterio import features
-    from shapely import affinity, union_all
+    from shapely import affinity
     from rasterio.transform import Affine
     with rasterio.open(mask_path) as src:
         crs, transform, height, width = src.crs.to_wkt(), src.transform, src.height, src.width
@@ -913,7 +913,7 @@ def polygonise(mask_path, polygons_path, min_area_km2=0.0, simplify_m=0.0) -> Pa
             parts = [shape(g) for g, _ in features.shapes(mask, mask=mask == 1, connectivity=8,
                                                           transform=Affine.translation(0, r0))]
             del mask
-            joined = _join_at_seam(open_, parts, r0, union_all)
+            joined = _join_at_seam(open_, parts, r0)
             last = r0 + rows >= height
             open_ = [g for g in joined if not last and g.bounds[3] >= r0 + rows]
             bodies += [g for g in joined if last or g.bounds[3] < r0 + rows]
@@ -932,27 +932,23 @@ def polygonise(mask_path, polygons_path, min_area_km2=0.0, simplify_m=0.0) -> Pa
                                                   fields={"id": int, "area_km2": float})])
 
 
-def _join_at_seam(open_, parts, seam: int, union_all) -> list:
+def _join_at_seam(open_, parts, seam: int) -> list:
     """The bodies after a block: each open body (from above the seam) joined with every part
     below that touches it, transitively (a part may join two open bodies; corners count,
     as in 8-connectivity); untouched open bodies and parts come back as they are."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
     if not open_:
         return parts
     tree = STRtree(open_)
-    parent = list(range(len(open_) + len(parts)))
-
-    def root(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-    for j, part in enumerate(parts):
-        if part.bounds[1] <= seam:  # reaches the seam
-            for i in tree.query(part, predicate="intersects"):
-                parent[root(len(open_) + j)] = root(int(i))
+    edges = [(int(i), len(open_) + j) for j, part in enumerate(parts) if part.bounds[1] <= seam  # reaches it
+             for i in tree.query(part, predicate="intersects")]
+    n = len(open_) + len(parts)
+    rows, cols = zip(*edges) if edges else ((), ())
+    _, label = connected_components(coo_matrix((np.ones(len(edges)), (rows, cols)), shape=(n, n)), directed=False)
     groups: dict[int, list] = {}
     for k, g in enumerate(list(open_) + list(parts)):
-        groups.setdefault(root(k), []).append(g)
+        groups.setdefault(int(label[k]), []).append(g)
     return [g[0] if len(g) == 1 else union_all(g) for g in groups.values()]
 
 
