@@ -211,12 +211,13 @@ class RasterOutlines:
         return self.lookup[rasterize_ids(self.local, self.src.crs, window_transform(win, self.src.transform),
                                          (int(win.height), int(win.width)))]
 
-    def glacier_windows(self, margin: int):
-        """(glacier id, window, ids on it) per outline: its pixel bounding box widened by
-        `margin`, clipped to the raster, burnt with every outline that reaches it."""
+    def glacier_windows(self, margin: int, only=None):
+        """(glacier id, window, ids on it) per outline (or per glacier id in `only`): its pixel
+        bounding box widened by `margin`, clipped to the raster, burnt with every outline
+        that reaches it."""
         inverse = ~self.src.transform
         for k, g in zip(self.near, self.local.geometries):
-            if g is None or g.is_empty:
+            if g is None or g.is_empty or (only is not None and int(k) + 1 not in only):
                 continue
             x0, y0, x1, y1 = g.bounds
             cols, rows = zip(*(inverse * (x, y) for x in (x0, x1) for y in (y0, y1)))
@@ -323,9 +324,7 @@ def _cut(writer, rasters, inventory, bands, patch_size, dem_path, mapping, quali
                 mine = set(np.nonzero(home == source)[0].tolist()) - {0}
                 wanted = mine if wanted is None else mine & wanted
             cut, on = 0, set()
-            for gid, win, ids in outlines.glacier_windows(patch_size):
-                if wanted is not None and gid not in wanted:
-                    continue
+            for gid, win, ids in outlines.glacier_windows(patch_size, wanted):
                 for r, c in glacier_centres(ids, gid, patch_size, (win.row_off, win.col_off)):
                     if progress is not None:
                         progress.check()
@@ -386,7 +385,7 @@ def cut_windows(rasters, inventory: Inventory, bands, size: int, count: int, see
 def _glacier_pixels(outlines: RasterOutlines, glaciers: set, n: int, rng) -> list[tuple[int, int]]:
     """`n` pixels (row, col) drawn uniformly from the pixels of `glaciers` on the raster, in
     two passes over the glaciers' windows (count, then pick), so no raster-sized array."""
-    counts = [(gid, int((ids == gid).sum())) for gid, _, ids in outlines.glacier_windows(0) if gid in glaciers]
+    counts = [(gid, int((ids == gid).sum())) for gid, _, ids in outlines.glacier_windows(0, glaciers)]
     total = sum(c for _, c in counts)
     if total == 0:
         return []
@@ -394,8 +393,7 @@ def _glacier_pixels(outlines: RasterOutlines, glaciers: set, n: int, rng) -> lis
     starts = dict(zip([g for g, _ in counts], np.cumsum([0] + [c for _, c in counts])[:-1]))
     mine = {gid: picks[(picks >= starts[gid]) & (picks < starts[gid] + c)] - starts[gid] for gid, c in counts}
     found = []
-    for gid, win, ids in outlines.glacier_windows(0):
-        if len(mine.get(gid, ())):
-            rows, cols = np.nonzero(ids == gid)
-            found += [(int(rows[k]) + win.row_off, int(cols[k]) + win.col_off) for k in mine[gid]]
+    for gid, win, ids in outlines.glacier_windows(0, {g for g, k in mine.items() if len(k)}):
+        rows, cols = np.nonzero(ids == gid)
+        found += [(int(rows[k]) + win.row_off, int(cols[k]) + win.col_off) for k in mine[gid]]
     return found
