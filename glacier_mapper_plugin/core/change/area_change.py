@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import rasterio
 
-from ..segmentation.evaluate import kind_from_blocks, prediction_kind, read_prediction
+from ..segmentation.evaluate import kind_from_blocks, read_prediction
 from ..geodesy import ellipsoidal_area_km2
 from ..imagery.quality import masked_from_quality, quality_band
 from ..inventories import decimal_year
@@ -215,8 +215,6 @@ def count_pixels(prediction, index: InventoryIndex, quality_raster=None, quality
         src = stack.enter_context(rasterio.open(prediction))
         if src.crs is None or src.crs.is_geographic:
             raise ValueError(f"{prediction}: predictions must be in a metric CRS")
-        if src.count != 1:  # the error that names the bands
-            prediction_kind(src, np.zeros(1), np.ones(1, bool), parameter)
         kind = kind_from_blocks(src, parameter)
         near = index.near(src)
         sub = index.inventory.subset(near).to_crs(src.crs.to_wkt())

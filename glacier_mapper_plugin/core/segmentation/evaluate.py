@@ -95,6 +95,8 @@ BLOCK_ROWS = 1024  # rows per piece: the distance transform of a 10980 px wide b
 
 def kind_from_blocks(src, parameter="PREDICTION") -> str:
     """The kind of the prediction from the range of all its valid values, read block by block."""
+    if src.count != 1:
+        prediction_kind(src, np.zeros(1), np.ones(1, bool), parameter)  # the error that names the bands
     lo, hi = np.inf, -np.inf
     for _, win in src.block_windows(1):
         band = src.read(1, masked=True, window=win)
@@ -161,8 +163,6 @@ def evaluate(prediction, inventory: Inventory, quality_raster=None, quality="aut
     with rasterio.open(prediction) as src:
         if src.crs is None or src.crs.is_geographic:
             raise ValueError("PREDICTION must be in a metric CRS (the one segment_glaciers wrote)")
-        if src.count != 1:
-            prediction_kind(src, np.zeros(1), np.ones(1, bool))  # the error that names the bands
         require_overlap(inventory, [(src.crs, src.bounds)], "PREDICTION")
         kind = kind_from_blocks(src)
         crs, transform, shape = src.crs, src.transform, (src.height, src.width)
